@@ -1,0 +1,44 @@
+/**
+ * Stable error codes. Callers and logs match on `err.code`, never on the message text.
+ */
+export const ErrorCodes = {
+  /** An option or config value is out of range or of the wrong type. */
+  INVALID_OPTION: 'CALLMOOD_ERR_INVALID_OPTION',
+  /** Samples that are NaN or infinite, or a buffer whose length does not fit its sample format. */
+  INVALID_AUDIO: 'CALLMOOD_ERR_INVALID_AUDIO',
+  /** Input that holds no audio at all. */
+  EMPTY_AUDIO: 'CALLMOOD_ERR_EMPTY_AUDIO',
+  /** A sample rate the component does not handle. */
+  UNSUPPORTED_RATE: 'CALLMOOD_ERR_UNSUPPORTED_RATE',
+  /** A channel count the component does not handle. */
+  UNSUPPORTED_CHANNELS: 'CALLMOOD_ERR_UNSUPPORTED_CHANNELS',
+  /** A file or stream format (container, codec, bit depth) that is not supported. */
+  UNSUPPORTED_FORMAT: 'CALLMOOD_ERR_UNSUPPORTED_FORMAT',
+  /** A file that claims a supported format but is damaged or cut short. */
+  CORRUPT_FILE: 'CALLMOOD_ERR_CORRUPT_FILE',
+  /** A file that cannot be opened or read. */
+  FILE_READ: 'CALLMOOD_ERR_FILE_READ',
+  /** A stream used after `close()`. */
+  CLOSED: 'CALLMOOD_ERR_CLOSED',
+} as const;
+
+/** One of the stable `CALLMOOD_ERR_*` codes. */
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+/**
+ * The one error class callmood throws. `code` is stable; `permanent` says whether retrying the same input can
+ * succeed (a corrupt file never will; a file system hiccup might).
+ */
+export class CallmoodError extends Error {
+  /** Stable code, e.g. `CALLMOOD_ERR_INVALID_AUDIO`. */
+  readonly code: ErrorCode;
+  /** True when retrying with the same input cannot succeed. */
+  readonly permanent: boolean;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; permanent?: boolean } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'CallmoodError';
+    this.code = code;
+    this.permanent = options.permanent ?? true;
+  }
+}
