@@ -1,0 +1,254 @@
+/**
+ * The one MFCC / log-mel implementation: streaming. Push samples in chunks of any size and each frame comes out as
+ * soon as its window is complete; batch is pushing a whole clip and flushing. Per frame it allocates nothing.
+ */
+import { CallmoodError, ErrorCodes } from '../errors.js';
+import { assertFiniteSamples } from '../audio/validate.js';
+import { featureDims, frameCount, resolveFeatureConfig, type FeatureConfig } from './config.js';
+import { DeltaStage } from './deltas.js';
+import { RealFft } from './fft.js';
+import { melFilterbank, type MelFilterbank } from './mel.js';
+
+/** Receives each frame's features. `features` is reused for the next frame: copy it to keep it. */
+export type FrameCallback = (features: Float32Array, frameIndex: number) => void;
+
+function makeWindow(c: FeatureConfig): Float64Array {
+  const w = new Float64Array(c.winLength);
+  const n = c.winLength - 1;
+  for (let i = 0; i < c.winLength; i++) {
+    const cos = Math.cos((2 * Math.PI * i) / n);
+    w[i] = c.window === 'hamming' ? 0.54 - 0.46 * cos : 0.5 - 0.5 * cos;
+  }
+  return w;
+}
+
+/**
+ * Orthonormal DCT-II (nMfcc × nMels) with the lifter folded in, split by symmetry: row k is even about the middle
+ * of the mel axis for even k and odd for odd k, so each row needs only ⌈nMels/2⌉ products of the folded sums
+ * L[m] + L[N−1−m] (even k) or differences L[m] − L[N−1−m] (odd k). Rows are stored over that half.
+ */
+function makeDct(c: FeatureConfig): Float64Array {
+  const { nMels, nMfcc, lifter } = c;
+  const halfM = Math.ceil(nMels / 2);
+  const dct = new Float64Array(nMfcc * halfM);
+  for (let k = 0; k < nMfcc; k++) {
+    const scale = (k === 0 ? Math.sqrt(1 / nMels) : Math.sqrt(2 / nMels)) *
+      (lifter > 0 ? 1 + (lifter / 2) * Math.sin((Math.PI * k) / lifter) : 1);
+    for (let m = 0; m < halfM; m++) {
+      // The middle element of an odd-length axis is not folded with itself: halve its weight in the even sum.
+      const self = nMels % 2 === 1 && m === halfM - 1 ? 0.5 : 1;
+      dct[k * halfM + m] = self * scale * Math.cos((Math.PI / nMels) * (m + 0.5) * k);
+    }
+  }
+  return dct;
+}
+
+/**
+ * Pure per-frame stage: windowed frame → log-mel (and cepstra). Stateless between frames; owns its scratch.
+ */
+export class FrameAnalyzer {
+  /** Static values per frame (nMfcc for `mfcc`, nMels for `logmel`). */
+  readonly staticDims: number;
+  private readonly window: Float64Array;
+  private readonly fft: RealFft;
+  private readonly fb: MelFilterbank;
+  private readonly dct: Float64Array;
+  private readonly power: Float64Array;
+  private readonly logMel: Float64Array;
+  /** Folded log-mel: sums in the first half, differences in the second (see makeDct). */
+  private readonly folded: Float64Array;
+
+  constructor(readonly config: Readonly<FeatureConfig>) {
+    this.window = makeWindow(config);
+    this.fft = new RealFft(config.nFft);
+    this.fb = melFilterbank(config);
+    this.dct = makeDct(config);
+    this.staticDims = config.kind === 'mfcc' ? config.nMfcc : config.nMels;
+    this.power = new Float64Array(this.fft.bins);
+    this.logMel = new Float64Array(config.nMels);
+    this.folded = new Float64Array(2 * Math.ceil(config.nMels / 2));
+  }
+
+  /** `frame`: winLength pre-emphasised samples starting at `offset`. Writes staticDims values to `out`. */
+  analyze(frame: Float64Array, offset: number, out: Float64Array): void {
+    const { window, power, logMel, fb, config } = this;
+    this.fft.power(frame, offset, window, window.length, power, fb.binLo, fb.binHi);
+    const floor = config.logFloor;
+    const { start, length, offset: wOff, weights } = fb;
+    for (let m = 0; m < logMel.length; m++) {
+      let e = 0;
+      const s = start[m];
+      const o = wOff[m];
+      for (let j = 0, n = length[m]; j < n; j++) e += power[s + j] * weights[o + j];
+      logMel[m] = Math.log(e > floor ? e : floor);
+    }
+    if (config.kind === 'logmel') {
+      out.set(logMel);
+      return;
+    }
+    const { dct, folded } = this;
+    const nMels = logMel.length;
+    const halfM = folded.length >> 1;
+    for (let m = 0; m < halfM; m++) {
+      const a = logMel[m];
+      const b = logMel[nMels - 1 - m];
+      folded[m] = a + b;
+      folded[halfM + m] = a - b;
+    }
+    for (let k = 0; k < this.staticDims; k++) {
+      let acc = 0;
+      const row = k * halfM;
+      const src = (k & 1) * halfM;
+      for (let m = 0; m < halfM; m++) acc += dct[row + m] * folded[src + m];
+      out[k] = acc;
+    }
+  }
+}
+
+/**
+ * Streaming features for one audio stream (one call track, one clip). `push` and `flush` call `onFrame` for every
+ * frame that completes; frame k covers samples [k·hop, k·hop + winLength). With deltas, frames come out
+ * N·deltaOrder frames late and `flush` emits the held ones with the last frame replicated.
+ */
+export class StreamingFeatures {
+  /** Values per frame. */
+  readonly dims: number;
+  readonly config: Readonly<FeatureConfig>;
+  private readonly analyzer: FrameAnalyzer;
+  /** Pre-emphasised samples of the window being filled. */
+  private readonly buf: Float64Array;
+  private filled = 0;
+  /** Samples still to drop before the next window starts (only when hop > winLength). */
+  private skip = 0;
+  private prev = 0;
+  private framesIn = 0;
+  private framesOut = 0;
+  private readonly stat: Float64Array;
+  private readonly out: Float32Array;
+  private readonly stages: DeltaStage[] = [];
+  private onFrame: FrameCallback | null = null;
+  private closed = false;
+
+  constructor(config: Partial<FeatureConfig> = {}) {
+    this.config = resolveFeatureConfig(config);
+    this.analyzer = new FrameAnalyzer(this.config);
+    this.dims = featureDims(this.config);
+    this.buf = new Float64Array(this.config.winLength);
+    this.stat = new Float64Array(this.analyzer.staticDims);
+    this.out = new Float32Array(this.dims);
+    const d = this.analyzer.staticDims;
+    const final = (v: Float64Array) => this.deliver(v);
+    for (let order = this.config.deltaOrder; order >= 1; order--) {
+      const next = this.stages[0];
+      const sink = next ? (v: Float64Array) => next.push(v) : final;
+      this.stages.unshift(new DeltaStage(d * order, d, this.config.deltaWindow, sink));
+    }
+  }
+
+  /** Frames analysed so far (not counting those held back for deltas). */
+  get framesAnalyzed(): number {
+    return this.framesIn;
+  }
+
+  /** Adds samples (floats, at config.sampleRate). Throws INVALID_AUDIO on NaN/Infinity, before any state changes. */
+  push(samples: Float32Array | Float64Array, onFrame: FrameCallback): void {
+    if (this.closed) throw new CallmoodError(ErrorCodes.CLOSED, 'feature stream used after close()');
+    assertFiniteSamples(samples, 'feature stream input');
+    this.onFrame = onFrame;
+    const { buf, config } = this;
+    const win = config.winLength;
+    const a = config.preEmphasis;
+    let prev = this.prev;
+    let i = 0;
+    const n = samples.length;
+    while (i < n) {
+      if (this.skip > 0) {
+        const k = Math.min(this.skip, n - i);
+        this.skip -= k;
+        i += k;
+        prev = samples[i - 1];
+        continue;
+      }
+      const take = Math.min(win - this.filled, n - i);
+      let f = this.filled;
+      for (let j = 0; j < take; j++) {
+        const x = samples[i + j];
+        buf[f++] = x - a * prev;
+        prev = x;
+      }
+      this.filled = f;
+      i += take;
+      if (f === win) this.completeFrame();
+    }
+    this.prev = prev;
+    this.onFrame = null;
+  }
+
+  /** Ends the stream: emits frames held for deltas, then resets so the object can take a new stream. */
+  flush(onFrame: FrameCallback): void {
+    if (this.closed) throw new CallmoodError(ErrorCodes.CLOSED, 'feature stream used after close()');
+    this.onFrame = onFrame;
+    if (this.stages.length > 0) this.stages[0].flush();
+    for (let s = 1; s < this.stages.length; s++) this.stages[s].flush();
+    this.onFrame = null;
+    this.reset();
+  }
+
+  /** Drops all state; the next sample starts a new stream at frame 0. */
+  reset(): void {
+    this.filled = 0;
+    this.skip = 0;
+    this.prev = 0;
+    this.framesIn = 0;
+    this.framesOut = 0;
+    for (const s of this.stages) s.flush(); // emits nothing: onFrame is null, deliver ignores
+  }
+
+  /** After close, push/flush throw CLOSED. */
+  close(): void {
+    this.closed = true;
+  }
+
+  private completeFrame(): void {
+    const { buf, config } = this;
+    this.analyzer.analyze(buf, 0, this.stat);
+    this.framesIn++;
+    const hop = config.hop;
+    const win = config.winLength;
+    if (hop < win) {
+      buf.copyWithin(0, hop, win);
+      this.filled = win - hop;
+    } else {
+      this.filled = 0;
+      this.skip = hop - win;
+    }
+    if (this.stages.length > 0) this.stages[0].push(this.stat);
+    else this.deliver(this.stat);
+  }
+
+  private deliver(v: Float64Array): void {
+    if (!this.onFrame) return;
+    const out = this.out;
+    for (let i = 0; i < out.length; i++) out[i] = v[i];
+    this.onFrame(out, this.framesOut++);
+  }
+}
+
+/** A frames × dims matrix, row-major. */
+export interface FeatureMatrix {
+  data: Float32Array;
+  frames: number;
+  dims: number;
+  config: Readonly<FeatureConfig>;
+}
+
+/** Features of a whole clip: exactly what streaming the clip in any chunking yields. */
+export function computeFeatures(samples: Float32Array, config: Partial<FeatureConfig> = {}): FeatureMatrix {
+  const stream = new StreamingFeatures(config);
+  const frames = frameCount(stream.config, samples.length);
+  const data = new Float32Array(frames * stream.dims);
+  const collect: FrameCallback = (f, k) => data.set(f, k * stream.dims);
+  stream.push(samples, collect);
+  stream.flush(collect);
+  return { data, frames, dims: stream.dims, config: stream.config };
+}
