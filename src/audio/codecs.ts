@@ -9,7 +9,8 @@ const { mulaw, alaw } = alawmulaw;
 
 function decodeTable(decodeSample: (b: number) => number): Float32Array {
   const table = new Float32Array(256);
-  for (let b = 0; b < 256; b++) table[b] = decodeSample(b) / 32768;
+  // + 0 turns the -0 that alawmulaw returns for one μ-law code into 0.
+  for (let b = 0; b < 256; b++) table[b] = decodeSample(b) / 32768 + 0;
   return table;
 }
 

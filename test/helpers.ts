@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { CallmoodError } from '../src/errors.js';
+
+/** Asserts that `fn` throws a CallmoodError with `code` whose message matches every pattern. */
+export function assertCallmoodError(fn: () => unknown, code: string, ...patterns: RegExp[]): CallmoodError {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (e) {
+    caught = e;
+  }
+  return checkError(caught, code, patterns);
+}
+
+/** Async variant of assertCallmoodError. */
+export async function assertRejectsCallmood(p: Promise<unknown>, code: string, ...patterns: RegExp[]): Promise<CallmoodError> {
+  let caught: unknown;
+  try {
+    await p;
+  } catch (e) {
+    caught = e;
+  }
+  return checkError(caught, code, patterns);
+}
+
+function checkError(caught: unknown, code: string, patterns: RegExp[]): CallmoodError {
+  assert.ok(caught instanceof CallmoodError, `expected a CallmoodError ${code}, got ${String(caught)}`);
+  assert.equal(caught.code, code, `wrong code for: ${caught.message}`);
+  for (const p of patterns) assert.match(caught.message, p);
+  return caught;
+}
+
+/** Deterministic PRNG (mulberry32) so tests with noise and random chunkings repeat exactly. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Largest absolute difference of two equally long arrays. */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length, 'lengths differ');
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/** Splits `x` into consecutive chunks whose sizes come from `sizes()` until it is used up. */
+export function chunked<T extends Float32Array>(x: T, sizes: () => number): T[] {
+  const out: T[] = [];
+  for (let i = 0; i < x.length; ) {
+    const n = Math.max(1, Math.floor(sizes()));
+    out.push(x.subarray(i, i + n) as T);
+    i += n;
+  }
+  return out;
+}
