@@ -1,0 +1,290 @@
+/*
+ * Per-frame MFCC / log-mel kernel for WebAssembly (SIMD128), float64 throughout.
+ *
+ * Freestanding: no libc, no imports. Built by scripts/build-wasm.sh; driven by src/features/kernel-wasm.ts, which
+ * computes every table from the FeatureConfig (window, bit reversal, twiddles, mel weights, DCT) and writes them,
+ * with a Ctx saying where they are, into this module's memory. This file holds no tables, only the arithmetic.
+ *
+ * One frame: x (winLength samples, zero-padded to n) · window → n/2-point complex FFT → real split pass giving the
+ * power |X[k]|² for the bins the mel filters use → sparse mel sums → max(e, floor) → natural log → orthonormal
+ * DCT-II folded by symmetry (skipped for kind logmel).
+ *
+ * The FFT mirrors src/features/fft.ts (RealFft) operation for operation: even/odd samples as real/imaginary parts
+ * read in bit-reversed order, a twiddle-free radix-2 or radix-2² first pass, radix-2² passes with three complex
+ * multiplications per four points, then the split pass. Complex numbers are kept interleaved, one (re, im) per f64x2.
+ * The products and sums are the same IEEE operations in the same order as the JavaScript, so the power spectrum, the
+ * mel energies and the DCT sums match FrameAnalyzer bit for bit; only the log differs (fdlibm's algorithm here, V8's
+ * ieee754::log there), by at most an ulp or so.
+ */
+#include <wasm_simd128.h>
+
+typedef unsigned long long u64;
+typedef v128_t v;
+
+/* Layout written by kernel-wasm.ts (offsets asserted below; pointers are byte addresses in this memory). */
+typedef struct {
+  double floor;        /*  0: log floor (> 0) */
+  int half;            /*  8: complex FFT size n/2 */
+  int first;           /* 12: 2 or 4: block size after the twiddle-free first pass */
+  int binLo;           /* 16: first power bin used */
+  int binHi;           /* 20: one past the last */
+  int nMels;           /* 24 */
+  int halfM;           /* 28: ceil(nMels / 2) */
+  int nPairs;          /* 32: output pairs of the DCT, ceil(nMfcc / 2) rounded up to a multiple of 4; 0 for logmel */
+  int unused;          /* 36 */
+  double *x;           /* 40: n samples; JS writes the first winLength, the rest stays zero */
+  const double *win;   /* 44: n window values, zero past winLength */
+  const int *brev;     /* 48: half entries: 2 * bitrev(p), an index into x */
+  v *z;                /* 52: half + 1 complex values (work); z[half] = z[0] for the split pass */
+  const v *tw;         /* 56: per pass, per k: (w2r, w2r), (-w2i, w2i), (w1r, w1r), (-w1i, w1i), (w3r, w3r), (-w3i, w3i) */
+  const v *split;      /* 60: per k in [binLo, binHi): (sin, cos), (cos, -sin) of 2πk/n */
+  double *power;       /* 64: binHi - binLo values, power[k - binLo] */
+  const int *mstart;   /* 68: per filter: first bin - binLo */
+  const int *mlen;     /* 72: per filter: number of bins */
+  const int *moff;     /* 76: per filter: offset of its first weight in mw */
+  const double *mw;    /* 80: weights */
+  double *logmel;      /* 84: nMels values rounded up to even; the output for kind logmel */
+  v *folded;           /* 88: halfM pairs (L[m] + L[N−1−m], L[m] − L[N−1−m]) */
+  const v *dct;        /* 92: halfM rows of nPairs pairs (DCT row 2j, row 2j+1) at column m; zero past nMfcc */
+  v *out;              /* 96: nPairs pairs: the cepstra, in order */
+} Ctx;
+
+_Static_assert(sizeof(void *) == 4, "wasm32");
+_Static_assert(__builtin_offsetof(Ctx, half) == 8, "layout");
+_Static_assert(__builtin_offsetof(Ctx, x) == 40, "layout");
+_Static_assert(__builtin_offsetof(Ctx, out) == 96, "layout");
+_Static_assert(sizeof(Ctx) == 104, "layout");
+
+__attribute__((export_name("ctx_size"))) int ctx_size(void) { return (int)sizeof(Ctx); }
+
+static inline u64 bits(double x) {
+  u64 u;
+  __builtin_memcpy(&u, &x, 8);
+  return u;
+}
+
+static inline double from_bits(u64 u) {
+  double x;
+  __builtin_memcpy(&x, &u, 8);
+  return x;
+}
+
+/*
+ * Natural log, fdlibm's e_log.c algorithm: x = 2^k (1 + f) with 1 + f in [√2/2, √2), s = f / (2 + f),
+ * log(1 + f) = f − (hfsq − s·(hfsq + R)) with hfsq = f²/2 and R(s²) fdlibm's degree-7 minimax polynomial for the
+ * tail of the atanh series 2s + 2s³/3 + …; error below 1 ulp. The exponent split (biasing by √2/2's bits so the
+ * mantissa lands in [√2/2, √2)) follows musl.
+ */
+#define LN2_HI 6.93147180369123816490e-01
+#define LN2_LO 1.90821492927058770002e-10
+#define LG1 6.666666666666735130e-01
+#define LG2 3.999999999940941908e-01
+#define LG3 2.857142874366239149e-01
+#define LG4 2.222219843214978396e-01
+#define LG5 1.818357216161805012e-01
+#define LG6 1.531383769920937332e-01
+#define LG7 1.479819860511658591e-01
+#define SQRT_HALF_BITS 0x3fe6a09e667f3bcdULL
+#define MANT_MASK 0x000fffffffffffffULL
+#define MIN_NORMAL_BITS 0x0010000000000000ULL
+#define INF_BITS 0x7ff0000000000000ULL
+
+/* Scalar, any x > 0 (subnormals too); +Inf and NaN come back unchanged. */
+static double ln(double x) {
+  u64 u = bits(x);
+  int k = 0;
+  if (u < MIN_NORMAL_BITS) {
+    x *= 0x1p54;
+    u = bits(x);
+    k = -54;
+  } else if (u >= INF_BITS) {
+    return x;
+  }
+  u += 0x3ff0000000000000ULL - SQRT_HALF_BITS;
+  k += (int)(u >> 52) - 0x3ff;
+  u = (u & MANT_MASK) + SQRT_HALF_BITS;
+  double f = from_bits(u) - 1.0;
+  double hfsq = 0.5 * f * f;
+  double s = f / (2.0 + f);
+  double z = s * s;
+  double w = z * z;
+  double t1 = w * (LG2 + w * (LG4 + w * LG6));
+  double t2 = z * (LG1 + w * (LG3 + w * (LG5 + w * LG7)));
+  double R = t2 + t1;
+  double dk = (double)k;
+  return s * (hfsq + R) + dk * LN2_LO - hfsq + f + dk * LN2_HI;
+}
+
+/* Two lanes at once, both positive normal finite (the caller checks); same operations as ln(), same results. */
+static inline v ln2(v x) {
+  v u = wasm_i64x2_add(x, wasm_i64x2_const_splat(0x3ff0000000000000LL - (long long)SQRT_HALF_BITS));
+  /* k = biased exponent − 1023, converted exactly: (2^52 + e) − (2^52 + 1023). */
+  v dk = wasm_f64x2_sub(wasm_v128_or(wasm_u64x2_shr(u, 52), wasm_i64x2_const_splat(0x4330000000000000LL)),
+                        wasm_f64x2_const_splat(0x1p52 + 1023.0));
+  v m = wasm_i64x2_add(wasm_v128_and(u, wasm_i64x2_const_splat((long long)MANT_MASK)),
+                       wasm_i64x2_const_splat((long long)SQRT_HALF_BITS));
+  v f = wasm_f64x2_sub(m, wasm_f64x2_const_splat(1.0));
+  v hfsq = wasm_f64x2_mul(wasm_f64x2_mul(wasm_f64x2_const_splat(0.5), f), f);
+  v s = wasm_f64x2_div(f, wasm_f64x2_add(wasm_f64x2_const_splat(2.0), f));
+  v z = wasm_f64x2_mul(s, s);
+  v w = wasm_f64x2_mul(z, z);
+#define C(a) wasm_f64x2_const_splat(a)
+  v t1 = wasm_f64x2_mul(w, wasm_f64x2_add(C(LG2), wasm_f64x2_mul(w, wasm_f64x2_add(C(LG4), wasm_f64x2_mul(w, C(LG6))))));
+  v t2 = wasm_f64x2_mul(z, wasm_f64x2_add(C(LG1), wasm_f64x2_mul(w, wasm_f64x2_add(C(LG3),
+         wasm_f64x2_mul(w, wasm_f64x2_add(C(LG5), wasm_f64x2_mul(w, C(LG7))))))));
+  v R = wasm_f64x2_add(t2, t1);
+  v r = wasm_f64x2_add(wasm_f64x2_mul(s, wasm_f64x2_add(hfsq, R)), wasm_f64x2_mul(dk, C(LN2_LO)));
+  r = wasm_f64x2_add(wasm_f64x2_sub(r, hfsq), f);
+  return wasm_f64x2_add(r, wasm_f64x2_mul(dk, C(LN2_HI)));
+#undef C
+}
+
+/* Exposed for the tests' accuracy sweep: the scalar log, and the two-lane one on (x, y). */
+__attribute__((export_name("ln"))) double ln_export(double x) { return ln(x); }
+__attribute__((export_name("ln2_lane0"))) double ln2_export(double x, double y) {
+  return wasm_f64x2_extract_lane(ln2(wasm_f64x2_make(x, y)), 0);
+}
+
+/* (−i)·q for q = (qr, qi): (qi, −qr). */
+static inline v mul_neg_i(v q) {
+  return wasm_v128_xor(wasm_i64x2_shuffle(q, q, 1, 0), wasm_f64x2_const(0.0, -0.0));
+}
+
+/* x · w with w given as (wr, wr), (−wi, wi): (xr wr − xi wi, xi wr + xr wi). */
+static inline v cmul(v x, v wr, v wi) {
+  return wasm_f64x2_add(wasm_f64x2_mul(x, wr), wasm_f64x2_mul(wasm_i64x2_shuffle(x, x, 1, 0), wi));
+}
+
+static void fft_power(const Ctx *c) {
+  const int half = c->half;
+  const double *x = c->x;
+  const double *win = c->win;
+  const int *brev = c->brev;
+  v *z = c->z;
+  int m;
+  if (c->first == 2) {
+    for (int p = 0; p < half; p += 2) {
+      const int a = brev[p], b = brev[p + 1];
+      v x0 = wasm_f64x2_mul(wasm_v128_load(x + a), wasm_v128_load(win + a));
+      v x1 = wasm_f64x2_mul(wasm_v128_load(x + b), wasm_v128_load(win + b));
+      z[p] = wasm_f64x2_add(x0, x1);
+      z[p + 1] = wasm_f64x2_sub(x0, x1);
+    }
+    m = 2;
+  } else {
+    for (int p = 0; p < half; p += 4) {
+      const int j0 = brev[p], j1 = brev[p + 1], j2 = brev[p + 2], j3 = brev[p + 3];
+      v x0 = wasm_f64x2_mul(wasm_v128_load(x + j0), wasm_v128_load(win + j0));
+      v x1 = wasm_f64x2_mul(wasm_v128_load(x + j1), wasm_v128_load(win + j1));
+      v x2 = wasm_f64x2_mul(wasm_v128_load(x + j2), wasm_v128_load(win + j2));
+      v x3 = wasm_f64x2_mul(wasm_v128_load(x + j3), wasm_v128_load(win + j3));
+      v a = wasm_f64x2_add(x0, x1), b = wasm_f64x2_sub(x0, x1);
+      v cc = wasm_f64x2_add(x2, x3), d = mul_neg_i(wasm_f64x2_sub(x2, x3));
+      z[p] = wasm_f64x2_add(a, cc);
+      z[p + 2] = wasm_f64x2_sub(a, cc);
+      z[p + 1] = wasm_f64x2_add(b, d);
+      z[p + 3] = wasm_f64x2_sub(b, d);
+    }
+    m = 4;
+  }
+  const v *tw = c->tw;
+  for (; m < half; m *= 4) {
+    const int size = 4 * m;
+    for (int blk = 0; blk < half; blk += size) {
+      v *z0 = z + blk, *z1 = z0 + m, *z2 = z1 + m, *z3 = z2 + m;
+      const v *t = tw;
+      for (int k = 0; k < m; k++, t += 6) {
+        /* Inputs in bit-reversed radix-2 order: z1 carries W^2k, z2 W^k, z3 W^3k. */
+        v a0 = z0[k];
+        v c1 = cmul(z1[k], t[0], t[1]);
+        v c2 = cmul(z2[k], t[2], t[3]);
+        v c3 = cmul(z3[k], t[4], t[5]);
+        v s0 = wasm_f64x2_add(a0, c1), s1 = wasm_f64x2_sub(a0, c1);
+        v p = wasm_f64x2_add(c2, c3), q = mul_neg_i(wasm_f64x2_sub(c2, c3));
+        z0[k] = wasm_f64x2_add(s0, p);
+        z2[k] = wasm_f64x2_sub(s0, p);
+        z1[k] = wasm_f64x2_add(s1, q);
+        z3[k] = wasm_f64x2_sub(s1, q);
+      }
+    }
+    tw += 6 * m;
+  }
+  /*
+   * Split: X[k] = (E − or·(sin, cos) + oi·(cos, −sin)) / 2 with E = Z[k] + conj Z[h−k], O = Z[k] − conj Z[h−k]
+   * (Z[h] = Z[0]), then |X[k]|² = xr² + xi².
+   */
+  z[half] = z[0];
+  const v conj = wasm_f64x2_const(0.0, -0.0);
+  const v halfv = wasm_f64x2_const_splat(0.5);
+  const v *sp = c->split;
+  double *power = c->power;
+  const int lo = c->binLo, hi = c->binHi;
+  for (int k = lo; k < hi; k++, sp += 2) {
+    v zk = z[k];
+    v cz = wasm_v128_xor(z[half - k], conj);
+    v e = wasm_f64x2_add(zk, cz);
+    v o = wasm_f64x2_sub(zk, cz);
+    v or_ = wasm_i64x2_shuffle(o, o, 0, 0);
+    v oi = wasm_i64x2_shuffle(o, o, 1, 1);
+    v X = wasm_f64x2_mul(halfv, wasm_f64x2_add(wasm_f64x2_sub(e, wasm_f64x2_mul(or_, sp[0])), wasm_f64x2_mul(oi, sp[1])));
+    v X2 = wasm_f64x2_mul(X, X);
+    power[k - lo] = wasm_f64x2_extract_lane(X2, 0) + wasm_f64x2_extract_lane(X2, 1);
+  }
+}
+
+/* Runs one frame: c->x (winLength samples, rest zero) → c->logmel, and c->out when nPairs > 0. */
+__attribute__((export_name("analyze"))) void analyze(const Ctx *c) {
+  fft_power(c);
+  const double *power = c->power;
+  const int *mstart = c->mstart, *mlen = c->mlen, *moff = c->moff;
+  const double *mw = c->mw;
+  const double floor = c->floor;
+  double *logmel = c->logmel;
+  const int nMels = c->nMels;
+  for (int m = 0; m < nMels; m++) {
+    const double *p = power + mstart[m];
+    const double *w = mw + moff[m];
+    double e = 0;
+    for (int j = 0, n = mlen[m]; j < n; j++) e += p[j] * w[j];
+    logmel[m] = e > floor ? e : floor;
+  }
+  if (nMels & 1) logmel[nMels] = 1.0;
+  for (int m = 0; m < nMels; m += 2) {
+    v e = wasm_v128_load(logmel + m);
+    /* The two-lane log needs positive normal finite lanes (as signed 64-bit: min normal ≤ bits < +Inf's). */
+    v bad = wasm_v128_or(wasm_i64x2_lt(e, wasm_i64x2_const_splat((long long)MIN_NORMAL_BITS)),
+                         wasm_i64x2_ge(e, wasm_i64x2_const_splat((long long)INF_BITS)));
+    if (wasm_v128_any_true(bad)) {
+      logmel[m] = ln(logmel[m]);
+      logmel[m + 1] = ln(logmel[m + 1]);
+    } else {
+      wasm_v128_store(logmel + m, ln2(e));
+    }
+  }
+  const int nPairs = c->nPairs;
+  if (nPairs == 0) return;
+  /* Folded pairs (sum, difference); the DCT sums over m in order, as mfcc.ts does, four output pairs at a time. */
+  const int halfM = c->halfM;
+  v *folded = c->folded;
+  for (int m = 0; m < halfM; m++) {
+    const double a = logmel[m], b = logmel[nMels - 1 - m];
+    folded[m] = wasm_f64x2_add(wasm_f64x2_splat(a), wasm_v128_xor(wasm_f64x2_splat(b), wasm_f64x2_const(0.0, -0.0)));
+  }
+  const v *dct = c->dct;
+  v *out = c->out;
+  for (int j = 0; j < nPairs; j += 4) {
+    v a0 = wasm_f64x2_const_splat(0.0), a1 = a0, a2 = a0, a3 = a0;
+    const v *d = dct + j;
+    for (int m = 0; m < halfM; m++, d += nPairs) {
+      const v f = folded[m];
+      a0 = wasm_f64x2_add(a0, wasm_f64x2_mul(d[0], f));
+      a1 = wasm_f64x2_add(a1, wasm_f64x2_mul(d[1], f));
+      a2 = wasm_f64x2_add(a2, wasm_f64x2_mul(d[2], f));
+      a3 = wasm_f64x2_add(a3, wasm_f64x2_mul(d[3], f));
+    }
+    out[j] = a0;
+    out[j + 1] = a1;
+    out[j + 2] = a2;
+    out[j + 3] = a3;
+  }
+}
