@@ -4,9 +4,9 @@
  * the same numbers to ~1e-14: the FFT, mel sums and DCT sums are the same IEEE operations in the same order as the
  * JavaScript; only the log differs (fdlibm's algorithm in C vs V8's Math.log), by an ulp or so.
  *
- * Every table is computed here from the FeatureConfig — the mel filters by melFilterbank() itself, the window and
- * DCT by copies of mfcc.ts's makeWindow / makeDct (same math; test/kernel-wasm.test.ts compares the two analyzers),
- * the twiddles as fft.ts computes them — and copied into the module's memory, so the config stays the single source
+ * Every table is computed here from the FeatureConfig — the mel filters by melFilterbank(), the window and DCT by
+ * tables.ts (shared with FrameAnalyzer; test/kernel-wasm.test.ts compares the two analyzers), the twiddles as
+ * fft.ts computes them — and copied into the module's memory, so the config stays the single source
  * of truth and the C code holds no table.
  *
  * Memory: one WebAssembly instance per process (per worker thread), compiled synchronously on first use from the
@@ -21,6 +21,7 @@ import { Buffer } from 'node:buffer';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { featureConfigKey, type FeatureConfig } from './config.js';
 import { melFilterbank } from './mel.js';
+import { analysisWindow, foldedDctCoefficient } from './tables.js';
 import { FRAME_WASM_BASE64 } from './wasm/frame-wasm.js';
 
 /**
@@ -95,35 +96,15 @@ export function wasmPlanBytes(config: Readonly<FeatureConfig>): number {
   return getPlan(config).bytes;
 }
 
-// ---- Tables: same definitions as mfcc.ts (makeWindow, makeDct) and fft.ts (RealFft). ----
-
-function makeWindow(c: FeatureConfig): Float64Array {
-  const w = new Float64Array(c.winLength);
-  const n = c.winLength - 1;
-  for (let i = 0; i < c.winLength; i++) {
-    const cos = Math.cos((2 * Math.PI * i) / n);
-    w[i] = c.window === 'hamming' ? 0.54 - 0.46 * cos : 0.5 - 0.5 * cos;
-  }
-  return w;
-}
-
 /**
- * mfcc.ts's folded DCT-II with the lifter (nMfcc rows of ⌈nMels/2⌉, row k applying to the folded sums for even k and
- * differences for odd k), returned as ⌈nMels/2⌉ rows of `pairs` pairs: entry (m, j) = (row 2j at m, row 2j+1 at m),
- * zero for rows past nMfcc. The kernel multiplies entry (m, j) by the folded pair (sum m, difference m).
+ * The folded DCT (tables.ts) as ⌈nMels/2⌉ rows of `pairs` pairs: entry (m, j) = (row 2j at m, row 2j+1 at m), zero
+ * for rows past nMfcc. The kernel multiplies entry (m, j) by the folded pair (sum m, difference m).
  */
 function makeDctPairs(c: FeatureConfig, pairs: number): Float64Array {
-  const { nMels, nMfcc, lifter } = c;
-  const halfM = Math.ceil(nMels / 2);
+  const halfM = Math.ceil(c.nMels / 2);
   const dct = new Float64Array(halfM * pairs * 2);
-  for (let k = 0; k < nMfcc; k++) {
-    const scale = (k === 0 ? Math.sqrt(1 / nMels) : Math.sqrt(2 / nMels)) *
-      (lifter > 0 ? 1 + (lifter / 2) * Math.sin((Math.PI * k) / lifter) : 1);
-    for (let m = 0; m < halfM; m++) {
-      // The middle element of an odd-length axis is not folded with itself: halve its weight in the even sum.
-      const self = nMels % 2 === 1 && m === halfM - 1 ? 0.5 : 1;
-      dct[(m * pairs + (k >> 1)) * 2 + (k & 1)] = self * scale * Math.cos((Math.PI / nMels) * (m + 0.5) * k);
-    }
+  for (let k = 0; k < c.nMfcc; k++) {
+    for (let m = 0; m < halfM; m++) dct[(m * pairs + (k >> 1)) * 2 + (k & 1)] = foldedDctCoefficient(c, k, m);
   }
   return dct;
 }
@@ -156,7 +137,7 @@ function buildPlan(c: Readonly<FeatureConfig>): Plan {
     throw new CallmoodError(ErrorCodes.INVALID_OPTION, `winLength must be an integer in [1, nFft], got ${c.winLength}`);
   }
   const fb = melFilterbank(c);
-  const window = makeWindow(c);
+  const window = analysisWindow(c);
   const half = n >> 1;
   const first = Math.log2(half) % 2 === 1 ? 2 : 4;
   const nMels = c.nMels;
