@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Makes the audio-format fixtures in test/fixtures/formats/ that test/read.test.ts decodes.
 #
-# Every file is a conversion of one committed clip, test/fixtures/audio/YAF_back_angry.flac (TESS, 16 kHz mono
-# 16-bit), cut to 0.5 s (0.25 s .. 0.75 s, where she speaks) unless a name says otherwise, plus a few files broken
+# Every file is a conversion of one committed clip, test/fixtures/audio/03-01-05-02-01-01-21.flac (RAVDESS, 16 kHz mono
+# 16-bit), cut to 0.5 s (1.0 s .. 1.5 s, where he speaks) unless a name says otherwise, plus a few files broken
 # on purpose. Needs sox, lame and opusenc (no ffmpeg). Deterministic: dither is off (-D) and the "random" bytes
 # come from sha256, so rerunning gives the same files (given the same versions of sox, lame and opus-tools).
 #
@@ -10,7 +10,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-src="$root/test/fixtures/audio/YAF_back_angry.flac"
+src="$root/test/fixtures/audio/03-01-05-02-01-01-21.flac"
 out="$root/test/fixtures/formats"
 mkdir -p "$out"
 tmp="$(mktemp -d)"
@@ -23,7 +23,7 @@ done
 # sox with dither off (-D), so that every conversion is a plain rounding, and repeatable random numbers (-R: the
 # Ogg serial number of vorbis.ogg).
 sx() { sox -R -D -V1 "$@"; }
-trim=(trim 0.25 0.5)
+trim=(trim 1.0 0.5)
 
 # --- byte writers (print straight to stdout: command substitution would drop NUL bytes) ---
 byte() { printf "\\x$(printf %02x $(($1 & 255)))"; }
