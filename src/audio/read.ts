@@ -8,7 +8,7 @@
  * Every failure is a `CallmoodError` whose message starts with the file name and says what is wrong.
  */
 import { readFile } from 'node:fs/promises';
-import alawmulaw from 'alawmulaw';
+import { ALAW_TO_FLOAT, MULAW_TO_FLOAT } from './codecs.js';
 import { CallmoodError, ErrorCodes, type ErrorCode } from '../errors.js';
 import { parseAiff } from './aiff.js';
 import type { DecodedAudio } from './types.js';
@@ -296,21 +296,6 @@ function parseWav(bytes: Uint8Array, name: string): PcmLayout {
 // Interleaved PCM → one Float32Array per channel (WAV and AIFF)
 // ---------------------------------------------------------------------------------------------------------------
 
-let mulawTable: Float32Array | undefined;
-let alawTable: Float32Array | undefined;
-
-/** G.711 byte → float, via alawmulaw's decoder (int16) / 32768; built once, 256 entries. */
-function g711Table(kind: 'mulaw' | 'alaw'): Float32Array {
-  const existing = kind === 'mulaw' ? mulawTable : alawTable;
-  if (existing) return existing;
-  const decodeSample = kind === 'mulaw' ? alawmulaw.mulaw.decodeSample : alawmulaw.alaw.decodeSample;
-  const table = new Float32Array(256);
-  for (let b = 0; b < 256; b++) table[b] = decodeSample(b) / 32768;
-  if (kind === 'mulaw') mulawTable = table;
-  else alawTable = table;
-  return table;
-}
-
 function fromLayout(bytes: Uint8Array, l: PcmLayout, name: string, container: 'wav' | 'aiff'): DecodedAudio {
   const { frames, blockAlign, littleEndian: le } = l;
   const view = new DataView(bytes.buffer, bytes.byteOffset + l.offset, frames * blockAlign);
@@ -356,7 +341,7 @@ function fromLayout(bytes: Uint8Array, l: PcmLayout, name: string, container: 'w
         break;
       case 'mulaw':
       case 'alaw': {
-        const table = g711Table(l.sample);
+        const table = l.sample === 'mulaw' ? MULAW_TO_FLOAT : ALAW_TO_FLOAT;
         const base = l.offset + first;
         for (let f = 0, p = base; f < frames; f++, p += blockAlign) out[f] = table[bytes[p]];
         break;
