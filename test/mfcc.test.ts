@@ -205,7 +205,7 @@ test('bad configs name the field and what is allowed', () => {
     [{ nMfcc: 60 }, /nMfcc: must be ≤ nMels \(40\)/],
     [{ preEmphasis: 1.5 }, /preEmphasis/],
     [{ window: 'blackman' } as unknown as Partial<FeatureConfig>, /window/],
-    [{ hopp: 10 } as unknown as Partial<FeatureConfig>, /hopp/],
+    [{ hopp: 10 } as unknown as Partial<FeatureConfig>, /unknown field\(s\) hopp; allowed: sampleRate, winLength, hop/],
     [{ deltaOrder: 3 }, /deltaOrder/],
   ];
   for (const [cfg, re] of bad) {

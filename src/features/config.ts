@@ -94,7 +94,11 @@ export function resolveFeatureConfig(partial: Partial<FeatureConfig> = {}): Read
   const parsed = schema.safeParse(merged);
   if (!parsed.success) {
     const issues = parsed.error.issues
-      .map((i) => `${i.path.join('.') || '(config)'}: ${i.message}`)
+      .map((i) =>
+        i.code === 'unrecognized_keys'
+          ? `unknown field(s) ${i.keys.join(', ')}; allowed: ${Object.keys(DEFAULT_FEATURE_CONFIG).join(', ')}`
+          : `${i.path.join('.') || '(config)'}: ${i.message}`,
+      )
       .join('; ');
     throw new CallmoodError(ErrorCodes.INVALID_OPTION, `invalid feature config: ${issues}`);
   }

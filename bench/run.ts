@@ -1,0 +1,13 @@
+/**
+ * `npm run bench`: every benchmark, one after another, each printing its figures as one JSON line. Not a test:
+ * figures vary with the machine; compare ratios measured in the same run.
+ */
+import { benchMfcc } from '../src/bench/mfcc.js';
+import { benchResample } from '../src/bench/resample.js';
+
+const line = (name: string, result: object) => process.stdout.write(`${name} ${JSON.stringify(result)}\n`);
+
+line('mfcc', benchMfcc());
+line('resample 8000->16000', benchResample({ inRate: 8000, outRate: 16000 }));
+line('resample 48000->16000', benchResample({ inRate: 48000, outRate: 16000, seconds: 120 }));
+line('resample 44100->16000', benchResample({ inRate: 44100, outRate: 16000, seconds: 120 }));

@@ -1,0 +1,47 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { benchMfcc } from '../bench/mfcc.js';
+import { benchResample } from '../bench/resample.js';
+
+function positive(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number, got '${v}'`);
+    return n;
+  };
+}
+
+function print(result: object, json: boolean | undefined): void {
+  if (json) {
+    process.stdout.write(JSON.stringify(result) + '\n');
+    return;
+  }
+  for (const [k, v] of Object.entries(result)) {
+    process.stdout.write(`${k.padEnd(20)} ${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(2) : String(v)}\n`);
+  }
+}
+
+/** `callmood bench mfcc|resample`: speed figures (CPU time of this process, so a busy machine skews less). */
+export function benchCommand(program: Command): void {
+  const bench = program.command('bench').description('measure speed: audio seconds processed per CPU second');
+  bench
+    .command('mfcc')
+    .description('streaming MFCC at 16 kHz in 20 ms chunks, against the whole clip pushed at once')
+    .option('--json', 'print one JSON object')
+    .option('--seconds <s>', 'seconds of audio per round', positive('--seconds'), 120)
+    .option('--chunk-ms <ms>', 'chunk length in ms', positive('--chunk-ms'), 20)
+    .option('--rounds <n>', 'timed rounds (best is reported)', positive('--rounds'), 5)
+    .action((o: { json?: boolean; seconds: number; chunkMs: number; rounds: number }) => {
+      print(benchMfcc({ seconds: o.seconds, chunkMs: o.chunkMs, rounds: Math.round(o.rounds) }), o.json);
+    });
+  bench
+    .command('resample')
+    .description('streaming resampler (default 8 → 16 kHz, the live-call path) in 20 ms chunks')
+    .option('--json', 'print one JSON object')
+    .option('--seconds <s>', 'seconds of audio', positive('--seconds'), 600)
+    .option('--in-rate <hz>', 'input rate', positive('--in-rate'), 8000)
+    .option('--out-rate <hz>', 'output rate', positive('--out-rate'), 16000)
+    .option('--chunk-ms <ms>', 'chunk length in ms', positive('--chunk-ms'), 20)
+    .action((o: { json?: boolean; seconds: number; inRate: number; outRate: number; chunkMs: number }) => {
+      print(benchResample({ seconds: o.seconds, inRate: o.inRate, outRate: o.outRate, chunkMs: o.chunkMs }), o.json);
+    });
+}

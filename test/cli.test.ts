@@ -1,0 +1,98 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { readAudioFile } from '../src/audio/read.js';
+import { computeFeatures } from '../src/features/mfcc.js';
+
+const run = promisify(execFile);
+const root = fileURLToPath(new URL('../', import.meta.url));
+const clip = join(root, 'test/fixtures/audio/YAF_back_angry.flac');
+
+/** Runs the CLI from source, returning exit code and output (never throws on a non-zero exit). */
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), ...args], {
+      cwd: root,
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+test('every command has --help', async () => {
+  for (const args of [['--help'], ['features', '--help'], ['bench', '--help'], ['bench', 'mfcc', '--help'], ['bench', 'resample', '--help']]) {
+    const r = await cli(...args);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stdout, /Usage: callmood/);
+  }
+});
+
+test('features prints the same matrix the library computes, as CSV', async () => {
+  const r = await cli('features', clip);
+  assert.equal(r.code, 0, r.stderr);
+  const rows = r.stdout.trim().split('\n').map((l) => l.split(',').map(Number));
+  const expected = computeFeatures((await readAudioFile(clip)).channels[0]);
+  assert.equal(rows.length, expected.frames);
+  assert.ok(rows.every((row) => row.length === 40));
+  let worst = 0;
+  rows.forEach((row, t) => row.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - expected.data[t * 40 + j])))));
+  assert.ok(worst < 1e-4, `CSV rounding error ${worst}`);
+});
+
+test('features saves .npy and JSON, honours --set, and resamples other rates', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'callmood-cli-'));
+  const npy = join(dir, 'f.npy');
+  const r = await cli('features', join(root, 'test/fixtures/formats/pcm16_44k1.wav'), '--out', npy, '--set', 'nMfcc=13', '--set', 'deltaOrder=1');
+  assert.equal(r.code, 0, r.stderr);
+  const bytes = readFileSync(npy);
+  assert.equal(bytes.subarray(1, 6).toString(), 'NUMPY');
+  const header = bytes.subarray(10, 10 + bytes.readUInt16LE(8)).toString('latin1');
+  // 0.5 s at 44.1 kHz → 8000 samples at 16 kHz → 48 frames of 13 + 13 deltas.
+  assert.match(header, /'descr': '<f4'.*'shape': \(48, 26\)/);
+  assert.equal(bytes.length, 10 + bytes.readUInt16LE(8) + 48 * 26 * 4);
+  const json = await cli('features', join(root, 'test/fixtures/formats/stereo_inverted.wav'), '--channel', 'all', '--format', 'json');
+  assert.equal(json.code, 0, json.stderr);
+  const parsed = JSON.parse(json.stdout) as { channels: { frames: number; dims: number; rows: number[][] }[] };
+  assert.equal(parsed.channels.length, 2);
+  assert.equal(parsed.channels[0].rows.length, parsed.channels[0].frames);
+});
+
+test('bad input exits 2 with one line naming the problem', async () => {
+  const cases: [string[], RegExp][] = [
+    [['features', '/no/such/file.wav'], /CALLMOOD_ERR_FILE_READ: \/no\/such\/file.wav: .*no such file/],
+    [['features', join(root, 'test/fixtures/formats/text.wav')], /CALLMOOD_ERR_UNSUPPORTED_FORMAT: .*text.wav.*supported containers/],
+    [['features', clip, '--channel', '1'], /CALLMOOD_ERR_UNSUPPORTED_CHANNELS: .*channel 1 does not exist; the file has 1 channel/],
+    [['features', clip, '--set', 'nFft=500'], /CALLMOOD_ERR_INVALID_OPTION: .*nFft: must be a power of two/],
+    [['features', clip, '--format', 'npy'], /--format npy is binary: give --out FILE.npy/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await cli(...args);
+    assert.equal(r.code, 2, `${args.join(' ')} → ${r.code}: ${r.stderr}`);
+    assert.match(r.stderr, re);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace for input errors');
+  }
+  const unknown = await cli('features', clip, '--channel', 'left');
+  assert.notEqual(unknown.code, 0);
+  assert.match(unknown.stderr, /--channel must be a channel index/);
+});
+
+test('bench mfcc and bench resample print their figures as JSON', async () => {
+  const m = await cli('bench', 'mfcc', '--json', '--seconds', '2', '--rounds', '1');
+  assert.equal(m.code, 0, m.stderr);
+  const mfcc = JSON.parse(m.stdout) as Record<string, number>;
+  assert.ok(mfcc.realtimeFactor > 0 && mfcc.batchRealtimeFactor > 0 && mfcc.jsKernelRealtimeFactor > 0, m.stdout);
+  const r = await cli('bench', 'resample', '--json', '--seconds', '5');
+  assert.equal(r.code, 0, r.stderr);
+  const res = JSON.parse(r.stdout) as Record<string, number>;
+  assert.ok(res.realtimeFactor > 0, r.stdout);
+  assert.equal(res.inRate, 8000);
+  assert.equal(res.outRate, 16000);
+});
