@@ -20,6 +20,14 @@ export const ErrorCodes = {
   FILE_READ: 'CALLMOOD_ERR_FILE_READ',
   /** A stream used after `close()`. */
   CLOSED: 'CALLMOOD_ERR_CLOSED',
+  /** A message that breaks the Twilio Media Streams protocol: bad JSON, unknown event, wrong order, missing field. */
+  PROTOCOL: 'CALLMOOD_ERR_PROTOCOL',
+  /** A media stream whose format is not 8 kHz mono μ-law (`audio/x-mulaw`). */
+  MEDIA_FORMAT: 'CALLMOOD_ERR_MEDIA_FORMAT',
+  /** A request whose X-Twilio-Signature is missing or wrong. */
+  SIGNATURE: 'CALLMOOD_ERR_SIGNATURE',
+  /** A requested TF.js backend that cannot be loaded here. */
+  BACKEND_UNAVAILABLE: 'CALLMOOD_ERR_BACKEND_UNAVAILABLE',
 } as const;
 
 /** One of the stable `CALLMOOD_ERR_*` codes. */

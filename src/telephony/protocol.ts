@@ -1,0 +1,118 @@
+/**
+ * Twilio Media Streams messages, as the wire carries them (every number arrives as a string). Parsing validates
+ * each message once, at the edge, and returns typed data or throws a CallmoodError with a stable code saying what
+ * was wrong. Shapes: https://www.twilio.com/docs/voice/media-streams/websocket-messages (and the real log in
+ * test/fixtures/twilio/).
+ */
+import { z } from 'zod';
+import { CallmoodError, ErrorCodes } from '../errors.js';
+
+const numeric = z.union([z.string().regex(/^\d+$/), z.number().int().nonnegative()]).transform(Number);
+
+const connected = z.object({ event: z.literal('connected'), protocol: z.string().optional(), version: z.string().optional() });
+
+const start = z.object({
+  event: z.literal('start'),
+  sequenceNumber: numeric.optional(),
+  streamSid: z.string().min(1),
+  start: z.object({
+    streamSid: z.string().min(1).optional(),
+    accountSid: z.string().optional(),
+    callSid: z.string().min(1),
+    tracks: z.array(z.enum(['inbound', 'outbound'])).min(1),
+    customParameters: z.record(z.string(), z.string()).optional(),
+    mediaFormat: z.object({
+      encoding: z.string(),
+      sampleRate: z.union([z.number(), z.string()]).transform(Number),
+      channels: z.union([z.number(), z.string()]).transform(Number),
+    }),
+  }),
+});
+
+const media = z.object({
+  event: z.literal('media'),
+  sequenceNumber: numeric.optional(),
+  streamSid: z.string().optional(),
+  media: z.object({
+    track: z.enum(['inbound', 'outbound']),
+    chunk: numeric.optional(),
+    timestamp: numeric,
+    payload: z.string(),
+  }),
+});
+
+const dtmf = z.object({
+  event: z.literal('dtmf'),
+  sequenceNumber: numeric.optional(),
+  streamSid: z.string().optional(),
+  dtmf: z.object({ track: z.string().optional(), digit: z.string().regex(/^[0-9*#A-D]$/) }),
+});
+
+const mark = z.object({
+  event: z.literal('mark'),
+  sequenceNumber: numeric.optional(),
+  streamSid: z.string().optional(),
+  mark: z.object({ name: z.string() }),
+});
+
+const stop = z.object({
+  event: z.literal('stop'),
+  sequenceNumber: numeric.optional(),
+  streamSid: z.string().optional(),
+  stop: z.object({ accountSid: z.string().optional(), callSid: z.string().optional() }).optional(),
+});
+
+const schemas = { connected, start, media, dtmf, mark, stop } as const;
+
+/** One inbound message, validated. */
+export type TwilioMessage =
+  | z.output<typeof connected>
+  | z.output<typeof start>
+  | z.output<typeof media>
+  | z.output<typeof dtmf>
+  | z.output<typeof mark>
+  | z.output<typeof stop>;
+
+/** The `start` message. */
+export type StartMessage = z.output<typeof start>;
+/** A `media` message. */
+export type MediaMessage = z.output<typeof media>;
+
+/** The only media format Twilio streams carry, and the only one accepted. */
+export const TWILIO_MEDIA_FORMAT = { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 } as const;
+
+/** Parses one WebSocket text message. Throws PROTOCOL (bad JSON, unknown event, missing field) or MEDIA_FORMAT. */
+export function parseTwilioMessage(text: string): TwilioMessage {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new CallmoodError(ErrorCodes.PROTOCOL, `message is not valid JSON (${text.length} bytes, starts ${JSON.stringify(text.slice(0, 40))})`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new CallmoodError(ErrorCodes.PROTOCOL, 'message is not a JSON object');
+  }
+  const event = (raw as { event?: unknown }).event;
+  if (typeof event !== 'string' || !(event in schemas)) {
+    throw new CallmoodError(
+      ErrorCodes.PROTOCOL,
+      `unknown event ${JSON.stringify(event)}; expected one of ${Object.keys(schemas).join(', ')}`,
+    );
+  }
+  const parsed = schemas[event as keyof typeof schemas].safeParse(raw);
+  if (!parsed.success) {
+    const what = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new CallmoodError(ErrorCodes.PROTOCOL, `invalid '${event}' message: ${what}`);
+  }
+  const msg = parsed.data as TwilioMessage;
+  if (msg.event === 'start') {
+    const f = msg.start.mediaFormat;
+    if (f.encoding !== TWILIO_MEDIA_FORMAT.encoding || f.sampleRate !== 8000 || f.channels !== 1) {
+      throw new CallmoodError(
+        ErrorCodes.MEDIA_FORMAT,
+        `media format ${f.encoding} ${f.sampleRate} Hz × ${f.channels} is not supported; allowed: audio/x-mulaw 8000 Hz × 1`,
+      );
+    }
+  }
+  return msg;
+}
