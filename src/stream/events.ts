@@ -109,8 +109,8 @@ export interface CallEndEvent extends EventBase {
   reason: CallEndReason;
   durationMs: number;
   summary: Partial<Record<Track, TrackSummary>>;
-  /** Protocol counters: media messages received, gaps filled with silence, late or duplicate frames dropped. */
-  stats: { mediaMessages: number; gapsFilled: number; gapMs: number; dropped: number; protocolErrors: number };
+  /** Protocol counters: media messages, gaps filled with silence (count, ms), late or duplicate chunks dropped, messages with a bad sequence number. */
+  stats: { mediaMessages: number; gapsFilled: number; gapMs: number; dropped: number; protocolErrors: number; sequenceGaps: number };
 }
 
 /** Something went wrong for this call; `permanent` says whether it ends the call. */

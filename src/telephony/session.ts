@@ -1,0 +1,260 @@
+/**
+ * One Twilio media stream (one WebSocket): the protocol state machine. It validates each message, keeps the call's
+ * tracks apart, turns `media` payloads into 8 kHz audio per track, fills gaps in the media timestamps with silence
+ * and drops late or duplicate chunks (counting both), and reports everything as events. It never throws: a bad
+ * message becomes an `error` event and a counter, so one broken call cannot harm another, and only what makes the
+ * stream unusable (a wrong media format, too many errors) ends it.
+ */
+import { CallmoodError, ErrorCodes } from '../errors.js';
+import { MulawPayloadDecoder, TWILIO_FRAME_BYTES } from '../audio/codecs.js';
+import type { CallEndReason, CallmoodEvent, EventBase, Track, TrackSummary } from '../stream/events.js';
+import { parseTwilioMessage, type StartMessage } from './protocol.js';
+
+/** What the session feeds each track's audio to: the per-track emotion stream. */
+export interface TrackSink {
+  /** 8 kHz samples (a view: copy to keep) that end at call time `endMs`. */
+  push(samples: Float32Array, endMs: number): void;
+  /** The stream ended: finish pending work and return the track's summary. */
+  end(): Promise<TrackSummary>;
+}
+
+/** Everything the session needs from its owner. */
+export interface SessionHooks {
+  emit(event: CallmoodEvent): void;
+  /** Creates the emotion stream of one track once `start` arrives; `base` gives it the call's identity. */
+  createTrack(track: Track, base: () => Omit<EventBase, 'timeMs'>): TrackSink;
+  /** Close the socket with a WebSocket close code and reason. */
+  close(code: number, reason: string): void;
+  /** A log line with a stable code. */
+  log(level: 'info' | 'warn' | 'error', code: string, message: string, fields?: Record<string, unknown>): void;
+}
+
+/** Session limits. */
+export interface SessionOptions {
+  /** Largest decoded media payload accepted, bytes (Twilio sends 160 = 20 ms). */
+  maxPayloadBytes: number;
+  /** Longest gap in media timestamps filled with silence, ms; a longer jump is counted and not filled. */
+  maxGapFillMs: number;
+  /** After this many protocol errors the stream is closed (1008). */
+  maxProtocolErrors: number;
+}
+
+/** Defaults: payloads up to 1 s, gaps filled up to 10 s, 100 protocol errors tolerated. */
+export const DEFAULT_SESSION_OPTIONS: Readonly<SessionOptions> = Object.freeze({
+  maxPayloadBytes: 50 * TWILIO_FRAME_BYTES,
+  maxGapFillMs: 10_000,
+  maxProtocolErrors: 100,
+});
+
+/** WebSocket close codes used (RFC 6455 §7.4.1). */
+export const CloseCodes = { NORMAL: 1000, GOING_AWAY: 1001, UNSUPPORTED_DATA: 1003, POLICY: 1008, TOO_BIG: 1009 } as const;
+
+interface TrackState {
+  sink: TrackSink;
+  /** Call time (ms) up to which this track has audio. */
+  endMs: number;
+  started: boolean;
+}
+
+/** One media stream's protocol state. */
+export class MediaSession {
+  private readonly opts: SessionOptions;
+  private readonly decoder: MulawPayloadDecoder;
+  private readonly silence: Float32Array;
+  private start: StartMessage | null = null;
+  private tracks = new Map<Track, TrackState>();
+  private lastSequence = -1;
+  private ended = false;
+  /** Counters reported in call-end. */
+  readonly stats = { mediaMessages: 0, gapsFilled: 0, gapMs: 0, dropped: 0, protocolErrors: 0, sequenceGaps: 0 };
+  /** Wall-clock ms of the last message (for stall detection by the owner). */
+  lastMessageAt = Date.now();
+
+  constructor(private readonly hooks: SessionHooks, options: Partial<SessionOptions> = {}) {
+    this.opts = { ...DEFAULT_SESSION_OPTIONS, ...options };
+    this.decoder = new MulawPayloadDecoder(this.opts.maxPayloadBytes);
+    // μ-law silence decodes to 0; gaps are filled in 20 ms pieces from this buffer.
+    this.silence = new Float32Array(TWILIO_FRAME_BYTES);
+  }
+
+  /** The call this stream belongs to, once `start` has arrived. */
+  get callSid(): string | null {
+    return this.start?.start.callSid ?? null;
+  }
+
+  /** True after call-end was emitted. */
+  get isEnded(): boolean {
+    return this.ended;
+  }
+
+  private base(timeMs: number): EventBase {
+    return {
+      callSid: this.start?.start.callSid ?? '',
+      streamSid: this.start?.streamSid ?? '',
+      timeMs,
+      customParameters: this.start?.start.customParameters ?? {},
+    };
+  }
+
+  private callTimeMs(): number {
+    let t = 0;
+    for (const s of this.tracks.values()) t = Math.max(t, s.endMs);
+    return t;
+  }
+
+  /** Handles one text message from the socket. Never throws. */
+  handleMessage(text: string): void {
+    this.lastMessageAt = Date.now();
+    if (this.ended) return;
+    let msg;
+    try {
+      msg = parseTwilioMessage(text);
+    } catch (err) {
+      const e = err as CallmoodError;
+      if (e.code === ErrorCodes.MEDIA_FORMAT) {
+        this.fail(e, CloseCodes.UNSUPPORTED_DATA);
+        return;
+      }
+      this.protocolError(e.code ?? ErrorCodes.PROTOCOL, e.message);
+      return;
+    }
+    const seq = 'sequenceNumber' in msg ? msg.sequenceNumber : undefined;
+    if (seq !== undefined) {
+      if (this.lastSequence >= 0 && seq !== this.lastSequence + 1) this.stats.sequenceGaps++;
+      this.lastSequence = Math.max(this.lastSequence, seq);
+    }
+    switch (msg.event) {
+      case 'connected':
+        return;
+      case 'start':
+        this.onStart(msg);
+        return;
+      case 'media': {
+        if (!this.start) {
+          this.protocolError(ErrorCodes.PROTOCOL, "'media' before 'start': the chunk is dropped");
+          return;
+        }
+        this.onMedia(msg.media.track, msg.media.timestamp, msg.media.payload);
+        return;
+      }
+      case 'dtmf':
+        if (!this.start) return this.protocolError(ErrorCodes.PROTOCOL, "'dtmf' before 'start'");
+        this.hooks.emit({ ...this.base(this.callTimeMs()), type: 'dtmf', track: (msg.dtmf.track as Track | undefined) === 'outbound' ? 'outbound' : msg.dtmf.track ? 'inbound' : null, digit: msg.dtmf.digit });
+        return;
+      case 'mark':
+        if (!this.start) return this.protocolError(ErrorCodes.PROTOCOL, "'mark' before 'start'");
+        this.hooks.emit({ ...this.base(this.callTimeMs()), type: 'mark', name: msg.mark.name });
+        return;
+      case 'stop':
+        void this.end('stop');
+        this.hooks.close(CloseCodes.NORMAL, 'stream stopped');
+        return;
+    }
+  }
+
+  private onStart(msg: StartMessage): void {
+    if (this.start) {
+      this.protocolError(ErrorCodes.PROTOCOL, `a second 'start' (stream ${msg.streamSid}) on stream ${this.start.streamSid} is ignored`);
+      return;
+    }
+    this.start = msg;
+    for (const track of new Set(msg.start.tracks)) {
+      const sink = this.hooks.createTrack(track, () => {
+        const { timeMs: _t, ...rest } = this.base(0);
+        return rest;
+      });
+      this.tracks.set(track, { sink, endMs: 0, started: false });
+    }
+    this.hooks.emit({ ...this.base(0), type: 'call-start', accountSid: msg.start.accountSid ?? null, tracks: [...this.tracks.keys()] });
+    this.hooks.log('info', 'CALLMOOD_CALL_START', `call ${msg.start.callSid} stream ${msg.streamSid} tracks ${[...this.tracks.keys()].join(',')}`);
+  }
+
+  private onMedia(track: Track, timestamp: number, payload: string): void {
+    const state = this.tracks.get(track);
+    if (!state) {
+      this.protocolError(ErrorCodes.PROTOCOL, `media on track '${track}' which 'start' did not announce (${[...this.tracks.keys()].join(', ')})`);
+      return;
+    }
+    let samples: Float32Array;
+    try {
+      samples = this.decoder.decode(payload);
+    } catch (err) {
+      this.protocolError((err as CallmoodError).code ?? ErrorCodes.INVALID_AUDIO, (err as Error).message);
+      return;
+    }
+    this.stats.mediaMessages++;
+    const durationMs = samples.length / 8;
+    if (!state.started) {
+      // The first chunk sets where this track's audio begins; earlier time is silence.
+      state.started = true;
+      if (timestamp > 0) this.fill(state, Math.min(timestamp, this.opts.maxGapFillMs));
+      state.endMs = timestamp;
+    }
+    const gap = timestamp - state.endMs;
+    // Timestamps are whole ms and chunks 20 ms: a mismatch under 1 ms is rounding, not a gap.
+    if (gap <= -1) {
+      this.stats.dropped++;
+      return;
+    }
+    if (gap >= 1) {
+      if (gap > this.opts.maxGapFillMs) {
+        this.protocolError(ErrorCodes.PROTOCOL, `media timestamp jumps ${gap} ms on track '${track}'; gaps over ${this.opts.maxGapFillMs} ms are not filled`);
+      } else {
+        this.fill(state, gap);
+      }
+      state.endMs = timestamp;
+    }
+    state.endMs += durationMs;
+    state.sink.push(samples, state.endMs);
+  }
+
+  private fill(state: TrackState, ms: number): void {
+    let left = Math.round(ms * 8);
+    if (left <= 0) return;
+    this.stats.gapsFilled++;
+    this.stats.gapMs += ms;
+    while (left > 0) {
+      const n = Math.min(left, this.silence.length);
+      state.endMs += n / 8;
+      state.sink.push(this.silence.subarray(0, n), state.endMs);
+      left -= n;
+    }
+  }
+
+  private protocolError(code: string, message: string): void {
+    this.stats.protocolErrors++;
+    this.hooks.log('warn', code, message, { callSid: this.callSid });
+    this.hooks.emit({ ...this.base(this.callTimeMs()), type: 'error', code, message, permanent: false });
+    if (this.stats.protocolErrors >= this.opts.maxProtocolErrors) {
+      this.fail(new CallmoodError(ErrorCodes.PROTOCOL, `${this.stats.protocolErrors} protocol errors on one stream; closing it`), CloseCodes.POLICY);
+    }
+  }
+
+  private fail(err: CallmoodError, closeCode: number): void {
+    this.hooks.log('error', err.code, err.message, { callSid: this.callSid });
+    this.hooks.emit({ ...this.base(this.callTimeMs()), type: 'error', code: err.code, message: err.message, permanent: true });
+    void this.end('error');
+    this.hooks.close(closeCode, err.message.slice(0, 120));
+  }
+
+  /** Ends the call once: waits for each track's pending windows, then emits call-end with the summaries. */
+  async end(reason: CallEndReason): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    if (!this.start) {
+      this.hooks.log('info', 'CALLMOOD_STREAM_CLOSED', `stream closed before 'start' (${reason})`);
+      return;
+    }
+    const summary: Partial<Record<Track, TrackSummary>> = {};
+    for (const [track, state] of this.tracks) {
+      try {
+        summary[track] = await state.sink.end();
+      } catch (err) {
+        this.hooks.log('error', (err as CallmoodError).code ?? 'CALLMOOD_ERR_INTERNAL', `track ${track}: ${(err as Error).message}`);
+      }
+    }
+    const durationMs = this.callTimeMs();
+    this.hooks.emit({ ...this.base(durationMs), type: 'call-end', reason, durationMs, summary, stats: { ...this.stats } });
+    this.hooks.log('info', 'CALLMOOD_CALL_END', `call ${this.callSid} ended (${reason}) after ${(durationMs / 1000).toFixed(1)} s`, { ...this.stats });
+  }
+}
