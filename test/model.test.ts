@@ -300,7 +300,8 @@ test('bad model directories give clear CallmoodErrors naming the file and field'
 
   // saveModel checks before writing anything.
   const empty = path.join(await tempDir(), 'never');
-  await assertRejectsCallmood(saveModel(empty, m, metadataFor(120)), ErrorCodes.CORRUPT_FILE, /input shape/);
+  await assertRejectsCallmood(saveModel(empty, m, metadataFor(120)), ErrorCodes.INVALID_OPTION, /saveModel: input shape \[null, 24, 8\] does not match/);
+  await assertRejectsCallmood(saveModel(empty, m, { ...metadataFor(), licence: '' }), ErrorCodes.INVALID_OPTION, /saveModel metadata: invalid metadata: licence/);
   await assert.rejects(readFile(path.join(empty, MODEL_FILES.model)), { code: 'ENOENT' });
   m.dispose();
 });

@@ -183,15 +183,22 @@ function checkModelAgainstMetadata(model: tfjs.LayersModel, md: ModelMetadata, f
 
 /**
  * Saves `model` and its metadata into `dir` (created if needed; existing model files are replaced). The metadata is
- * validated and checked against the model's shapes first, so an inconsistent directory is never written. Returns
- * the metadata as written.
+ * validated and checked against the model's shapes first (INVALID_OPTION if it fails), so an inconsistent directory
+ * is never written. Returns the metadata as written.
  */
 export async function saveModel(dir: string, model: tfjs.LayersModel, metadata: ModelMetadataInput): Promise<ModelMetadata> {
-  const md = validateMetadata(
-    { ...metadata, format: METADATA_FORMAT, version: METADATA_VERSION, createdAt: metadata.createdAt ?? new Date().toISOString() },
-    'metadata',
-  );
-  checkModelAgainstMetadata(model, md, 'model');
+  let md: ModelMetadata;
+  try {
+    md = validateMetadata(
+      { ...metadata, format: METADATA_FORMAT, version: METADATA_VERSION, createdAt: metadata.createdAt ?? new Date().toISOString() },
+      'saveModel metadata',
+    );
+    checkModelAgainstMetadata(model, md, 'saveModel');
+  } catch (e) {
+    // The same checks as loading, but here the caller's arguments are at fault, not a file.
+    if (e instanceof CallmoodError) throw new CallmoodError(ErrorCodes.INVALID_OPTION, e.message, { cause: e });
+    throw e;
+  }
   const { tf } = await initBackend();
   await mkdir(dir, { recursive: true });
   const handler = tf.io.withSaveHandler(async (artifacts) => {
