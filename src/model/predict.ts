@@ -28,12 +28,12 @@ export function checkWindowsFit(model: tfjs.LayersModel, set: WindowBatch, what 
   }
   const inShape = model.inputs[0].shape;
   if (inShape.length !== 3 || inShape[1] !== frames || inShape[2] !== dims) {
-    throw new CallmoodError(ErrorCodes.INVALID_OPTION, `${what}: windows of ${frames} × ${dims} do not fit the model's input shape [${inShape.join(', ')}]`);
+    throw new CallmoodError(ErrorCodes.INVALID_OPTION, `${what}: windows of ${frames} × ${dims} do not fit the model's input shape [${fmtShape(inShape)}]`);
   }
   const outShape = model.outputs[0].shape;
   const classes = outShape[outShape.length - 1];
   if (outShape.length !== 2 || classes == null) {
-    throw new CallmoodError(ErrorCodes.INVALID_OPTION, `${what}: the model's output shape [${outShape.join(', ')}] is not [batch, classes]`);
+    throw new CallmoodError(ErrorCodes.INVALID_OPTION, `${what}: the model's output shape [${fmtShape(outShape)}] is not [batch, classes]`);
   }
   return classes;
 }
@@ -98,4 +98,9 @@ export function clipProbabilities(set: Pick<WindowSet, 'n' | 'clip'>, probs: Flo
   return [...sums.entries()]
     .sort((a, b) => a[0] - b[0])
     .map(([clip, s]) => ({ clip, probs: Float32Array.from(s.probs, (v) => v / s.windows), windows: s.windows }));
+}
+
+/** A shape as TF.js prints it, with `null` for the batch dimension (Array.join would print nothing). */
+function fmtShape(shape: readonly (number | null)[]): string {
+  return shape.map((d) => (d === null ? 'null' : String(d))).join(', ');
 }
