@@ -7,6 +7,7 @@ import { Command } from 'commander';
 import { CallmoodError } from '../errors.js';
 import { featuresCommand } from './features.js';
 import { benchCommand } from './bench.js';
+import { modelCommands } from './model.js';
 
 
 const program = new Command();
@@ -17,6 +18,7 @@ program
   .showHelpAfterError();
 
 featuresCommand(program);
+modelCommands(program);
 benchCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -1,0 +1,161 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import cliProgress from 'cli-progress';
+import { ARCHITECTURES, type Arch } from '../model/architectures.js';
+import { DEFAULT_TRAIN_OPTIONS, evaluateModel, trainFromManifest, writeJson, type CalmPolicy } from '../model/pipeline.js';
+import { formatEvaluationTable } from '../model/metrics.js';
+import type { ManifestFilter } from '../data/manifest.js';
+
+/** Default data folder: the shared training data beside the project. */
+export const DEFAULT_MANIFEST = '../shared/data/manifest.csv';
+
+const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
+const int = (name: string, min: number) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}, got '${v}'`);
+  return n;
+};
+const num = (name: string, lo: number, hi: number) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < lo || n > hi) throw new InvalidArgumentError(`${name} must be a number in [${lo}, ${hi}], got '${v}'`);
+  return n;
+};
+
+function filterOptions(cmd: Command): Command {
+  return cmd
+    .option('--manifest <csv>', 'manifest CSV (path,corpus,speaker,gender,label,text,intensity,duration_s)', DEFAULT_MANIFEST)
+    .option('--corpus <list>', 'only these corpora (comma-separated)', list)
+    .option('--speaker <list>', 'only these speakers', list)
+    .option('--exclude-speaker <list>', 'leave these speakers out', list)
+    .option('--label <list>', 'only these labels', list);
+}
+
+function toFilter(o: { corpus?: string[]; speaker?: string[]; excludeSpeaker?: string[]; label?: string[] }): ManifestFilter {
+  const f: ManifestFilter = {};
+  if (o.corpus) f.corpus = o.corpus;
+  if (o.speaker) f.speaker = o.speaker;
+  if (o.excludeSpeaker) f.excludeSpeaker = o.excludeSpeaker;
+  if (o.label) f.label = o.label;
+  return f;
+}
+
+/** A progress bar on a terminal; plain lines otherwise (CI logs, files). */
+function progress(title: string) {
+  const tty = process.stderr.isTTY;
+  const bar = tty
+    ? new cliProgress.SingleBar({ format: `${title} [{bar}] {value}/{total} {info} ETA {eta_formatted}`, stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic)
+    : null;
+  let started = false;
+  let lastLine = 0;
+  return {
+    update(done: number, total: number, info = '') {
+      if (bar) {
+        if (!started) bar.start(total, 0, { info });
+        started = true;
+        bar.update(done, { info });
+      } else if (done === total || Date.now() - lastLine > 10_000) {
+        lastLine = Date.now();
+        process.stderr.write(`${title} ${done}/${total} ${info}\n`);
+      }
+    },
+    stop() {
+      if (bar && started) bar.stop();
+    },
+  };
+}
+
+/** `callmood train` and `callmood evaluate`. */
+export function modelCommands(program: Command): void {
+  filterOptions(
+    program
+      .command('train')
+      .description('train an emotion model from a manifest and save it (TF.js files, metadata, training curves)')
+      .addOption(new Option('--arch <arch>', 'architecture').choices([...ARCHITECTURES]).default('cnn'))
+      .requiredOption('--out <dir>', 'output directory, e.g. models/mine'),
+  )
+    .addOption(new Option('--channel <channel>', 'training audio: clean, telephone, or mixed (80% telephone)').choices(['clean', 'telephone', 'mixed']).default(DEFAULT_TRAIN_OPTIONS.channel))
+    .addOption(new Option('--normalization <kind>', 'global statistics, or adaptive per speaker/call').choices(['global', 'adaptive']).default(DEFAULT_TRAIN_OPTIONS.normalization))
+    .addOption(new Option('--split <split>', 'validation split: by speaker, or random clips (the seed protocol)').choices(['speaker', 'random']).default(DEFAULT_TRAIN_OPTIONS.split))
+    .addOption(new Option('--calm <policy>', "RAVDESS 'calm': drop it, or train it as neutral").choices(['drop', 'neutral']).default(DEFAULT_TRAIN_OPTIONS.calm))
+    .option('--epochs <n>', 'maximum epochs', int('--epochs', 1), DEFAULT_TRAIN_OPTIONS.epochs)
+    .option('--batch-size <n>', 'windows per batch', int('--batch-size', 1), DEFAULT_TRAIN_OPTIONS.batchSize)
+    .option('--lr <rate>', "Adam's initial learning rate", num('--lr', 1e-6, 1), DEFAULT_TRAIN_OPTIONS.learningRate)
+    .option('--patience <n>', 'early stopping patience (epochs)', int('--patience', 1), DEFAULT_TRAIN_OPTIONS.patience)
+    .option('--seed <n>', 'seed of every random choice', int('--seed', 0), DEFAULT_TRAIN_OPTIONS.seed)
+    .option('--val-share <share>', 'share of speakers (or clips) for validation', num('--val-share', 0.01, 0.5), DEFAULT_TRAIN_OPTIONS.valShare)
+    .option('--window-hop <frames>', 'frames between training windows', int('--window-hop', 1), DEFAULT_TRAIN_OPTIONS.windowHop)
+    .option('--prior-frames <n>', 'adaptive normalisation: weight of the global statistics in frames', int('--prior-frames', 0), DEFAULT_TRAIN_OPTIONS.priorFrames)
+    .option('--cache <dir>', 'feature cache directory', '.cache/features')
+    .option('--workers <n>', 'decoding worker threads', int('--workers', 0))
+    .action(async (o) => {
+      const extract = progress('features');
+      const epochs = progress('epochs');
+      const { metadata, history } = await trainFromManifest({
+        ...DEFAULT_TRAIN_OPTIONS,
+        manifest: o.manifest,
+        arch: o.arch as Arch,
+        out: o.out,
+        channel: o.channel,
+        normalization: o.normalization,
+        priorFrames: o.priorFrames,
+        filter: toFilter(o),
+        split: o.split,
+        valShare: o.valShare,
+        calm: o.calm as CalmPolicy,
+        epochs: o.epochs,
+        batchSize: o.batchSize,
+        learningRate: o.lr,
+        patience: o.patience,
+        seed: o.seed,
+        windowHop: o.windowHop,
+        cacheDir: o.cache,
+        workers: o.workers,
+        heldOutSpeakers: o.excludeSpeaker ?? [],
+        onExtract: (d, t) => extract.update(d, t),
+        onEpoch: (e) => {
+          if (e.epoch === 1) extract.stop();
+          epochs.update(e.epoch, e.epochs, `loss ${e.loss.toFixed(3)} acc ${e.acc.toFixed(3)} val_acc ${e.valAcc.toFixed(3)} val_uar ${e.valUar.toFixed(3)} lr ${e.lr.toExponential(1)}${e.best ? ' *' : ''} (eta ${Math.round(e.etaSeconds)} s)`);
+        },
+        log: (m) => process.stderr.write(`${m}\n`),
+      });
+      epochs.stop();
+      const best = history[metadata.training.bestEpoch - 1];
+      process.stdout.write(`saved ${o.out}: ${metadata.arch}, best epoch ${metadata.training.bestEpoch}/${history.length}, validation window accuracy ${best.valAcc.toFixed(4)}, balanced ${best.valUar.toFixed(4)}\n`);
+    });
+
+  filterOptions(
+    program
+      .command('evaluate')
+      .description('score a model on a manifest, clip by clip; print a table and write JSON and a confusion-matrix plot')
+      .requiredOption('--model <dir>', 'model directory'),
+  )
+    .addOption(new Option('--channel <channel>', 'evaluate on clean audio or through the telephone channel').choices(['clean', 'telephone']).default('clean'))
+    .option('--json <file>', 'write the results as JSON here (and the confusion matrix beside it as .svg)')
+    .option('--seed <n>', 'seed (order of speakers for adaptive normalisation)', int('--seed', 0), 1)
+    .option('--cache <dir>', 'feature cache directory', '.cache/features')
+    .option('--workers <n>', 'decoding worker threads', int('--workers', 0))
+    .action(async (o) => {
+      const extract = progress('features');
+      const { report, confusionSvg } = await evaluateModel({
+        modelDir: o.model,
+        manifest: o.manifest,
+        filter: toFilter(o),
+        channel: o.channel,
+        seed: o.seed,
+        cacheDir: o.cache,
+        workers: o.workers,
+        onExtract: (d, t) => extract.update(d, t),
+        log: (m) => process.stderr.write(`${m}\n`),
+      });
+      extract.stop();
+      process.stdout.write(formatEvaluationTable(report) + '\n');
+      process.stdout.write(`skipped: ${report.skipped} ${JSON.stringify(report.skippedReasons)}\n`);
+      if (o.json) {
+        writeJson(o.json, report);
+        writeFileSync(o.json.replace(/\.json$/i, '') + '.confusion.svg', confusionSvg);
+      } else {
+        writeFileSync(join(o.model, `confusion-${o.channel}.svg`), confusionSvg);
+      }
+    });
+}

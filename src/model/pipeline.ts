@@ -1,0 +1,282 @@
+/**
+ * Manifest in, model or evaluation out: the steps `callmood train` and `callmood evaluate` run, as functions that
+ * scripts (the model card's experiments) call too.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { CallmoodError, ErrorCodes } from '../errors.js';
+import { readManifest, type ManifestFilter } from '../data/manifest.js';
+import { extractClipFeatures, fitGlobalStats, makeWindows, type AugmentOptions } from '../data/dataset.js';
+import { EMOTION_LABELS, type ClipFeatures, type ClipRecord, type NormalizationSpec, type WindowConfig } from '../data/types.js';
+import { resolveFeatureConfig, type FeatureConfig } from '../features/config.js';
+import { DEFAULT_SPEECH_GATE_OPTIONS } from '../features/vad.js';
+import { initBackend } from './backend.js';
+import type { Arch } from './architectures.js';
+import { trainModel, mulberry32, type EpochInfo } from './train.js';
+import { saveModel, loadModel, type ModelMetadata } from './io.js';
+import { clipProbabilities, predictWindows } from './predict.js';
+import { evaluatePredictions, type EvaluationResult } from './metrics.js';
+import { confusionMatrixSvg, trainingCurvesSvg } from '../report/plots.js';
+
+/** Licence notices per corpus, kept with every model trained on it (see the data README). */
+export const CORPUS_LICENCES: Record<string, string> = {
+  tess: 'TESS: Pichora-Fuller, M. K. & Dupuis, K. (2020). Toronto emotional speech set (TESS). University of Toronto, Borealis. CC BY-NC-ND 4.0 (non-commercial).',
+  ravdess: 'RAVDESS: Livingstone, S. R. & Russo, F. A. (2018). The Ryerson Audio-Visual Database of Emotional Speech and Song (RAVDESS). PLoS ONE 13(5): e0196391. CC BY-NC-SA 4.0 (non-commercial).',
+  'crema-d': 'CREMA-D: Cao, H., Cooper, D. G., Keutmann, M. K., Gur, R. C., Nenkova, A. & Verma, R. (2014). CREMA-D: Crowd-sourced Emotional Multimodal Actors Dataset. IEEE Transactions on Affective Computing 5(4): 377–390. ODbL 1.0 / DbCL 1.0.',
+};
+
+/** Labels outside the seven, and what training does with them. */
+export type CalmPolicy = 'drop' | 'neutral';
+
+/** Options of {@link trainFromManifest}. */
+export interface TrainPipelineOptions {
+  manifest: string;
+  arch: Arch;
+  out: string;
+  channel: 'clean' | 'telephone' | 'mixed';
+  normalization: 'global' | 'adaptive';
+  /** Weight of the global statistics, in frames, for adaptive normalisation (300 = 3 s of speech). */
+  priorFrames: number;
+  filter: ManifestFilter;
+  /** `speaker`: validation speakers are held out of training; `random`: clips split at random (the seed's protocol). */
+  split: 'speaker' | 'random';
+  /** Share of speakers (or clips, for `random`) used for validation. */
+  valShare: number;
+  /** What RAVDESS `calm` becomes: dropped, or taken as neutral. */
+  calm: CalmPolicy;
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  patience: number;
+  seed: number;
+  /** Frames between training window starts. */
+  windowHop: number;
+  minSpeechRatio: number;
+  augment?: AugmentOptions;
+  feature?: Partial<FeatureConfig>;
+  cacheDir?: string | null;
+  workers?: number;
+  /** Clips held out of training and validation for a test (only recorded in the metadata). */
+  heldOutSpeakers?: string[];
+  onExtract?: (done: number, total: number) => void;
+  onEpoch?: (info: EpochInfo) => void;
+  log?: (msg: string) => void;
+}
+
+/** Defaults for the options a user may leave out. */
+export const DEFAULT_TRAIN_OPTIONS = Object.freeze({
+  channel: 'mixed' as const,
+  normalization: 'adaptive' as const,
+  priorFrames: 300,
+  split: 'speaker' as const,
+  valShare: 0.12,
+  calm: 'drop' as CalmPolicy,
+  epochs: 30,
+  batchSize: 64,
+  learningRate: 1e-3,
+  patience: 6,
+  seed: 1,
+  windowHop: 60,
+  minSpeechRatio: 0.3,
+});
+
+/** Applies the calm policy: relabels or drops; other labels outside the seven are left for the window step to skip. */
+export function applyCalmPolicy(clips: ClipRecord[], calm: CalmPolicy): ClipRecord[] {
+  if (calm === 'neutral') return clips.map((c) => (c.label === 'calm' ? { ...c, label: 'neutral' } : c));
+  return clips;
+}
+
+/** Splits clips into train and validation, by speaker (per corpus, at least one speaker each where possible) or at random. */
+export function splitClips(clips: ClipRecord[], split: 'speaker' | 'random', valShare: number, seed: number): { train: ClipRecord[]; val: ClipRecord[] } {
+  const rand = mulberry32(seed ^ 0x5bd1e995);
+  if (split === 'random') {
+    const idx = clips.map((_, i) => i);
+    for (let i = idx.length - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [idx[i], idx[j]] = [idx[j], idx[i]];
+    }
+    const nVal = Math.max(1, Math.round(clips.length * valShare));
+    const valSet = new Set(idx.slice(0, nVal));
+    return { train: clips.filter((_, i) => !valSet.has(i)), val: clips.filter((_, i) => valSet.has(i)) };
+  }
+  const byCorpus = new Map<string, string[]>();
+  for (const c of clips) {
+    const list = byCorpus.get(c.corpus) ?? [];
+    if (!list.includes(c.speaker)) list.push(c.speaker);
+    byCorpus.set(c.corpus, list);
+  }
+  const valSpeakers = new Set<string>();
+  for (const speakers of byCorpus.values()) {
+    const sorted = [...speakers].sort();
+    for (let i = sorted.length - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [sorted[i], sorted[j]] = [sorted[j], sorted[i]];
+    }
+    // A corpus with one or two speakers cannot spare one for validation without losing half its voices.
+    const n = sorted.length >= 3 ? Math.max(1, Math.round(sorted.length * valShare)) : 0;
+    for (const s of sorted.slice(0, n)) valSpeakers.add(s);
+  }
+  if (valSpeakers.size === 0) {
+    throw new CallmoodError(
+      ErrorCodes.INVALID_OPTION,
+      'split by speaker needs a corpus with at least 3 speakers to hold one out for validation; use --split random',
+    );
+  }
+  return { train: clips.filter((c) => !valSpeakers.has(c.speaker)), val: clips.filter((c) => valSpeakers.has(c.speaker)) };
+}
+
+const unique = (xs: string[]) => [...new Set(xs)].sort();
+const audioSeconds = (clips: ClipRecord[]) => clips.reduce((s, c) => s + c.durationS, 0);
+
+/** Trains a model from a manifest and saves it (model.json, weights.bin, metadata.json, training-curves.svg). */
+export async function trainFromManifest(o: TrainPipelineOptions): Promise<{ metadata: ModelMetadata; history: EpochInfo[] }> {
+  const log = o.log ?? (() => {});
+  const backend = await initBackend({ log });
+  const feature = resolveFeatureConfig(o.feature ?? {});
+  const all = applyCalmPolicy(readManifest(o.manifest, o.filter), o.calm);
+  const known = all.filter((c) => (EMOTION_LABELS as readonly string[]).includes(c.label));
+  log(`${all.length} clips in the manifest after filters; ${known.length} carry one of the seven labels`);
+  const { train, val } = splitClips(known, o.split, o.valShare, o.seed);
+  log(`split ${o.split}: ${train.length} training clips, ${val.length} validation clips`);
+  const extract = (clips: ClipRecord[], seed: number) =>
+    extractClipFeatures(clips, {
+      feature,
+      channel: o.channel,
+      seed,
+      augment: o.augment,
+      cacheDir: o.cacheDir,
+      workers: o.workers,
+      onProgress: o.onExtract,
+    });
+  const trainFeats = await extract(train, o.seed);
+  const valFeats = await extract(val, o.seed + 1);
+  const stats = fitGlobalStats(trainFeats);
+  const normalization: NormalizationSpec =
+    o.normalization === 'adaptive' ? { kind: 'adaptive', stats, priorFrames: o.priorFrames } : { kind: 'global', stats };
+  const window: WindowConfig = { frames: 120, hop: o.windowHop, minSpeechRatio: o.minSpeechRatio, feature };
+  const labels = [...EMOTION_LABELS];
+  const tw = makeWindows(train, trainFeats, { labels, window, normalization, seed: o.seed });
+  const vw = makeWindows(val, valFeats, { labels, window, normalization, seed: o.seed });
+  log(`windows: ${tw.set.n} training (${tw.skipped.length} clips skipped), ${vw.set.n} validation (${vw.skipped.length} skipped)`);
+  const started = Date.now();
+  const result = await trainModel(backend.tf, {
+    arch: o.arch,
+    train: tw.set,
+    val: vw.set,
+    epochs: o.epochs,
+    batchSize: o.batchSize,
+    learningRate: o.learningRate,
+    seed: o.seed,
+    patience: o.patience,
+    plateau: { factor: 0.5, patience: 2, minLr: 1e-5 },
+    classWeights: 'balanced',
+    onEpoch: o.onEpoch,
+  });
+  const corpora = unique(known.map((c) => c.corpus));
+  const last = result.history[result.bestEpoch - 1];
+  const metadata = await saveModel(o.out, result.model, {
+    arch: o.arch,
+    labels,
+    window,
+    normalization,
+    training: {
+      manifest: o.manifest,
+      corpora,
+      speakers: { train: unique(train.map((c) => c.speaker)), val: unique(val.map((c) => c.speaker)), heldOut: o.heldOutSpeakers ?? [] },
+      clips: { train: train.length, val: val.length },
+      windows: { train: tw.set.n, val: vw.set.n },
+      channel: o.channel,
+      seed: o.seed,
+      epochs: result.history.length,
+      bestEpoch: result.bestEpoch,
+      durations: { trainAudioSeconds: audioSeconds(train), valAudioSeconds: audioSeconds(val), trainingSeconds: (Date.now() - started) / 1000 },
+      split: o.split,
+      calm: o.calm,
+      filter: o.filter,
+      augment: o.augment ?? {},
+      speechGate: DEFAULT_SPEECH_GATE_OPTIONS,
+      hyperparameters: { batchSize: o.batchSize, learningRate: o.learningRate, patience: o.patience, windowHop: o.windowHop },
+      backend: backend.name,
+      stopReason: result.stopReason,
+    },
+    metrics: { validation: { windowAccuracy: last.valAcc, windowBalancedAccuracy: last.valUar, loss: last.valLoss } },
+    licence: corpora.map((c) => CORPUS_LICENCES[c] ?? `${c}: see the corpus licence`).join('\n'),
+  });
+  writeFileSync(join(o.out, 'training-curves.svg'), await trainingCurvesSvg(result.history, `${o.arch} on ${corpora.join(', ')} (${o.channel})`));
+  result.model.dispose();
+  return { metadata, history: result.history };
+}
+
+/** Options of {@link evaluateModel}. */
+export interface EvaluatePipelineOptions {
+  modelDir: string;
+  manifest: string;
+  filter: ManifestFilter;
+  channel: 'clean' | 'telephone';
+  seed: number;
+  cacheDir?: string | null;
+  workers?: number;
+  onExtract?: (done: number, total: number) => void;
+  log?: (msg: string) => void;
+}
+
+/** The evaluation JSON: metrics over clips plus what was skipped. */
+export interface EvaluationReport extends EvaluationResult {
+  skipped: number;
+  skippedReasons: Record<string, number>;
+  model: string;
+  channel: string;
+  level: 'clip';
+}
+
+/**
+ * Scores a model on a manifest, clip by clip: each clip's windows go through the model and their probabilities
+ * are averaged, as the seed did. Labels the model does not know (e.g. `calm`, unless the model was trained to read
+ * calm as neutral) and clips without a window of speech are skipped and counted.
+ */
+export async function evaluateModel(o: EvaluatePipelineOptions): Promise<{ report: EvaluationReport; confusionSvg: string }> {
+  const log = o.log ?? (() => {});
+  const backend = await initBackend({ log });
+  const { model, metadata } = await loadModel(o.modelDir);
+  const calm = (metadata.training.calm as CalmPolicy | undefined) ?? 'drop';
+  const clips = applyCalmPolicy(readManifest(o.manifest, o.filter), calm);
+  // The telephone channel for evaluation is the plain line: no random gain or noise, so the figure is repeatable.
+  const feats: ClipFeatures[] = await extractClipFeatures(clips, {
+    feature: metadata.window.feature as Partial<FeatureConfig>,
+    channel: o.channel,
+    seed: o.seed,
+    augment: { gainDb: [0, 0], snrDb: null },
+    cacheDir: o.cacheDir,
+    workers: o.workers,
+    onProgress: o.onExtract,
+  });
+  const { set, skipped } = makeWindows(clips, feats, {
+    labels: metadata.labels,
+    window: metadata.window,
+    normalization: metadata.normalization,
+    seed: o.seed,
+  });
+  const probs = predictWindows(backend.tf, model, set);
+  const perClip = clipProbabilities(set, probs);
+  const k = metadata.labels.length;
+  const flat = new Float32Array(perClip.length * k);
+  const truth = new Int32Array(perClip.length);
+  perClip.forEach((c, i) => {
+    flat.set(c.probs, i * k);
+    truth[i] = metadata.labels.indexOf(set.clips[c.clip].label);
+  });
+  model.dispose();
+  const result = evaluatePredictions({ labels: metadata.labels, truth, probs: flat });
+  const skippedReasons: Record<string, number> = {};
+  for (const s of skipped) skippedReasons[s.reason] = (skippedReasons[s.reason] ?? 0) + 1;
+  const report: EvaluationReport = { ...result, skipped: skipped.length, skippedReasons, model: resolve(o.modelDir), channel: o.channel, level: 'clip' };
+  const confusionSvg = await confusionMatrixSvg(result.confusion, `${metadata.arch}: ${result.n} clips, ${o.channel} channel`);
+  return { report, confusionSvg };
+}
+
+/** Writes a JSON file, creating its folder. */
+export function writeJson(path: string, value: unknown): void {
+  mkdirSync(resolve(path, '..'), { recursive: true });
+  writeFileSync(path, JSON.stringify(value, null, 2) + '\n');
+}
+
