@@ -149,7 +149,8 @@ export async function trainFromManifest(o: TrainPipelineOptions): Promise<{ meta
       onProgress: o.onExtract,
     });
   const trainFeats = await extract(train, o.seed);
-  const valFeats = await extract(val, o.seed + 1);
+  // The same seed for both splits: a clip gets the same channel plan (and cache entry) whichever split it lands in.
+  const valFeats = await extract(val, o.seed);
   const stats = fitGlobalStats(trainFeats);
   const normalization: NormalizationSpec =
     o.normalization === 'adaptive' ? { kind: 'adaptive', stats, priorFrames: o.priorFrames } : { kind: 'global', stats };

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The model card's experiments: every figure in models/MODEL_CARD.md comes from a run of this script.
+#   scripts/experiments.sh A   cross-corpus runs (normalisation and calm chosen here) and the seed's TESS protocol
+#   scripts/experiments.sh B   by-speaker held-out test, then the shipped model (models/default)
+# The two parts use one core each and can run side by side. DATA defaults to ../shared/data.
+# Results (evaluation JSON, confusion matrices, training curves) go to models/experiments/; the experiment models
+# themselves to .cache/experiments/ (not committed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data}
+M="$DATA/manifest.csv"
+E=models/experiments
+W=.cache/experiments
+mkdir -p "$E" "$W"
+cm() { node --import tsx src/cli/main.ts "$@"; }
+curves() { cp "$W/$1/training-curves.svg" "$E/$1.training-curves.svg"; cp "$W/$1/metadata.json" "$E/$1.metadata.json"; }
+evaluate() { # model name, json name, extra args...
+  local model=$1 name=$2; shift 2
+  cm evaluate --model "$W/$model" --manifest "$M" --json "$E/$name.json" "$@" > "$E/$name.txt"
+}
+
+part_a() {
+  # Across corpora: train on RAVDESS, test on all of TESS (and the reverse). Used to choose normalisation and
+  # what to do with RAVDESS 'calm' (never the test speakers).
+  for variant in adaptive global; do
+    cm train --manifest "$M" --corpus ravdess --arch cnn --channel mixed --normalization $variant --out "$W/rav-$variant"
+    curves "rav-$variant"
+    evaluate "rav-$variant" "rav-$variant.on-tess.clean" --corpus tess --channel clean
+    evaluate "rav-$variant" "rav-$variant.on-tess.telephone" --corpus tess --channel telephone
+  done
+  cm train --manifest "$M" --corpus ravdess --arch cnn --channel mixed --normalization adaptive --calm neutral --out "$W/rav-calm-neutral"
+  curves rav-calm-neutral
+  evaluate rav-calm-neutral rav-calm-neutral.on-tess.clean --corpus tess --channel clean
+  cm train --manifest "$M" --corpus tess --split random --arch cnn --channel mixed --normalization adaptive --out "$W/tess-adaptive"
+  curves tess-adaptive
+  evaluate tess-adaptive tess-adaptive.on-ravdess.clean --corpus ravdess --channel clean
+  evaluate tess-adaptive tess-adaptive.on-ravdess.telephone --corpus ravdess --channel telephone
+
+  # The seed's protocol: TESS only, random 80/10/10 split of clips, clean audio, global normalisation (as the seed).
+  node --import tsx scripts/split-manifest.ts "$M" "$E/manifests" tess-random 0.1 7 tess
+  for arch in cnn cnn-lstm lstm; do
+    local epochs=30
+    [ "$arch" = lstm ] && epochs=10 # 40 ms per window forward: each epoch takes minutes on wasm
+    cm train --manifest "$E/manifests/tess-random-trainval.csv" --split random --val-share 0.111 --arch $arch \
+      --channel clean --normalization global --epochs $epochs --out "$W/seed-$arch"
+    curves "seed-$arch"
+    cm evaluate --model "$W/seed-$arch" --manifest "$E/manifests/tess-random-test.csv" --channel clean \
+      --json "$E/seed-$arch.test.json" > "$E/seed-$arch.test.txt"
+  done
+}
+
+part_b() {
+  # By speaker: TESS YAF and RAVDESS actors 21-24 never in training or validation.
+  local held=tess-YAF,ravdess-21,ravdess-22,ravdess-23,ravdess-24
+  cm train --manifest "$M" --exclude-speaker $held --arch cnn --channel mixed --normalization adaptive \
+    --epochs 12 --patience 4 --window-hop 90 --out "$W/by-speaker"
+  curves by-speaker
+  for ch in clean telephone; do
+    evaluate by-speaker "by-speaker.yaf.$ch" --speaker tess-YAF --channel $ch
+    evaluate by-speaker "by-speaker.ravdess21-24.$ch" --speaker ravdess-21,ravdess-22,ravdess-23,ravdess-24 --channel $ch
+  done
+  # The shipped model: everything but CREMA-D actor 1071, whose clips the tests use as a never-seen caller.
+  local t0=$SECONDS
+  cm train --manifest "$M" --exclude-speaker crema-1071 --arch cnn --channel mixed --normalization adaptive \
+    --epochs 12 --patience 4 --window-hop 90 --out models/default
+  echo "{\"trainingWallSeconds\": $((SECONDS - t0))}" > "$E/default.time.json"
+  cp models/default/training-curves.svg "$E/default.training-curves.svg"
+  for ch in clean telephone; do
+    cm evaluate --model models/default --manifest "$M" --speaker crema-1071 --channel $ch \
+      --json "$E/default.crema-1071.$ch.json" > "$E/default.crema-1071.$ch.txt"
+  done
+}
+
+case "${1:-}" in
+  A) part_a ;;
+  B) part_b ;;
+  *) echo "usage: $0 A|B" >&2; exit 2 ;;
+esac
