@@ -263,7 +263,7 @@ class WorkerPool {
   }
 
   async close(): Promise<void> {
-    this.failed ??= new CallmoodError(ErrorCodes.CLOSED, 'worker pool closed');
+    this.fail(new CallmoodError(ErrorCodes.CLOSED, 'feature worker pool closed'));
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 
@@ -343,15 +343,22 @@ export async function extractClipFeatures(clips: ClipRecord[], opts: ExtractOpti
     jobs.push({ id: i, path: clip.path, plan, feature: plainFeature, gate, cacheDir, key });
   }
 
-  if (jobs.length === 0) return out;
-  if (workers === 0 || jobs.length === 1) {
+  const inThread = async () => {
     for (const job of jobs) {
       out[job.id] = await runJob(job);
       progress();
     }
     return out;
+  };
+  if (jobs.length === 0) return out;
+  if (workers === 0 || jobs.length === 1) return inThread();
+  let pool: WorkerPool;
+  try {
+    pool = new WorkerPool(Math.min(workers, jobs.length));
+  } catch {
+    // No way to start a worker on this module (e.g. TypeScript run through a loader other than tsx): same work here.
+    return inThread();
   }
-  const pool = new WorkerPool(Math.min(workers, jobs.length));
   try {
     let next = 0;
     const lane = async () => {
