@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { benchMfcc } from '../bench/mfcc.js';
 import { benchResample } from '../bench/resample.js';
+import { benchModel } from '../bench/model.js';
 
 function positive(name: string) {
   return (v: string): number => {
@@ -32,6 +33,15 @@ export function benchCommand(program: Command): void {
     .option('--rounds <n>', 'timed rounds (best is reported)', positive('--rounds'), 5)
     .action((o: { json?: boolean; seconds: number; chunkMs: number; rounds: number }) => {
       print(benchMfcc({ seconds: o.seconds, chunkMs: o.chunkMs, rounds: Math.round(o.rounds) }), o.json);
+    });
+  bench
+    .command('model')
+    .description('inference time of a model per window, single and batched, on the TF.js backend in use')
+    .option('--json', 'print one JSON object')
+    .option('--model <dir>', 'model directory', 'models/default')
+    .option('--batch <n>', 'batch size for the batched figure', positive('--batch'), 32)
+    .action(async (o: { json?: boolean; model: string; batch: number }) => {
+      print(await benchModel({ modelDir: o.model, batch: Math.round(o.batch) }), o.json);
     });
   bench
     .command('resample')

@@ -1,0 +1,63 @@
+import { initBackend } from '../model/backend.js';
+import { loadModel } from '../model/io.js';
+import { paramCount, weightBytes } from '../model/architectures.js';
+import { featureDims, resolveFeatureConfig } from '../features/config.js';
+import type * as tfjs from '@tensorflow/tfjs';
+
+/** Result of `benchModel`: inference cost on this process's TF.js backend. */
+export interface ModelBenchResult {
+  /** Median ms per window, one window per call. */
+  msPerWindow: number;
+  /** Median ms per window in batches of `batch`. */
+  msPerWindowBatched: number;
+  batch: number;
+  backend: string;
+  arch: string;
+  params: number;
+  weightBytes: number;
+  rounds: number;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/**
+ * Times the model on random windows: single and batched rounds interleaved (ABAB…), each timing including the
+ * input tensor and reading the result back, as the live stream does.
+ */
+export async function benchModel(opts: { modelDir: string; batch?: number; rounds?: number; perRound?: number }): Promise<ModelBenchResult> {
+  const batch = opts.batch ?? 32;
+  const rounds = opts.rounds ?? 7;
+  const perRound = opts.perRound ?? 64;
+  const { tf, name } = await initBackend({ log: () => {} });
+  const { model, metadata } = await loadModel(opts.modelDir);
+  const frames = metadata.window.frames;
+  const dims = featureDims(resolveFeatureConfig(metadata.window.feature));
+  const x = new Float32Array(batch * frames * dims);
+  for (let i = 0; i < x.length; i++) x[i] = Math.sin(i * 12.9898) * 1.5;
+  const run = (n: number) =>
+    tf.tidy(() => (model.predict(tf.tensor3d(x.subarray(0, n * frames * dims), [n, frames, dims])) as tfjs.Tensor).dataSync());
+  run(1);
+  run(batch);
+  const single: number[] = [];
+  const batched: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    let t0 = performance.now();
+    for (let i = 0; i < perRound; i++) run(1);
+    single.push((performance.now() - t0) / perRound);
+    t0 = performance.now();
+    for (let i = 0; i < perRound / 8; i++) run(batch);
+    batched.push((performance.now() - t0) / ((perRound / 8) * batch));
+  }
+  const result = {
+    msPerWindow: median(single),
+    msPerWindowBatched: median(batched),
+    batch,
+    backend: name,
+    arch: metadata.arch,
+    params: paramCount(model),
+    weightBytes: weightBytes(model),
+    rounds,
+  };
+  model.dispose();
+  return result;
+}
