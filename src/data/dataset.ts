@@ -10,7 +10,8 @@
 import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, resolve } from 'node:path';
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData, type Worker } from 'node:worker_threads';
+import { startModuleWorker } from '../util/worker.js';
 import { readAudioFile } from '../audio/read.js';
 import { resample } from '../audio/resample.js';
 import { telephoneChannel } from '../audio/telephone.js';
@@ -197,7 +198,7 @@ async function runJob(job: Job): Promise<ClipFeatures> {
   return value;
 }
 
-// Worker side: this very module is the worker's entry (see WORKER_BOOT).
+// Worker side: this very module is the worker's entry (started by startModuleWorker).
 const WORKER_MARKER = 'callmood-extract-worker';
 if (!isMainThread && (workerData as { marker?: string } | null)?.marker === WORKER_MARKER && parentPort) {
   const port = parentPort;
@@ -215,18 +216,6 @@ if (!isMainThread && (workerData as { marker?: string } | null)?.marker === WORK
   });
 }
 
-/**
- * Worker bootstrap, evaluated as a script: under tsx (a .ts module URL) it registers tsx's loader in the worker
- * first, since Node 20 workers do not inherit `--import tsx`; compiled, it imports the .js module directly.
- */
-const WORKER_BOOT = `
-const { workerData } = require('node:worker_threads');
-(async () => {
-  if (workerData.tsxApi) (await import(workerData.tsxApi)).register();
-  await import(workerData.entry);
-})().catch((err) => { setImmediate(() => { throw err; }); });
-`;
-
 class WorkerPool {
   private readonly workers: Worker[] = [];
   private readonly idle: Worker[] = [];
@@ -235,10 +224,8 @@ class WorkerPool {
   private failed: unknown = null;
 
   constructor(size: number) {
-    const entry = import.meta.url;
-    const tsxApi = entry.endsWith('.ts') ? import.meta.resolve('tsx/esm/api') : null;
     for (let i = 0; i < size; i++) {
-      const w = new Worker(WORKER_BOOT, { eval: true, workerData: { marker: WORKER_MARKER, entry, tsxApi } });
+      const w = startModuleWorker(import.meta.url, { marker: WORKER_MARKER });
       w.on('message', (msg: JobResult) => this.settle(w, msg));
       w.on('error', (err) => this.fail(err));
       w.on('exit', (code) => {
