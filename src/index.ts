@@ -38,3 +38,44 @@ export {
 } from './features/config.js';
 /** The one MFCC / log-mel implementation: streaming, with batch as a whole clip pushed at once. */
 export { StreamingFeatures, computeFeatures, type FeatureMatrix, type FrameCallback } from './features/mfcc.js';
+
+/** Voice-activity gate over feature frames, shared by training and the live stream. */
+export { SpeechGate, speechMask, DEFAULT_SPEECH_GATE_OPTIONS, type SpeechGateOptions } from './features/vad.js';
+/** Global and per-call adaptive normalisation of feature frames. */
+export { FrameNormalizer, Welford } from './features/normalize.js';
+
+/** The seven labels, and the shapes of clips, windows and normalisation. */
+export {
+  EMOTION_LABELS,
+  type EmotionLabel,
+  type ClipRecord,
+  type ClipFeatures,
+  type FeatureStats,
+  type NormalizationSpec,
+  type WindowSet,
+  type WindowConfig,
+} from './data/types.js';
+/** Labelled corpora: manifests, features per clip (cached, augmented), windows. */
+export { readManifest, type ManifestFilter } from './data/manifest.js';
+export { extractClipFeatures, fitGlobalStats, makeWindows, type AugmentOptions } from './data/dataset.js';
+
+/** The TF.js backend: tfjs-node if it loads, else wasm, else cpu. */
+export { initBackend, type BackendInfo, type BackendName } from './model/backend.js';
+/** Models: architectures, saving and loading a model directory with its metadata, prediction. */
+export { buildModel, ARCHITECTURES, type Arch } from './model/architectures.js';
+export { loadModel, saveModel, readMetadata, type ModelMetadata, type LoadedModel } from './model/io.js';
+export { predictWindows, clipProbabilities } from './model/predict.js';
+export { trainModel, type EpochInfo, type TrainOptions } from './model/train.js';
+/** Training and evaluation from a manifest, as `callmood train` / `callmood evaluate` run them. */
+export { trainFromManifest, evaluateModel, type EvaluationReport } from './model/pipeline.js';
+/** Metrics: accuracy, balanced accuracy, per class, confusion, anger AUC and recall at 5% false positives. */
+export { evaluatePredictions, formatEvaluationTable, type EvaluationResult } from './model/metrics.js';
+
+/** Events, the per-track emotion stream, the shared micro-batched model. */
+export * from './stream/events.js';
+export { EmotionTrack, DEFAULT_EMOTION_STREAM_OPTIONS, type EmotionStreamOptions, type ModelProfile } from './stream/track.js';
+export { MicroBatcher, type InferenceEngine, type BatcherOptions } from './stream/batcher.js';
+export { WorkerEngine, InProcessEngine } from './stream/engine.js';
+/** Twilio Media Streams: message parsing and the per-stream session. */
+export { parseTwilioMessage, type TwilioMessage } from './telephony/protocol.js';
+export { MediaSession, type SessionOptions, type TrackSink } from './telephony/session.js';
