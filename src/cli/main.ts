@@ -8,6 +8,7 @@ import { CallmoodError } from '../errors.js';
 import { featuresCommand } from './features.js';
 import { benchCommand } from './bench.js';
 import { modelCommands } from './model.js';
+import { simulateCommand } from './simulate.js';
 
 
 const program = new Command();
@@ -19,6 +20,7 @@ program
 
 featuresCommand(program);
 modelCommands(program);
+simulateCommand(program);
 benchCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {

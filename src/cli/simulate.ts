@@ -1,0 +1,91 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { loadChannels } from '../audio/load.js';
+import { CallmoodError, ErrorCodes } from '../errors.js';
+import type { CallmoodEvent } from '../stream/events.js';
+import { eventsUrlFor, followEvents, simulateCall } from '../telephony/simulator.js';
+
+const int = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 10000) throw new InvalidArgumentError(`${name} must be an integer in [1, 10000], got '${v}'`);
+  return n;
+};
+
+/** One line per event, for people; `--json` prints the events themselves. */
+export function formatEvent(e: CallmoodEvent): string {
+  const t = `${(e.timeMs / 1000).toFixed(2).padStart(7)} s`;
+  const who = `${e.callSid.slice(0, 10)}…`;
+  switch (e.type) {
+    case 'emotion':
+      return `${t} ${who} ${e.track.padEnd(8)} emotion ${e.label.padEnd(8)} ${(e.confidence * 100).toFixed(0).padStart(3)}%  state ${e.state.label} ${(e.state.confidence * 100).toFixed(0)}%  (${e.latencyMs.toFixed(0)} ms)`;
+    case 'speech-start':
+    case 'speech-end':
+      return `${t} ${who} ${e.track.padEnd(8)} ${e.type}${e.type === 'speech-end' ? ` (${(e.durationMs / 1000).toFixed(2)} s)` : ''}`;
+    case 'call-end':
+      return `${t} ${who} call-end (${e.reason}) ${JSON.stringify(e.summary)}`;
+    case 'error':
+      return `${t} ${who} error ${e.code}: ${e.message}`;
+    default:
+      return `${t} ${who} ${e.type}`;
+  }
+}
+
+/** `callmood simulate`: stream a recording to a callmood server as Twilio would, and print the events it sends back. */
+export function simulateCommand(program: Command): void {
+  program
+    .command('simulate')
+    .description('stream a recording to a callmood server as Twilio Media Streams would, and print its events')
+    .requiredOption('--url <ws-url>', 'media WebSocket URL, e.g. ws://127.0.0.1:8080/media')
+    .requiredOption('--file <audio>', 'recording: any format callmood reads; stereo = caller left, agent right')
+    .addOption(new Option('--track <track>', 'inbound (caller only, as <Connect><Stream>) or both (as <Start><Stream track="both_tracks">)').choices(['inbound', 'both']).default('inbound'))
+    .addOption(new Option('--pace <pace>', 'realtime: 20 ms chunks every 20 ms; fast: as fast as possible').choices(['realtime', 'fast']).default('realtime'))
+    .option('--calls <n>', 'simultaneous calls with this recording', int('--calls'), 1)
+    .option('--auth-token <token>', 'Twilio auth token: sign the upgrade (default: $TWILIO_AUTH_TOKEN)')
+    .option('--events-url <ws-url>', 'event feed URL (default: /events on the same host)')
+    .option('--events-token <token>', 'event feed bearer token (default: $CALLMOOD_EVENTS_TOKEN)')
+    .option('--no-events', 'do not follow the event feed')
+    .option('--json', 'print events as JSON lines')
+    .action(async (o) => {
+      const audio = await loadChannels(o.file, 8000);
+      const inbound = audio.channels[0];
+      const outbound = o.track === 'both' ? (audio.channels[1] ?? new Float32Array(inbound.length)) : undefined;
+      const authToken = o.authToken ?? process.env.TWILIO_AUTH_TOKEN;
+      const eventsToken = o.eventsToken ?? process.env.CALLMOOD_EVENTS_TOKEN;
+      const calls = Array.from({ length: o.calls }, (_, i) => ({
+        callSid: `CA${String(i + 1).padStart(4, '0')}${Date.now().toString(16).padStart(28, '0')}`,
+        audio: outbound ? { inbound, outbound } : { inbound },
+        customParameters: { simulated: 'true', file: o.file.split('/').pop() ?? o.file },
+      }));
+      const ended = new Set<string>();
+      let allEnded: () => void = () => {};
+      const done = new Promise<void>((r) => (allEnded = r));
+      const feeds = o.events
+        ? await Promise.all(
+            calls.map((c) =>
+              followEvents(o.eventsUrl ?? eventsUrlFor(o.url), {
+                token: eventsToken,
+                callSid: c.callSid,
+                onEvent: (e) => {
+                  process.stdout.write((o.json ? JSON.stringify(e) : formatEvent(e)) + '\n');
+                  if (e.type === 'call-end') {
+                    ended.add(e.callSid);
+                    if (ended.size === calls.length) allEnded();
+                  }
+                },
+              }),
+            ),
+          )
+        : [];
+      const results = await Promise.all(calls.map((c) => simulateCall(c, { url: o.url, pace: o.pace, authToken })));
+      if (feeds.length > 0) {
+        const timeout = setTimeout(() => allEnded(), 10_000);
+        await done;
+        clearTimeout(timeout);
+        for (const f of feeds) f.close();
+        if (ended.size < calls.length) {
+          throw new CallmoodError(ErrorCodes.PROTOCOL, `${calls.length - ended.size} call(s) got no call-end event within 10 s after stop`, { permanent: false });
+        }
+      }
+      const lag = Math.max(...results.map((r) => r.maxLagMs));
+      process.stderr.write(`sent ${results.length} call(s), ${results.reduce((s, r) => s + r.chunks, 0)} chunks; worst send lag ${lag.toFixed(1)} ms\n`);
+    });
+}

@@ -1,0 +1,162 @@
+/**
+ * A client that speaks as Twilio does: it streams a recording over a Media Streams WebSocket with the same
+ * messages Twilio sends (connected, start, 160-byte μ-law media every 20 ms per track, stop), signs the upgrade
+ * when given the auth token, and can follow the call's events on the server's event feed. `callmood simulate` and
+ * `callmood bench calls` use it, so anyone can try callmood without a phone.
+ */
+import { randomBytes } from 'node:crypto';
+import WebSocket from 'ws';
+import twilio from 'twilio';
+import { CallmoodError, ErrorCodes } from '../errors.js';
+import { encodeMulaw, TWILIO_FRAME_BYTES } from '../audio/codecs.js';
+import type { CallmoodEvent, Track } from '../stream/events.js';
+
+/** One simulated call. */
+export interface SimulatedCall {
+  /** 8 kHz audio per track; `outbound` only for `<Start><Stream track="both_tracks">`-style calls. */
+  audio: Partial<Record<Track, Float32Array>>;
+  callSid?: string;
+  streamSid?: string;
+  accountSid?: string;
+  customParameters?: Record<string, string>;
+}
+
+/** How to send it. */
+export interface SimulateOptions {
+  /** The media WebSocket URL, e.g. ws://127.0.0.1:8080/media. */
+  url: string;
+  /** `realtime`: one 20 ms chunk per track every 20 ms; `fast`: as fast as the socket takes them. */
+  pace: 'realtime' | 'fast';
+  /** Twilio auth token: the upgrade then carries a valid X-Twilio-Signature. */
+  authToken?: string;
+  /** The URL Twilio would sign (the public wss URL); default `url`. */
+  signedUrl?: string;
+  /** Called with the wall-clock time (performance.now()) at which each 20 ms chunk's audio was sent. */
+  onChunk?: (chunkIndex: number, sentAt: number, scheduledAt: number) => void;
+  /** Stop after this signal aborts (the socket is closed without `stop`). */
+  signal?: AbortSignal;
+}
+
+/** What was sent. */
+export interface SimulateResult {
+  callSid: string;
+  streamSid: string;
+  chunks: number;
+  messages: number;
+  /** Largest delay of a chunk behind its schedule, ms (realtime pace only): how well the sender kept up. */
+  maxLagMs: number;
+}
+
+const sid = (prefix: string) => prefix + randomBytes(16).toString('hex');
+
+/** Signs a WebSocket upgrade as Twilio does: HMAC-SHA1 of the URL with no parameters, keyed by the auth token. */
+export function signUpgrade(authToken: string, url: string): string {
+  return twilio.getExpectedTwilioSignature(authToken, url, {});
+}
+
+function base64Chunks(audio: Float32Array): string[] {
+  const bytes = encodeMulaw(audio);
+  const out: string[] = [];
+  for (let i = 0; i < bytes.length; i += TWILIO_FRAME_BYTES) {
+    const chunk = Buffer.alloc(TWILIO_FRAME_BYTES, 0xff); // a short last chunk is padded with μ-law silence
+    chunk.set(bytes.subarray(i, i + TWILIO_FRAME_BYTES));
+    out.push(chunk.toString('base64'));
+  }
+  return out;
+}
+
+/** Streams one call; resolves when `stop` has been sent and the server closed the socket (or after 5 s). */
+export async function simulateCall(call: SimulatedCall, opts: SimulateOptions): Promise<SimulateResult> {
+  const tracks = (['inbound', 'outbound'] as Track[]).filter((t) => call.audio[t]);
+  if (tracks.length === 0) throw new CallmoodError(ErrorCodes.EMPTY_AUDIO, 'a simulated call needs audio on at least one track');
+  const callSid = call.callSid ?? sid('CA');
+  const streamSid = call.streamSid ?? sid('MZ');
+  const chunks = Object.fromEntries(tracks.map((t) => [t, base64Chunks(call.audio[t]!)])) as Record<Track, string[]>;
+  const total = Math.max(...tracks.map((t) => chunks[t].length));
+  const headers: Record<string, string> = {};
+  if (opts.authToken) headers['X-Twilio-Signature'] = signUpgrade(opts.authToken, opts.signedUrl ?? opts.url);
+  const ws = new WebSocket(opts.url, { headers });
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('unexpected-response', (_req, res) => reject(new CallmoodError(ErrorCodes.SIGNATURE, `server refused the stream: HTTP ${res.statusCode}`)));
+    ws.once('error', reject);
+  });
+  const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+  let seq = 0;
+  let messages = 0;
+  const send = (m: object) => {
+    if (ws.readyState !== WebSocket.OPEN) return;
+    ws.send(JSON.stringify(m));
+    messages++;
+  };
+  send({ event: 'connected', protocol: 'Call', version: '1.0.0' });
+  send({
+    event: 'start',
+    sequenceNumber: String(++seq),
+    start: {
+      accountSid: call.accountSid ?? 'AC' + '0'.repeat(32),
+      streamSid,
+      callSid,
+      tracks,
+      mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
+      customParameters: call.customParameters ?? {},
+    },
+    streamSid,
+  });
+  const t0 = performance.now();
+  let maxLagMs = 0;
+  let sent = 0;
+  for (let k = 0; k < total; k++) {
+    if (opts.signal?.aborted || ws.readyState !== WebSocket.OPEN) break;
+    const scheduled = t0 + k * 20;
+    if (opts.pace === 'realtime') {
+      const wait = scheduled - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      maxLagMs = Math.max(maxLagMs, performance.now() - scheduled);
+    } else if (ws.bufferedAmount > 1 << 20) {
+      // Fast pace still respects the socket: wait for the buffer to drain.
+      while (ws.bufferedAmount > 1 << 18) await new Promise((r) => setTimeout(r, 1));
+    }
+    for (const t of tracks) {
+      const payload = chunks[t][k];
+      if (payload === undefined) continue;
+      send({ event: 'media', sequenceNumber: String(++seq), media: { track: t, chunk: String(k + 1), timestamp: String(k * 20), payload }, streamSid });
+    }
+    sent++;
+    opts.onChunk?.(k, performance.now(), scheduled);
+  }
+  if (opts.signal?.aborted) {
+    ws.terminate();
+  } else {
+    send({ event: 'stop', sequenceNumber: String(++seq), stop: { accountSid: call.accountSid ?? 'AC' + '0'.repeat(32), callSid }, streamSid });
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
+    ws.close();
+  }
+  return { callSid, streamSid, chunks: sent, messages, maxLagMs };
+}
+
+/** Subscribes to a server's event feed (optionally for one call); resolves once the feed is open. */
+export async function followEvents(
+  url: string,
+  opts: { token?: string; callSid?: string; onEvent: (e: CallmoodEvent) => void },
+): Promise<{ close: () => void }> {
+  const u = new URL(url);
+  if (opts.callSid) u.searchParams.set('callSid', opts.callSid);
+  const headers: Record<string, string> = opts.token ? { Authorization: `Bearer ${opts.token}` } : {};
+  const ws = new WebSocket(u, { headers });
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('unexpected-response', (_req, res) => reject(new CallmoodError(ErrorCodes.SIGNATURE, `event feed refused: HTTP ${res.statusCode}`)));
+    ws.once('error', reject);
+  });
+  ws.on('message', (data) => opts.onEvent(JSON.parse(String(data)) as CallmoodEvent));
+  return { close: () => ws.close() };
+}
+
+/** The event-feed URL beside a media URL: same host, path `/events` unless given. */
+export function eventsUrlFor(mediaUrl: string, path = '/events'): string {
+  const u = new URL(mediaUrl);
+  u.pathname = path;
+  u.search = '';
+  return u.toString();
+}
