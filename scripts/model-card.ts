@@ -22,8 +22,8 @@ const num = (v: number | null | undefined) => (v === null || v === undefined ? '
 
 function row(label: string, file: string, extra: string[] = []): string {
   const r = read<Eval>(file);
-  if (!r) return `| ${label} | not run | | | | | ${extra.join(' | ')} |`;
-  return `| ${label} | ${r.n} (${r.skipped} skipped) | ${pct(r.accuracy)} | ${pct(r.balancedAccuracy)} | ${num(r.anger.auc)} | ${pct(r.anger.recallAt5pctFpr)} | ${extra.join(' | ')} |`;
+  if (!r) return `| ${[label, 'not run', '–', '–', '–', '–', ...extra].join(' | ')} |`;
+  return `| ${[label, `${r.n} (${r.skipped} skipped)`, pct(r.accuracy), pct(r.balancedAccuracy), num(r.anger.auc), pct(r.anger.recallAt5pctFpr), ...extra].join(' | ')} |`;
 }
 
 const header = (extra: string[] = []) =>
