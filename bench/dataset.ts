@@ -38,6 +38,7 @@ import type { ClipRecord } from '../src/data/types.js';
 import { DEFAULT_FEATURE_CONFIG as cfg } from '../src/features/config.js';
 import { computeFeatures } from '../src/features/mfcc.js';
 import { speechMask } from '../src/features/vad.js';
+import { mulberry32 as rng } from '../src/util/random.js';
 
 const args = process.argv.slice(2);
 const mode = args[0] ?? 'extract';
@@ -52,17 +53,6 @@ if (!existsSync(manifest)) {
 }
 const line = (name: string, result: object) => process.stdout.write(`${name} ${JSON.stringify(result)}\n`);
 
-/** mulberry32, for a repeatable sample. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function sample(clips: ClipRecord[], n: number, seed: number, perCorpus: boolean): ClipRecord[] {
   const r = rng(seed);

@@ -16,7 +16,8 @@ import { availableParallelism, loadavg } from 'node:os';
 import type * as tfjs from '@tensorflow/tfjs';
 import { initBackend } from '../src/model/backend.js';
 import { ARCHITECTURES, buildModel, paramCount, weightBytes, type Arch } from '../src/model/architectures.js';
-import { mulberry32, trainModel } from '../src/model/train.js';
+import { trainModel } from '../src/model/train.js';
+import { mulberry32 } from '../src/util/random.js';
 import type { WindowSet } from '../src/data/types.js';
 import { EMOTION_LABELS } from '../src/data/types.js';
 

@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { stringify } from 'csv-stringify/sync';
-import { mulberry32 } from '../src/model/train.js';
+import { mulberry32 } from '../src/util/random.js';
 
 const [manifest, outDir, name, testShareArg, seedArg, corporaArg] = process.argv.slice(2);
 if (!manifest || !outDir || !name || !testShareArg || !seedArg) {

@@ -5,6 +5,7 @@ import type * as tfjs from '@tensorflow/tfjs';
 import { initBackend, type BackendInfo } from '../src/model/backend.js';
 import { ErrorCodes } from '../src/errors.js';
 import { assertRejectsCallmood } from './helpers.js';
+import { mulberry32 as rng } from '../src/util/random.js';
 
 // TF.js backends are process-global: these tests share one initBackend() result and run in order.
 
@@ -23,17 +24,6 @@ const TOL = 1e-4;
 let info: BackendInfo;
 const logged: string[] = [];
 
-function rng(seed: number): () => number {
-  // mulberry32: a small seeded generator, so failures reproduce.
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randn(n: number, r: () => number): Float32Array {
   const out = new Float32Array(n);

@@ -31,16 +31,7 @@ function checkError(caught: unknown, code: string, patterns: RegExp[]): Callmood
 }
 
 /** Deterministic PRNG (mulberry32) so tests with noise and random chunkings repeat exactly. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 as rng } from '../src/util/random.js';
 
 /** Largest absolute difference of two equally long arrays. */
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {

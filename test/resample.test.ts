@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { CallmoodError, ErrorCodes } from '../src/errors.js';
 import { StreamingResampler, resample, resampledLength, resampleRatio } from '../src/audio/resample.js';
 import { benchResample, fitTone, levelDb, speechLikeSignal } from '../src/bench/resample.js';
+import { mulberry32 as rng } from '../src/util/random.js';
 
 /** The input rates the product meets: telephone, old PC rates, wideband, TDT (24414.0625 Hz), CD, studio. */
 const INPUT_RATES = [8000, 11025, 16000, 22050, 24414.0625, 44100, 48000];
@@ -20,17 +21,6 @@ const ODD_PAIRS: Array<[number, number]> = [
   [192000, 4000],
 ];
 
-/** Seeded PRNG (mulberry32), so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function tone(freq: number, rate: number, n: number, amplitude = 1): Float32Array {
   const x = new Float32Array(n);

@@ -8,6 +8,7 @@ import { CallmoodError, ErrorCodes } from '../errors.js';
 import { ALAW_TO_FLOAT, MULAW_TO_FLOAT, decodeG711Into, encodeAlaw, encodeMulaw } from './codecs.js';
 import { resample } from './resample.js';
 import { assertFiniteSamples } from './validate.js';
+import { gaussian } from '../util/random.js';
 
 /** Telephone channel settings; every field optional, see `DEFAULT_TELEPHONE_OPTIONS`. */
 export interface TelephoneOptions {
@@ -61,18 +62,6 @@ function filterInPlace(x: Float64Array, [b0, b1, b2, a1, a2]: number[]): void {
   }
 }
 
-/** Gaussian noise from a seeded mulberry32 + Box–Muller: repeatable augmentation. */
-function gaussian(seed: number): () => number {
-  let a = seed >>> 0;
-  const uniform = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 1) / 4294967297;
-  };
-  return () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
-}
 
 /**
  * Active speech level: mean power over the 20 ms blocks within 30 dB of the loudest one, so the silence around a

@@ -12,6 +12,7 @@ import { availableParallelism } from 'node:os';
 import { basename, resolve } from 'node:path';
 import { isMainThread, parentPort, workerData, type Worker } from 'node:worker_threads';
 import { startModuleWorker } from '../util/worker.js';
+import { mulberry32 as prng } from '../util/random.js';
 import { readAudioFile } from '../audio/read.js';
 import { resample } from '../audio/resample.js';
 import { telephoneChannel } from '../audio/telephone.js';
@@ -43,17 +44,6 @@ function hashSeed(seed: number, text: string): number {
   return h >>> 0;
 }
 
-/** mulberry32: uniform in [0, 1). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** What identifies a clip for its random choices: not its absolute path, so a moved corpus draws the same. */
 const clipIdentity = (clip: ClipRecord) => `${clip.corpus}|${clip.speaker}|${basename(clip.path)}`;

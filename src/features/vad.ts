@@ -31,6 +31,7 @@
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { featureConfigKey, featureDims, resolveFeatureConfig, type FeatureConfig } from './config.js';
 import { computeFeatures } from './mfcc.js';
+import { gaussian } from '../util/random.js';
 
 /** Tuning of the gate; every field optional, see `DEFAULT_SPEECH_GATE_OPTIONS` for the values and their reasons. */
 export interface SpeechGateOptions {
@@ -127,15 +128,8 @@ export function whiteNoiseEnergy(config: Readonly<FeatureConfig>, dbfs: number):
   const n = Math.max(config.winLength, Math.round(config.sampleRate / 4));
   const x = new Float32Array(n);
   const sigma = 10 ** (dbfs / 20);
-  let a = 0x9e3779b9;
-  const uniform = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 1) / 4294967297;
-  };
-  for (let i = 0; i < n; i++) x[i] = sigma * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+  const normal = gaussian(0x9e3779b9);
+  for (let i = 0; i < n; i++) x[i] = sigma * normal();
   const m = computeFeatures(x, config, { kernel: 'js' });
   const nMels = config.nMels;
   let sum = 0;

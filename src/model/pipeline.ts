@@ -12,7 +12,8 @@ import { resolveFeatureConfig, type FeatureConfig } from '../features/config.js'
 import { DEFAULT_SPEECH_GATE_OPTIONS } from '../features/vad.js';
 import { initBackend } from './backend.js';
 import type { Arch } from './architectures.js';
-import { trainModel, mulberry32, type EpochInfo } from './train.js';
+import { trainModel, type EpochInfo } from './train.js';
+import { mulberry32 } from '../util/random.js';
 import { saveModel, loadModel, type ModelMetadata } from './io.js';
 import { clipProbabilities, predictWindows } from './predict.js';
 import { evaluatePredictions, type EvaluationResult } from './metrics.js';

@@ -9,6 +9,7 @@
  * Reported losses are the data term only (class-weighted cross-entropy); the L1/L2 penalties are added to what
  * is minimised but not to what is reported, so that train and validation losses compare.
  */
+import { mulberry32 } from '../util/random.js';
 import type * as tfjs from '@tensorflow/tfjs';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import type { WindowSet } from '../data/types.js';
@@ -105,17 +106,6 @@ export interface TrainResult {
   classWeights: Float32Array;
 }
 
-/** mulberry32: small, fast, seeded; good enough for shuffling and dropout seeds. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Fisher–Yates shuffle of `a` in place with `rand` in [0, 1). */
 export function shuffleInPlace(a: Int32Array, rand: () => number): void {
