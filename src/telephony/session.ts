@@ -139,7 +139,7 @@ export class MediaSession {
       }
       case 'dtmf':
         if (!this.start) return this.protocolError(ErrorCodes.PROTOCOL, "'dtmf' before 'start'");
-        this.hooks.emit({ ...this.base(this.callTimeMs()), type: 'dtmf', track: (msg.dtmf.track as Track | undefined) === 'outbound' ? 'outbound' : msg.dtmf.track ? 'inbound' : null, digit: msg.dtmf.digit });
+        this.hooks.emit({ ...this.base(this.callTimeMs()), type: 'dtmf', track: msg.dtmf.track?.startsWith('outbound') ? 'outbound' : msg.dtmf.track ? 'inbound' : null, digit: msg.dtmf.digit });
         return;
       case 'mark':
         if (!this.start) return this.protocolError(ErrorCodes.PROTOCOL, "'mark' before 'start'");
@@ -185,9 +185,10 @@ export class MediaSession {
     this.stats.mediaMessages++;
     const durationMs = samples.length / 8;
     if (!state.started) {
-      // The first chunk sets where this track's audio begins; earlier time is silence.
+      // The first chunk sets where this track's audio begins; earlier time is silence, but not a gap in the stream
+      // (Twilio's first chunk carries a timestamp above 0, e.g. 52 ms in the real log): not counted.
       state.started = true;
-      if (timestamp > 0) this.fill(state, Math.min(timestamp, this.opts.maxGapFillMs));
+      if (timestamp > 0) this.fill(state, Math.min(timestamp, this.opts.maxGapFillMs), false);
       state.endMs = timestamp;
     }
     const gap = timestamp - state.endMs;
@@ -208,11 +209,13 @@ export class MediaSession {
     state.sink.push(samples, state.endMs);
   }
 
-  private fill(state: TrackState, ms: number): void {
+  private fill(state: TrackState, ms: number, isGap = true): void {
     let left = Math.round(ms * 8);
     if (left <= 0) return;
-    this.stats.gapsFilled++;
-    this.stats.gapMs += ms;
+    if (isGap) {
+      this.stats.gapsFilled++;
+      this.stats.gapMs += ms;
+    }
     while (left > 0) {
       const n = Math.min(left, this.silence.length);
       state.endMs += n / 8;
