@@ -1,0 +1,58 @@
+/**
+ * Reading a JSON config file (e.g. `config/default.json`) into options, and finding the model directory. A config
+ * file may not hold secrets: they belong in the environment, where they stay out of repositories and images.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CallmoodError, ErrorCodes } from '../errors.js';
+import type { CallmoodOptionsInput } from './options.js';
+
+const SECRET_FIELDS: Record<string, string> = { authToken: 'TWILIO_AUTH_TOKEN', eventsToken: 'CALLMOOD_EVENTS_TOKEN' };
+
+/** Reads a JSON config file. Throws INVALID_OPTION (unreadable, not JSON, not an object, holds a secret). */
+export function loadConfigFile(file: string): CallmoodOptionsInput {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new CallmoodError(ErrorCodes.INVALID_OPTION, `config file ${file}: cannot read it: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new CallmoodError(ErrorCodes.INVALID_OPTION, `config file ${file}: not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new CallmoodError(ErrorCodes.INVALID_OPTION, `config file ${file}: must hold a JSON object of options`);
+  }
+  const o = { ...(raw as Record<string, unknown>) };
+  // A "$comment" key documents the file; it is not an option.
+  delete o.$comment;
+  for (const [field, env] of Object.entries(SECRET_FIELDS)) {
+    if (field in o && o[field] !== null) {
+      throw new CallmoodError(ErrorCodes.INVALID_OPTION, `config file ${file}: ${field} is a secret and may not be in a config file; set ${env} in the environment`);
+    }
+  }
+  return o as CallmoodOptionsInput;
+}
+
+/** The package's root folder (where package.json is), from source or compiled. */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    dir = dirname(dir);
+  }
+  return process.cwd();
+}
+
+/** A model directory: absolute as given; relative to the working directory if it exists there, else to the package. */
+export function resolveModelDir(dir: string): string {
+  if (isAbsolute(dir)) return dir;
+  const here = resolve(dir);
+  if (existsSync(here)) return here;
+  const shipped = join(packageRoot(), dir);
+  return existsSync(shipped) ? shipped : here;
+}

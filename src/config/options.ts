@@ -1,0 +1,339 @@
+/**
+ * The media-stream server's options: one interface with a doc line per field, one frozen default, merged from a
+ * partial (nested objects merge field by field), validated once with zod. An invalid value is a CallmoodError
+ * INVALID_OPTION that names the field, the value and the allowed range. Secrets (the Twilio auth token, the events
+ * token) come from the environment unless passed in code; `config/default.json` is this default, shipped.
+ */
+import { z } from 'zod';
+import { CallmoodError, ErrorCodes } from '../errors.js';
+
+/** A TwiML verb that may run before or after the `<Stream>` verb (built with twilio's VoiceResponse, so escaped). */
+export type TwimlVerb =
+  /** `<Say>`: speak a text (voice and language as Twilio names them). */
+  | { say: string; voice?: string; language?: string }
+  /** `<Pause length>`: wait this many seconds (1–3600; Twilio ends the call when the TwiML runs out). */
+  | { pause: number }
+  /** `<Redirect>`: hand the call to other TwiML, e.g. the customer's own bot. */
+  | { redirect: string; method?: 'GET' | 'POST' }
+  /** `<Hangup/>`. */
+  | { hangup: true };
+
+/** How the `/twiml` webhook answers an incoming call. */
+export interface TwimlOptions {
+  /**
+   * `connect`: `<Connect><Stream>`, two-way, the caller's track only; the call waits on the stream and the TwiML
+   * after it runs once the socket closes. `start`: `<Start><Stream track>`, one-way, and the call goes on at once with
+   * the `after` verbs (e.g. a redirect to the customer's bot).
+   */
+  mode: 'connect' | 'start';
+  /** Tracks a `start` stream carries (a `connect` stream always carries the caller's, `inbound`). */
+  track: 'inbound_track' | 'outbound_track' | 'both_tracks';
+  /** `<Parameter name value/>`s sent with the stream; they come back in every event's `customParameters`. */
+  parameters: Record<string, string>;
+  /** Webhook parameters copied into `<Parameter>`s under the same name, e.g. `From`, `To`, `CallSid`. */
+  forwardParams: string[];
+  /** Verbs before the stream (e.g. a greeting). */
+  before: TwimlVerb[];
+  /** Verbs after the stream. */
+  after: TwimlVerb[];
+  /** Ask Twilio to POST the stream's status changes to the status path. */
+  statusCallback: boolean;
+}
+
+/** URL paths the server answers on. */
+export interface PathOptions {
+  /** WebSocket: Twilio's media stream. */
+  media: string;
+  /** WebSocket: the event feed for a callbot in another process. */
+  events: string;
+  /** POST (or GET): the incoming-call webhook answering TwiML. */
+  twiml: string;
+  /** POST: the stream status callback. */
+  status: string;
+  /** GET: liveness and readiness JSON. */
+  health: string;
+  /** GET: Prometheus metrics. */
+  metrics: string;
+}
+
+/** Per-stream protocol limits (see MediaSession). */
+export interface SessionLimits {
+  /** Largest decoded media payload accepted, bytes (Twilio sends 160 = 20 ms); larger ones are dropped as errors. */
+  maxPayloadBytes: number;
+  /** Longest gap in media timestamps filled with silence, ms. */
+  maxGapFillMs: number;
+  /** Protocol errors tolerated on one stream before it is closed (1008). */
+  maxProtocolErrors: number;
+}
+
+/** Per-track emotion stream settings (see EmotionTrack). */
+export interface StreamSettings {
+  /** A window is scored every this many ms of audio. */
+  hopMs: number;
+  /** Weight of each new window in the smoothed per-call state, (0, 1]. */
+  smoothing: number;
+  /** A run of speech is reported once it lasts this long, ms. */
+  minSpeechMs: number;
+  /** Minimum share of speech frames for a window to be scored; null = the model's own. */
+  minSpeechRatio: number | null;
+}
+
+/** Micro-batching of windows from all calls into the one shared model. */
+export interface BatchSettings {
+  /** Largest batch run at once. */
+  maxBatch: number;
+  /** Longest a window waits for others before its batch runs, ms. */
+  maxWaitMs: number;
+}
+
+/** The `/events` feed. */
+export interface FeedSettings {
+  /**
+   * A consumer whose unsent data passes this many bytes is closed with 1013 (try again later) and counted: a callbot
+   * that silently missed events would act on a stale view of the call, a closed socket tells it to reconnect.
+   */
+  maxBufferedBytes: number;
+  /** Ping interval, ms; a consumer that has not answered the previous ping is dropped. */
+  heartbeatMs: number;
+}
+
+/** Everything `createCallmood` and `callmood serve` take. */
+export interface CallmoodOptions {
+  /** Model directory (TF.js files + metadata.json), loaded once and shared by every call; relative to the working directory, else to the package. */
+  modelDir: string;
+  /** Where the model runs: `worker` (a worker thread, keeps the event loop free for audio) or `in-process`. */
+  engine: 'worker' | 'in-process';
+  /** Public base URL Twilio reaches this server at (http(s)://host[:port][/prefix]), needed behind a proxy; null = from Host and X-Forwarded-Proto. */
+  publicUrl: string | null;
+  /** Check X-Twilio-Signature on every webhook and media upgrade. false is for local development only and is logged on every request. */
+  validateSignatures: boolean;
+  /** Twilio auth token (the HMAC key of the signatures); null = from TWILIO_AUTH_TOKEN. Never put it in a config file. */
+  authToken: string | null;
+  /** Bearer token of the event feed; null = from CALLMOOD_EVENTS_TOKEN; with neither the feed is off. Never put it in a config file. */
+  eventsToken: string | null;
+  /** URL paths. */
+  paths: PathOptions;
+  /** The incoming-call TwiML. */
+  twiml: TwimlOptions;
+  /** A media stream silent this long (no message at all) is ended as `stalled` and closed with 1001, ms. */
+  stallTimeoutMs: number;
+  /** Largest WebSocket message accepted on the media path, bytes; a larger one closes the socket with 1009. */
+  maxMessageBytes: number;
+  /** Most media streams at once; more are refused with HTTP 503 before the socket opens. */
+  maxCalls: number;
+  /** Largest webhook body read, bytes; larger gets HTTP 413. */
+  maxBodyBytes: number;
+  /** On close(): longest wait for calls to end and events to flush before sockets are cut, ms. */
+  drainTimeoutMs: number;
+  /** Per-stream protocol limits. */
+  session: SessionLimits;
+  /** Per-track emotion stream settings. */
+  stream: StreamSettings;
+  /** Micro-batching. */
+  batch: BatchSettings;
+  /** The event feed. */
+  feed: FeedSettings;
+}
+
+/** Options as given: any field may be left out, nested objects too. */
+export type CallmoodOptionsInput = Partial<{
+  [K in keyof CallmoodOptions]: CallmoodOptions[K] extends Record<string, string> | unknown[] | string | number | boolean | null
+    ? CallmoodOptions[K]
+    : Partial<CallmoodOptions[K]>;
+}>;
+
+/** The defaults: `config/default.json` holds the same values. */
+export const DEFAULT_OPTIONS: Readonly<CallmoodOptions> = deepFreeze({
+  modelDir: 'models/default',
+  engine: 'worker',
+  publicUrl: null,
+  validateSignatures: true,
+  authToken: null,
+  eventsToken: null,
+  paths: { media: '/media', events: '/events', twiml: '/twiml', status: '/status', health: '/healthz', metrics: '/metrics' },
+  twiml: { mode: 'connect', track: 'inbound_track', parameters: {}, forwardParams: ['From', 'To'], before: [], after: [], statusCallback: true },
+  stallTimeoutMs: 10_000,
+  // Twilio's media messages are about 400 bytes; 64 KiB leaves room for anything sane and nothing absurd.
+  maxMessageBytes: 64 * 1024,
+  maxCalls: 200,
+  maxBodyBytes: 64 * 1024,
+  drainTimeoutMs: 15_000,
+  session: { maxPayloadBytes: 8000, maxGapFillMs: 10_000, maxProtocolErrors: 100 },
+  stream: { hopMs: 250, smoothing: 0.3, minSpeechMs: 100, minSpeechRatio: null },
+  batch: { maxBatch: 64, maxWaitMs: 5 },
+  feed: { maxBufferedBytes: 1024 * 1024, heartbeatMs: 30_000 },
+} satisfies CallmoodOptions);
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Schema: each leaf carries the text of its allowed range, used in the error message.
+// ---------------------------------------------------------------------------------------------------------------
+
+const ALLOWED = Symbol('allowed');
+type WithAllowed = z.ZodType & { [ALLOWED]?: string };
+
+function allowed<T extends z.ZodType>(schema: T, text: string): T {
+  (schema as WithAllowed)[ALLOWED] = text;
+  return schema;
+}
+
+const int = (lo: number, hi: number, unit = '') => allowed(z.number().int().min(lo).max(hi), `an integer${unit ? ` (${unit})` : ''} in [${lo}, ${hi}]`);
+const path = () => allowed(z.string().regex(/^\/[A-Za-z0-9._~\-/]*$/), "a path starting with '/' (letters, digits, . _ ~ - /)");
+const secret = () => allowed(z.string().min(8).nullable(), 'null or a string of at least 8 characters');
+const paramName = allowed(z.string().min(1).max(128), 'a non-empty name of at most 128 characters');
+
+const verb = allowed(
+  z.union([
+    z.strictObject({ say: z.string().min(1).max(4096), voice: z.string().optional(), language: z.string().optional() }),
+    z.strictObject({ pause: z.number().int().min(1).max(3600) }),
+    z.strictObject({ redirect: z.url({ protocol: /^https?$/ }), method: z.enum(['GET', 'POST']).optional() }),
+    z.strictObject({ hangup: z.literal(true) }),
+  ]),
+  '{say, voice?, language?} | {pause: 1–3600} | {redirect: http(s) URL, method?: GET|POST} | {hangup: true}',
+);
+
+const schema = z.strictObject({
+  modelDir: allowed(z.string().min(1), 'a model directory path'),
+  engine: allowed(z.enum(['worker', 'in-process']), "'worker' or 'in-process'"),
+  publicUrl: allowed(
+    z
+      .string()
+      .regex(/^https?:\/\/[^/?#\s]+(\/[^?#\s]*)?$/)
+      .nullable(),
+    'null or an http(s) base URL without query or fragment, e.g. https://calls.example.com',
+  ),
+  validateSignatures: allowed(z.boolean(), 'true or false'),
+  authToken: secret(),
+  eventsToken: secret(),
+  paths: z.strictObject({ media: path(), events: path(), twiml: path(), status: path(), health: path(), metrics: path() }),
+  twiml: z.strictObject({
+    mode: allowed(z.enum(['connect', 'start']), "'connect' or 'start'"),
+    track: allowed(z.enum(['inbound_track', 'outbound_track', 'both_tracks']), "'inbound_track', 'outbound_track' or 'both_tracks'"),
+    parameters: allowed(z.record(z.string().min(1).max(128), z.string().max(1024)), 'an object of string names (1–128 chars) to string values (≤ 1024 chars)'),
+    forwardParams: allowed(z.array(paramName), 'an array of webhook parameter names'),
+    before: allowed(z.array(verb), 'an array of TwiML verbs'),
+    after: allowed(z.array(verb), 'an array of TwiML verbs'),
+    statusCallback: allowed(z.boolean(), 'true or false'),
+  }),
+  stallTimeoutMs: int(100, 600_000, 'ms'),
+  maxMessageBytes: int(1024, 16 * 1024 * 1024, 'bytes'),
+  maxCalls: int(1, 100_000),
+  maxBodyBytes: int(1024, 16 * 1024 * 1024, 'bytes'),
+  drainTimeoutMs: int(0, 600_000, 'ms'),
+  session: z.strictObject({
+    maxPayloadBytes: int(160, 1_000_000, 'bytes'),
+    maxGapFillMs: int(0, 600_000, 'ms'),
+    maxProtocolErrors: int(1, 1_000_000),
+  }),
+  stream: z.strictObject({
+    hopMs: allowed(z.number().min(10).max(5000), 'ms in [10, 5000]'),
+    smoothing: allowed(z.number().gt(0).max(1), 'a number in (0, 1]'),
+    minSpeechMs: allowed(z.number().min(0).max(5000), 'ms in [0, 5000]'),
+    minSpeechRatio: allowed(z.number().min(0).max(1).nullable(), 'null or a number in [0, 1]'),
+  }),
+  batch: z.strictObject({ maxBatch: int(1, 1024), maxWaitMs: allowed(z.number().min(0).max(1000), 'ms in [0, 1000]') }),
+  feed: z.strictObject({ maxBufferedBytes: int(1024, 1024 * 1024 * 1024, 'bytes'), heartbeatMs: int(100, 3_600_000, 'ms') }),
+});
+
+/** The schema's leaf at a path, to find its allowed text. */
+function leafAt(path: PropertyKey[]): WithAllowed | undefined {
+  let s: z.ZodType | undefined = schema;
+  for (const key of path) {
+    if (!s) return undefined;
+    type Def = { type?: string; shape?: Record<string, z.ZodType>; element?: z.ZodType };
+    const def: Def | undefined = (s as unknown as { def?: Def }).def;
+    if (def?.type === 'object' && def.shape) s = def.shape[String(key)];
+    else if (def?.type === 'array' && def.element) s = def.element;
+    else return s as WithAllowed;
+  }
+  return s as WithAllowed;
+}
+
+function valueAt(root: unknown, path: PropertyKey[]): unknown {
+  let v = root;
+  for (const k of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[k];
+  }
+  return v;
+}
+
+function describe(v: unknown): string {
+  if (v === undefined) return 'missing';
+  const s = JSON.stringify(v);
+  return s === undefined ? String(v) : s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+/** Merges `input` over the defaults (nested objects field by field) without validating. */
+export function mergeOptions(input: CallmoodOptionsInput = {}, base: Readonly<CallmoodOptions> = DEFAULT_OPTIONS): CallmoodOptions {
+  const out: Record<string, unknown> = structuredClone(base) as unknown as Record<string, unknown>;
+  for (const [k, v] of Object.entries(input)) {
+    if (v === undefined) continue;
+    const current = out[k];
+    const isPlain = (x: unknown) => x !== null && typeof x === 'object' && !Array.isArray(x);
+    // `parameters` is a map, not a set of fields: it replaces, never merges.
+    out[k] = isPlain(v) && isPlain(current) && k !== 'parameters' ? mergeNested(current as Record<string, unknown>, v as Record<string, unknown>) : v;
+  }
+  return out as unknown as CallmoodOptions;
+}
+
+function mergeNested(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out = { ...a };
+  for (const [k, v] of Object.entries(b)) if (v !== undefined) out[k] = v;
+  return out;
+}
+
+/**
+ * Merges `input` over the defaults, fills the secrets from `env` (TWILIO_AUTH_TOKEN, CALLMOOD_EVENTS_TOKEN) where
+ * not given, validates once and returns a frozen copy. Throws INVALID_OPTION naming the first bad field, its value and
+ * the allowed range, or when signatures are to be checked but there is no auth token.
+ */
+export function resolveOptions(input: CallmoodOptionsInput = {}, env: NodeJS.ProcessEnv = process.env): Readonly<CallmoodOptions> {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw new CallmoodError(ErrorCodes.INVALID_OPTION, `options must be an object, got ${describe(input)}`);
+  }
+  const merged = mergeOptions(input);
+  merged.authToken ??= nonEmpty(env.TWILIO_AUTH_TOKEN);
+  merged.eventsToken ??= nonEmpty(env.CALLMOOD_EVENTS_TOKEN);
+  const parsed = schema.safeParse(merged);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    if (issue.code === 'unrecognized_keys') {
+      const where = issue.path.length ? `${issue.path.join('.')}.` : '';
+      const known = Object.keys(valueAt(DEFAULT_OPTIONS, issue.path) ?? {}).join(', ');
+      throw new CallmoodError(ErrorCodes.INVALID_OPTION, `unknown option ${issue.keys.map((k) => where + k).join(', ')}; known here: ${known}`);
+    }
+    const name = issue.path.join('.');
+    const leaf = leafAt(issue.path);
+    const value = valueAt(merged, issue.path);
+    const shown = name === 'authToken' || name === 'eventsToken' ? '(hidden)' : describe(value);
+    throw new CallmoodError(
+      ErrorCodes.INVALID_OPTION,
+      `option ${name} is ${shown}; allowed: ${leaf?.[ALLOWED] ?? issue.message}`,
+    );
+  }
+  const o = parsed.data as CallmoodOptions;
+  if (o.validateSignatures && !o.authToken) {
+    throw new CallmoodError(
+      ErrorCodes.INVALID_OPTION,
+      'validateSignatures is on but there is no Twilio auth token: set TWILIO_AUTH_TOKEN (or pass authToken), or turn signature checks off for local development only',
+    );
+  }
+  const paths = Object.entries(o.paths);
+  for (const [i, [k, p]] of paths.entries()) {
+    const twin = paths.findIndex(([, q], j) => j < i && q === p);
+    if (twin >= 0) throw new CallmoodError(ErrorCodes.INVALID_OPTION, `option paths.${k} is ${JSON.stringify(p)}, the same as paths.${paths[twin][0]}; allowed: distinct paths`);
+  }
+  return deepFreeze(o);
+}
+
+function nonEmpty(s: string | undefined): string | null {
+  return s !== undefined && s.length > 0 ? s : null;
+}
