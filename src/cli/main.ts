@@ -8,6 +8,7 @@ import { CallmoodError } from '../errors.js';
 import { featuresCommand } from './features.js';
 import { benchCommand } from './bench.js';
 import { modelCommands } from './model.js';
+import { serveCommand } from './serve.js';
 import { simulateCommand } from './simulate.js';
 
 
@@ -22,6 +23,7 @@ featuresCommand(program);
 modelCommands(program);
 simulateCommand(program);
 benchCommand(program);
+serveCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CallmoodError) {

@@ -1,0 +1,67 @@
+/**
+ * `callmood serve`: the standalone server. Options come from the defaults, then `--config file.json`, then the flags;
+ * secrets from the environment (TWILIO_AUTH_TOKEN, CALLMOOD_EVENTS_TOKEN). Prints one line with the bound address on
+ * stdout (so a supervisor or test can read the port of `--port 0`); logs go to stderr, one line each. SIGTERM or
+ * SIGINT drains (live calls end as `shutdown`) and exits 0; a second signal exits at once with 1.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { loadConfigFile } from '../config/load.js';
+import type { CallmoodOptionsInput } from '../config/options.js';
+import { createCallmood, lineLogger } from '../telephony/server.js';
+
+const port = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`--port must be an integer in [0, 65535], got '${v}'`);
+  return n;
+};
+
+/** Registers `callmood serve`. */
+export function serveCommand(program: Command): void {
+  program
+    .command('serve')
+    .description('serve Twilio media streams live: TwiML and status webhooks, the media WebSocket, the /events feed, /healthz and /metrics')
+    .option('--port <n>', 'TCP port (0 = any free port; the bound one is printed)', port, 8080)
+    .option('--host <addr>', 'address to listen on', '0.0.0.0')
+    .option('--config <file>', 'JSON options file (see config/default.json); flags override it')
+    .option('--model <dir>', 'model directory (default models/default)')
+    .option('--no-validate-signatures', 'DEVELOPMENT ONLY: accept requests without a valid X-Twilio-Signature')
+    .addOption(new Option('--log-format <format>', 'log lines as text or JSON').choices(['text', 'json']).default('text'))
+    .action(async (o: { port: number; host: string; config?: string; model?: string; validateSignatures: boolean; logFormat: 'text' | 'json' }) => {
+      const input: CallmoodOptionsInput = o.config ? loadConfigFile(o.config) : {};
+      if (o.model) input.modelDir = o.model;
+      if (!o.validateSignatures) input.validateSignatures = false;
+      const logger = lineLogger(process.stderr, o.logFormat);
+      const server = createCallmood(input, { logger });
+      const addr = await server.listen(o.port, o.host);
+      const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+      const p = server.options.paths;
+      process.stdout.write(`callmood: listening on http://${host}:${addr.port} (TwiML ${p.twiml}, media ${p.media}, events ${p.events}, health ${p.health}, metrics ${p.metrics})\n`);
+
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) {
+          logger('error', 'CALLMOOD_FORCED_EXIT', `${signal} again while draining: exiting now`);
+          process.exit(1);
+        }
+        stopping = true;
+        logger('info', 'CALLMOOD_SIGNAL', `${signal}: draining`);
+        server.close().then(
+          () => {
+            process.exitCode = 0;
+            // Everything is closed; should a stray handle keep the loop alive, do not hang the supervisor.
+            setTimeout(() => process.exit(0), 2000).unref();
+          },
+          (err: unknown) => {
+            logger('error', 'CALLMOOD_DRAIN_FAILED', `drain failed: ${(err as Error).message}`);
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+      // A stray rejection must not take every live call down with it; it is a bug, logged with its stack.
+      process.on('unhandledRejection', (err) => {
+        logger('error', 'CALLMOOD_UNHANDLED_REJECTION', `${(err as Error)?.stack ?? String(err)}`);
+      });
+    });
+}
