@@ -620,6 +620,27 @@ test('malformed JSON and an unknown event: PROTOCOL error events, the call goes 
   });
 });
 
+test('an in-process listener that throws on one call: logged with a code, that call and the other go on', async () => {
+  const bad = newCallSid();
+  const thrower = (e: CallmoodEvent) => {
+    if (e.callSid === bad) throw new Error('listener bug');
+  };
+  server.on('event', thrower);
+  try {
+    await besideGoodCall(async () => {
+      const c = await FakeTwilio.connect(port, { callSid: bad });
+      c.start();
+      await c.play(frames.neutral.slice(0, 20));
+      c.stop();
+      const end = await waitFor(() => callEnd(bad), 'call-end');
+      assert.equal(end.reason, 'stop');
+      assert.ok(logged('CALLMOOD_LISTENER_ERROR', /listener threw on call-start .*listener bug/));
+    });
+  } finally {
+    server.off('event', thrower);
+  }
+});
+
 test('media before start: PROTOCOL error, the chunk is dropped', async () => {
   await besideGoodCall(async () => {
     const c = await FakeTwilio.connect(port);

@@ -5,6 +5,7 @@
  * SIGINT drains (live calls end as `shutdown`) and exits 0; a second signal exits at once with 1.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { CallmoodError, ErrorCodes } from '../errors.js';
 import { loadConfigFile } from '../config/load.js';
 import type { CallmoodOptionsInput } from '../config/options.js';
 import { createCallmood, lineLogger } from '../telephony/server.js';
@@ -32,7 +33,18 @@ export function serveCommand(program: Command): void {
       if (!o.validateSignatures) input.validateSignatures = false;
       const logger = lineLogger(process.stderr, o.logFormat);
       const server = createCallmood(input, { logger });
-      const addr = await server.listen(o.port, o.host);
+      let addr;
+      try {
+        addr = await server.listen(o.port, o.host);
+      } catch (err) {
+        // The model's worker thread would keep the process alive: stop it before reporting.
+        await server.close();
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+          throw new CallmoodError(ErrorCodes.INVALID_OPTION, `cannot listen on ${o.host}:${o.port}: ${code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied' : 'no such address here'}`);
+        }
+        throw err;
+      }
       const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
       const p = server.options.paths;
       process.stdout.write(`callmood: listening on http://${host}:${addr.port} (TwiML ${p.twiml}, media ${p.media}, events ${p.events}, health ${p.health}, metrics ${p.metrics})\n`);

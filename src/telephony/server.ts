@@ -306,7 +306,7 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
   // Events
   // -------------------------------------------------------------------------------------------------------------
 
-  /** Sends one event everywhere; a failing consumer is logged and never stops the others or the call. */
+  /** Sends one event everywhere; a throwing listener is logged and never stops the feed, the metrics or the call. */
   private publish(e: CallmoodEvent): void {
     try {
       this.metrics.observe(e);
@@ -415,7 +415,7 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     this.conns.add(conn);
     ws.on('message', (data: RawData) => {
       try {
-        const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+        const text = Buffer.isBuffer(data) ? data.toString('utf8') : Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data).toString('utf8');
         conn.session.handleMessage(text);
         this.countMedia(conn);
       } catch (err) {
