@@ -313,6 +313,24 @@ test('both_tracks keeps the tracks apart: each track gives exactly its solo even
   assert.ok(end.summary.inbound!.anger.peak > end.summary.outbound!.anger.peak);
 });
 
+test("engine: 'in-process' serves the same events as the worker thread", async () => {
+  const local = createCallmood({ authToken: TOKEN, engine: 'in-process' }, { logger: () => {}, processMetrics: false, env: {} });
+  const got: CallmoodEvent[] = [];
+  local.on('event', (e) => got.push(e));
+  try {
+    const { port: localPort } = await local.listen(0, '127.0.0.1');
+    assert.equal(local.health().backend, 'in-process');
+    const c = await FakeTwilio.connect(localPort);
+    c.start();
+    await c.play(frames.angry);
+    c.stop();
+    await waitFor(() => got.some((e) => e.type === 'call-end'), 'call-end in process');
+    assertSameStream(streamEvents(got, 'inbound'), streamEvents(reference.get('angry')!, 'inbound'), 'in-process vs worker');
+  } finally {
+    await local.close();
+  }
+});
+
 // ---------------------------------------------------------------------------------------------------------------
 // Signatures, webhooks, TwiML
 // ---------------------------------------------------------------------------------------------------------------
