@@ -26,6 +26,10 @@ export const ErrorCodes = {
   MEDIA_FORMAT: 'CALLMOOD_ERR_MEDIA_FORMAT',
   /** A request whose X-Twilio-Signature is missing or wrong. */
   SIGNATURE: 'CALLMOOD_ERR_SIGNATURE',
+  /** Running the model on a window failed. */
+  INFERENCE: 'CALLMOOD_ERR_INFERENCE',
+  /** A bug or an unexpected failure inside callmood; the message says where. */
+  INTERNAL: 'CALLMOOD_ERR_INTERNAL',
   /** A requested TF.js backend that cannot be loaded here. */
   BACKEND_UNAVAILABLE: 'CALLMOOD_ERR_BACKEND_UNAVAILABLE',
 } as const;

@@ -79,3 +79,9 @@ export { WorkerEngine, InProcessEngine } from './stream/engine.js';
 /** Twilio Media Streams: message parsing and the per-stream session. */
 export { parseTwilioMessage, type TwilioMessage } from './telephony/protocol.js';
 export { MediaSession, type SessionOptions, type TrackSink } from './telephony/session.js';
+/** The server: Twilio webhooks, the media WebSocket, the event feed, health and metrics; one shared model. */
+export { createCallmood, CallmoodServer, type CallmoodEventMap, type Logger } from './telephony/server.js';
+export { resolveOptions, DEFAULT_OPTIONS, type CallmoodOptions, type CallmoodOptionsInput } from './config/options.js';
+export { loadConfigFile } from './config/load.js';
+/** A Twilio-like client: stream a recording to a callmood server and follow its events. */
+export { simulateCall, followEvents, type SimulatedCall } from './telephony/simulator.js';

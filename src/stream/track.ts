@@ -193,7 +193,7 @@ export class EmotionTrack {
         (probs) => this.onProbabilities(probs, timeMs, windowStartMs, ratio, newSpeech * this.frameMs, queuedAt),
         (err: unknown) => {
           const e = err as CallmoodError;
-          this.emit({ ...this.base(), timeMs, type: 'error', code: e.code ?? 'CALLMOOD_ERR_INFERENCE', message: `inference failed: ${e.message}`, permanent: false });
+          this.emit({ ...this.base(), timeMs, type: 'error', code: e.code ?? ErrorCodes.INFERENCE, message: `inference failed: ${e.message}`, permanent: false });
         },
       ),
     );

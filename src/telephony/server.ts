@@ -465,7 +465,7 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
   }
 
   private internalError(conn: Connection, err: unknown): void {
-    const code = (err as CallmoodError).code ?? 'CALLMOOD_ERR_INTERNAL';
+    const code = (err as CallmoodError).code ?? ErrorCodes.INTERNAL;
     const message = `internal error on ${conn.base?.callSid ?? 'a stream before start'}: ${(err as Error).message}`;
     this.log('error', code, message, { stack: (err as Error).stack });
     this.publish({ ...(conn.base ?? { callSid: '', streamSid: '', customParameters: {} }), timeMs: 0, type: 'error', code, message, permanent: true });

@@ -253,7 +253,7 @@ export class MediaSession {
       try {
         summary[track] = await state.sink.end();
       } catch (err) {
-        this.hooks.log('error', (err as CallmoodError).code ?? 'CALLMOOD_ERR_INTERNAL', `track ${track}: ${(err as Error).message}`);
+        this.hooks.log('error', (err as CallmoodError).code ?? ErrorCodes.INTERNAL, `track ${track}: ${(err as Error).message}`);
       }
     }
     const durationMs = this.callTimeMs();
