@@ -2,6 +2,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { benchMfcc } from '../bench/mfcc.js';
 import { benchResample } from '../bench/resample.js';
 import { benchModel } from '../bench/model.js';
+import { benchCalls } from '../bench/calls.js';
 
 function positive(name: string) {
   return (v: string): number => {
@@ -33,6 +34,16 @@ export function benchCommand(program: Command): void {
     .option('--rounds <n>', 'timed rounds (best is reported)', positive('--rounds'), 5)
     .action((o: { json?: boolean; seconds: number; chunkMs: number; rounds: number }) => {
       print(benchMfcc({ seconds: o.seconds, chunkMs: o.chunkMs, rounds: Math.round(o.rounds) }), o.json);
+    });
+  bench
+    .command('calls')
+    .description('N simulated calls at real-time pace against a callmood serve child process on loopback')
+    .option('--json', 'print one JSON object')
+    .option('--calls <n>', 'concurrent calls', positive('--calls'), 50)
+    .option('--seconds <s>', 'seconds of audio per call', positive('--seconds'), 20)
+    .option('--model <dir>', 'model directory (default: the shipped model)')
+    .action(async (o: { json?: boolean; calls: number; seconds: number; model?: string }) => {
+      print(await benchCalls({ calls: Math.round(o.calls), seconds: o.seconds, modelDir: o.model }), o.json);
     });
   bench
     .command('model')

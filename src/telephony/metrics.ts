@@ -77,7 +77,7 @@ export class CallmoodMetrics {
     });
     this.webhooks = new Counter({ name: 'callmood_webhook_requests_total', help: 'Webhook and HTTP requests, by route and status.', labelNames: ['route', 'status'], registers });
     this.feedSlowClosed = new Counter({ name: 'callmood_feed_slow_consumers_closed_total', help: 'Event-feed consumers closed (1013) for falling too far behind.', registers });
-    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'callmood_process_' });
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'callmood_' });
   }
 
   /** Counts one event. */

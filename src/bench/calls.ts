@@ -1,0 +1,163 @@
+/**
+ * `callmood bench calls`: N simulated calls at real-time pace against a `callmood serve` child process on
+ * loopback. The server runs in its own process so its CPU and memory are measured apart from the clients'.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readAudioFile } from '../audio/read.js';
+import { resample } from '../audio/resample.js';
+import type { CallmoodEvent } from '../stream/events.js';
+import { followEvents, simulateCall } from '../telephony/simulator.js';
+
+/** What `benchCalls` prints. */
+export interface CallsBenchResult {
+  calls: number;
+  seconds: number;
+  /** Every call ended (reason stop) within 2 s of its last audio, and the senders kept their 20 ms schedule. */
+  realtime: boolean;
+  /** Latency from the end of a window's audio arriving to its event (the events' latencyMs), ms. */
+  p50Ms: number;
+  p99Ms: number;
+  windows: number;
+  /** Server CPU ms per second of call audio (all tracks). */
+  cpuMsPerCallSecond: number;
+  /** Server resident memory added per live call, MB. */
+  rssMbPerCall: number;
+  /** Worst delay of a client's chunk behind its 20 ms schedule, ms (client side, for context). */
+  maxSendLagMs: number;
+  /** Worst delay from a call's stop to its call-end event, ms. */
+  maxEndLagMs: number;
+}
+
+const quantile = (xs: number[], q: number) => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
+};
+
+async function metric(base: string, name: string): Promise<number> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(name + ' ') || l.startsWith(name + '{'));
+  return line ? Number(line.split(' ').pop()) : NaN;
+}
+
+/** Loops real committed clips (angry and neutral speech, with their pauses) to `seconds` of 8 kHz audio. */
+async function callAudio(seconds: number): Promise<Float32Array> {
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const parts: Float32Array[] = [];
+  for (const f of ['YAF_back_angry.flac', 'YAF_back_neutral.flac', '03-01-05-02-01-01-21.flac']) {
+    const a = await readAudioFile(join(root, 'test/fixtures/audio', f));
+    parts.push(resample(a.channels[0], a.sampleRate, 8000));
+  }
+  const out = new Float32Array(Math.round(seconds * 8000));
+  for (let i = 0, p = 0, j = 0; i < out.length; i++, j++) {
+    if (j >= parts[p].length) {
+      p = (p + 1) % parts.length;
+      j = 0;
+    }
+    out[i] = parts[p][j];
+  }
+  return out;
+}
+
+/** Runs the benchmark; `modelDir` defaults to the shipped model. */
+export async function benchCalls(opts: { calls: number; seconds: number; modelDir?: string; staggerMs?: number }): Promise<CallsBenchResult> {
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), 'callmood-bench-'));
+  const config = join(dir, 'config.json');
+  writeFileSync(config, JSON.stringify({ maxCalls: opts.calls + 10 }));
+  const authToken = 'bench-auth-token';
+  const eventsToken = 'bench-events-token';
+  const isTs = import.meta.url.endsWith('.ts');
+  const cli = join(root, isTs ? 'src/cli/main.ts' : 'dist/src/cli/main.js');
+  const args = [...(isTs ? ['--import', 'tsx'] : []), cli, 'serve', '--port', '0', '--host', '127.0.0.1', '--config', config];
+  if (opts.modelDir) args.push('--model', opts.modelDir);
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, TWILIO_AUTH_TOKEN: authToken, CALLMOOD_EVENTS_TOKEN: eventsToken },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr = (stderr + String(d)).slice(-4000)));
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d) => {
+        out += String(d);
+        const m = /listening on http:\/\/[^:]+:(\d+)/.exec(out);
+        if (m) resolve(Number(m[1]));
+      });
+      child.once('exit', (code) => reject(new Error(`server exited with code ${code}: ${stderr}`)));
+      setTimeout(() => reject(new Error(`server did not start in 60 s: ${stderr}`)), 60_000);
+    });
+    const base = `http://127.0.0.1:${port}`;
+    // Wait for the model to be loaded.
+    for (let i = 0; i < 600; i++) {
+      const h = (await (await fetch(`${base}/healthz`)).json().catch(() => ({}))) as { modelLoaded?: boolean };
+      if (h.modelLoaded) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const audio = await callAudio(opts.seconds);
+    const latencies: number[] = [];
+    const endAt = new Map<string, number>();
+    const endReason = new Map<string, string>();
+    const feed = await followEvents(`ws://127.0.0.1:${port}/events?types=emotion,call-end`, {
+      token: eventsToken,
+      onEvent: (e: CallmoodEvent) => {
+        if (e.type === 'emotion') latencies.push(e.latencyMs);
+        else if (e.type === 'call-end') {
+          endAt.set(e.callSid, performance.now());
+          endReason.set(e.callSid, e.reason);
+        }
+      },
+    });
+    const rssBefore = await metric(base, 'callmood_process_resident_memory_bytes');
+    const cpuBefore = await metric(base, 'callmood_process_cpu_seconds_total');
+    let rssPeak = rssBefore;
+    const sampler = setInterval(() => {
+      metric(base, 'callmood_process_resident_memory_bytes').then((v) => (rssPeak = Math.max(rssPeak, v)), () => {});
+    }, 1000);
+    const stopAt = new Map<string, number>();
+    const stagger = opts.staggerMs ?? Math.min(20, 2000 / opts.calls);
+    const results = await Promise.all(
+      Array.from({ length: opts.calls }, async (_, i) => {
+        await new Promise((r) => setTimeout(r, i * stagger));
+        const callSid = `CA${String(i).padStart(32, '0')}`;
+        const r = await simulateCall(
+          { callSid, audio: { inbound: audio } },
+          { url: `ws://127.0.0.1:${port}/media`, pace: 'realtime', authToken, onChunk: (k) => { if (k === Math.ceil(audio.length / 160) - 1) stopAt.set(callSid, performance.now()); } },
+        );
+        return r;
+      }),
+    );
+    // Give the last windows a moment to come back.
+    for (let i = 0; i < 100 && endAt.size < opts.calls; i++) await new Promise((r) => setTimeout(r, 50));
+    clearInterval(sampler);
+    const cpuAfter = await metric(base, 'callmood_process_cpu_seconds_total');
+    feed.close();
+    const endLags = results.map((r) => (endAt.get(r.callSid) ?? Infinity) - (stopAt.get(r.callSid) ?? 0));
+    const maxEndLagMs = Math.max(...endLags);
+    const maxSendLagMs = Math.max(...results.map((r) => r.maxLagMs));
+    const allStopped = results.every((r) => endReason.get(r.callSid) === 'stop');
+    return {
+      calls: opts.calls,
+      seconds: opts.seconds,
+      realtime: allStopped && maxEndLagMs <= 2000 && maxSendLagMs <= 200,
+      p50Ms: quantile(latencies, 0.5),
+      p99Ms: quantile(latencies, 0.99),
+      windows: latencies.length,
+      cpuMsPerCallSecond: ((cpuAfter - cpuBefore) * 1000) / (opts.calls * opts.seconds),
+      rssMbPerCall: (rssPeak - rssBefore) / 1e6 / opts.calls,
+      maxSendLagMs,
+      maxEndLagMs,
+    };
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => {
+      child.once('exit', r);
+      setTimeout(r, 10_000);
+    });
+  }
+}
