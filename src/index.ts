@@ -73,7 +73,7 @@ export { evaluatePredictions, formatEvaluationTable, type EvaluationResult } fro
 
 /** Events, the per-track emotion stream, the shared micro-batched model. */
 export * from './stream/events.js';
-export { EmotionTrack, DEFAULT_EMOTION_STREAM_OPTIONS, type EmotionStreamOptions, type ModelProfile } from './stream/track.js';
+export { EmotionTrack, modelProfile, DEFAULT_EMOTION_STREAM_OPTIONS, type EmotionStreamOptions, type ModelProfile } from './stream/track.js';
 export { MicroBatcher, type InferenceEngine, type BatcherOptions } from './stream/batcher.js';
 export { WorkerEngine, InProcessEngine } from './stream/engine.js';
 /** Twilio Media Streams: message parsing and the per-stream session. */

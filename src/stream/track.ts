@@ -22,6 +22,12 @@ export interface ModelProfile {
   speechGate?: Partial<SpeechGateOptions>;
 }
 
+/** The profile of a saved model: what its metadata says the stream must do, gate options included. */
+export function modelProfile(m: { labels: string[]; window: WindowConfig; normalization: NormalizationSpec; training?: Record<string, unknown> }): ModelProfile {
+  const gate = m.training?.speechGate as Partial<SpeechGateOptions> | undefined;
+  return { labels: m.labels, window: m.window, normalization: m.normalization, ...(gate ? { speechGate: gate } : {}) };
+}
+
 /** Per-track stream settings; every field optional, see `DEFAULT_EMOTION_STREAM_OPTIONS`. */
 export interface EmotionStreamOptions {
   /** A window is scored every this many ms of audio (rounded to whole frames). */

@@ -23,7 +23,7 @@ import { resolveOptions, type CallmoodOptions, type CallmoodOptionsInput } from 
 import { resolveModelDir } from '../config/load.js';
 import { MicroBatcher } from '../stream/batcher.js';
 import { InProcessEngine, WorkerEngine } from '../stream/engine.js';
-import { EmotionTrack, type ModelProfile } from '../stream/track.js';
+import { EmotionTrack, modelProfile, type ModelProfile } from '../stream/track.js';
 import type { CallEndReason, CallmoodEvent, EventBase, Track } from '../stream/events.js';
 import { MediaSession, CloseCodes } from './session.js';
 import { SignatureGuard, publicBaseUrl, type WebhookParams } from './signature.js';
@@ -177,7 +177,7 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     const engine = this.options.engine === 'worker' ? await WorkerEngine.load(dir) : await InProcessEngine.load(dir);
     const m = engine.metadata;
     this.engine = engine;
-    this.profile = { labels: m.labels, window: m.window, normalization: m.normalization };
+    this.profile = modelProfile(m);
     this.batcher = new MicroBatcher(this.metrics.instrument(engine), this.options.batch);
     const period = Math.max(20, Math.min(1000, Math.floor(this.options.stallTimeoutMs / 4)));
     this.sweep = setInterval(() => this.checkStalls(), period);
