@@ -1,16 +1,10 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { positive } from './args.js';
 import { benchMfcc } from '../bench/mfcc.js';
 import { benchResample } from '../bench/resample.js';
 import { benchModel } from '../bench/model.js';
 import { benchCalls } from '../bench/calls.js';
 
-function positive(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number, got '${v}'`);
-    return n;
-  };
-}
 
 function print(result: object, json: boolean | undefined): void {
   if (json) {

@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { integer, list, numberIn } from './args.js';
 import cliProgress from 'cli-progress';
 import { ARCHITECTURES, type Arch } from '../model/architectures.js';
 import { DEFAULT_TRAIN_OPTIONS, evaluateModel, trainFromManifest, writeJson, type CalmPolicy } from '../model/pipeline.js';
@@ -10,17 +11,6 @@ import type { ManifestFilter } from '../data/manifest.js';
 /** Default data folder: the shared training data beside the project. */
 export const DEFAULT_MANIFEST = '../shared/data/manifest.csv';
 
-const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
-const int = (name: string, min: number) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}, got '${v}'`);
-  return n;
-};
-const num = (name: string, lo: number, hi: number) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < lo || n > hi) throw new InvalidArgumentError(`${name} must be a number in [${lo}, ${hi}], got '${v}'`);
-  return n;
-};
 
 function filterOptions(cmd: Command): Command {
   return cmd
@@ -78,16 +68,16 @@ export function modelCommands(program: Command): void {
     .addOption(new Option('--normalization <kind>', 'global statistics, or adaptive per speaker/call').choices(['global', 'adaptive']).default(DEFAULT_TRAIN_OPTIONS.normalization))
     .addOption(new Option('--split <split>', 'validation split: by speaker, or random clips (the seed protocol)').choices(['speaker', 'random']).default(DEFAULT_TRAIN_OPTIONS.split))
     .addOption(new Option('--calm <policy>', "RAVDESS 'calm': drop it, or train it as neutral").choices(['drop', 'neutral']).default(DEFAULT_TRAIN_OPTIONS.calm))
-    .option('--epochs <n>', 'maximum epochs', int('--epochs', 1), DEFAULT_TRAIN_OPTIONS.epochs)
-    .option('--batch-size <n>', 'windows per batch', int('--batch-size', 1), DEFAULT_TRAIN_OPTIONS.batchSize)
-    .option('--lr <rate>', "Adam's initial learning rate", num('--lr', 1e-6, 1), DEFAULT_TRAIN_OPTIONS.learningRate)
-    .option('--patience <n>', 'early stopping patience (epochs)', int('--patience', 1), DEFAULT_TRAIN_OPTIONS.patience)
-    .option('--seed <n>', 'seed of every random choice', int('--seed', 0), DEFAULT_TRAIN_OPTIONS.seed)
-    .option('--val-share <share>', 'share of speakers (or clips) for validation', num('--val-share', 0.01, 0.5), DEFAULT_TRAIN_OPTIONS.valShare)
-    .option('--window-hop <frames>', 'frames between training windows', int('--window-hop', 1), DEFAULT_TRAIN_OPTIONS.windowHop)
-    .option('--prior-frames <n>', 'adaptive normalisation: weight of the global statistics in frames', int('--prior-frames', 0), DEFAULT_TRAIN_OPTIONS.priorFrames)
+    .option('--epochs <n>', 'maximum epochs', integer('--epochs', 1), DEFAULT_TRAIN_OPTIONS.epochs)
+    .option('--batch-size <n>', 'windows per batch', integer('--batch-size', 1), DEFAULT_TRAIN_OPTIONS.batchSize)
+    .option('--lr <rate>', "Adam's initial learning rate", numberIn('--lr', 1e-6, 1), DEFAULT_TRAIN_OPTIONS.learningRate)
+    .option('--patience <n>', 'early stopping patience (epochs)', integer('--patience', 1), DEFAULT_TRAIN_OPTIONS.patience)
+    .option('--seed <n>', 'seed of every random choice', integer('--seed', 0), DEFAULT_TRAIN_OPTIONS.seed)
+    .option('--val-share <share>', 'share of speakers (or clips) for validation', numberIn('--val-share', 0.01, 0.5), DEFAULT_TRAIN_OPTIONS.valShare)
+    .option('--window-hop <frames>', 'frames between training windows', integer('--window-hop', 1), DEFAULT_TRAIN_OPTIONS.windowHop)
+    .option('--prior-frames <n>', 'adaptive normalisation: weight of the global statistics in frames', integer('--prior-frames', 0), DEFAULT_TRAIN_OPTIONS.priorFrames)
     .option('--cache <dir>', 'feature cache directory', '.cache/features')
-    .option('--workers <n>', 'decoding worker threads', int('--workers', 0))
+    .option('--workers <n>', 'decoding worker threads', integer('--workers', 0))
     .action(async (o) => {
       const extract = progress('features');
       const epochs = progress('epochs');
@@ -132,9 +122,9 @@ export function modelCommands(program: Command): void {
   )
     .addOption(new Option('--channel <channel>', 'evaluate on clean audio or through the telephone channel').choices(['clean', 'telephone']).default('clean'))
     .option('--json <file>', 'write the results as JSON here (and the confusion matrix beside it as .svg)')
-    .option('--seed <n>', 'seed (order of speakers for adaptive normalisation)', int('--seed', 0), 1)
+    .option('--seed <n>', 'seed (order of speakers for adaptive normalisation)', integer('--seed', 0), 1)
     .option('--cache <dir>', 'feature cache directory', '.cache/features')
-    .option('--workers <n>', 'decoding worker threads', int('--workers', 0))
+    .option('--workers <n>', 'decoding worker threads', integer('--workers', 0))
     .action(async (o) => {
       const extract = progress('features');
       const { report, confusionSvg } = await evaluateModel({

@@ -4,17 +4,14 @@
  * stdout (so a supervisor or test can read the port of `--port 0`); logs go to stderr, one line each. SIGTERM or
  * SIGINT drains (live calls end as `shutdown`) and exits 0; a second signal exits at once with 1.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { integer } from './args.js';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { loadConfigFile } from '../config/load.js';
 import type { CallmoodOptionsInput } from '../config/options.js';
 import { createCallmood, lineLogger } from '../telephony/server.js';
 
-const port = (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`--port must be an integer in [0, 65535], got '${v}'`);
-  return n;
-};
+const port = integer('--port', 0, 65535);
 
 /** Registers `callmood serve`. */
 export function serveCommand(program: Command): void {

@@ -1,14 +1,10 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { integer } from './args.js';
 import { loadChannels } from '../audio/load.js';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import type { CallmoodEvent } from '../stream/events.js';
 import { eventsUrlFor, followEvents, simulateCall } from '../telephony/simulator.js';
 
-const int = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > 10000) throw new InvalidArgumentError(`${name} must be an integer in [1, 10000], got '${v}'`);
-  return n;
-};
 
 /** One line per event, for people; `--json` prints the events themselves. */
 export function formatEvent(e: CallmoodEvent): string {
@@ -38,7 +34,7 @@ export function simulateCommand(program: Command): void {
     .requiredOption('--file <audio>', 'recording: any format callmood reads; stereo = caller left, agent right')
     .addOption(new Option('--track <track>', 'inbound (caller only, as <Connect><Stream>) or both (as <Start><Stream track="both_tracks">)').choices(['inbound', 'both']).default('inbound'))
     .addOption(new Option('--pace <pace>', 'realtime: 20 ms chunks every 20 ms; fast: as fast as possible').choices(['realtime', 'fast']).default('realtime'))
-    .option('--calls <n>', 'simultaneous calls with this recording', int('--calls'), 1)
+    .option('--calls <n>', 'simultaneous calls with this recording', integer('--calls', 1, 10000), 1)
     .option('--auth-token <token>', 'Twilio auth token: sign the upgrade (default: $TWILIO_AUTH_TOKEN)')
     .option('--events-url <ws-url>', 'event feed URL (default: /events on the same host)')
     .option('--events-token <token>', 'event feed bearer token (default: $CALLMOOD_EVENTS_TOKEN)')
