@@ -17,7 +17,7 @@ const root = fileURLToPath(new URL('../', import.meta.url));
 const modelDir = `${root}models/default`;
 const manifest = `${root}test/fixtures/heldout/manifest.csv`;
 
-/** Floors for the 24 held-out clips, clean audio. */
+/** Floors for the 24 held-out clips, clean audio; measured when the model was trained: accuracy 0.375 (9/24), anger AUC 0.925. */
 const FLOOR = { accuracy: 0.3, angerAuc: 0.7 };
 
 test('the shipped model is small, knows the seven labels, and never heard the held-out caller', async () => {
