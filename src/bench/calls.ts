@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../config/load.js';
 import { readAudioFile } from '../audio/read.js';
 import { resample } from '../audio/resample.js';
 import type { CallmoodEvent } from '../stream/events.js';
@@ -46,7 +46,7 @@ async function metric(base: string, name: string): Promise<number> {
 
 /** Loops real committed clips (angry and neutral speech, with their pauses) to `seconds` of 8 kHz audio. */
 async function callAudio(seconds: number): Promise<Float32Array> {
-  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const root = packageRoot();
   const parts: Float32Array[] = [];
   for (const f of ['YAF_back_angry.flac', 'YAF_back_neutral.flac', '03-01-05-02-01-01-21.flac']) {
     const a = await readAudioFile(join(root, 'test/fixtures/audio', f));
@@ -65,7 +65,7 @@ async function callAudio(seconds: number): Promise<Float32Array> {
 
 /** Runs the benchmark; `modelDir` defaults to the shipped model. */
 export async function benchCalls(opts: { calls: number; seconds: number; modelDir?: string; staggerMs?: number }): Promise<CallsBenchResult> {
-  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const root = packageRoot();
   const dir = mkdtempSync(join(tmpdir(), 'callmood-bench-'));
   const config = join(dir, 'config.json');
   writeFileSync(config, JSON.stringify({ maxCalls: opts.calls + 10 }));
