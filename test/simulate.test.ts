@@ -1,0 +1,56 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { createCallmood } from '../src/telephony/server.js';
+import { followEvents, simulateCall } from '../src/telephony/simulator.js';
+import { loadChannels } from '../src/audio/load.js';
+import type { CallmoodEvent } from '../src/stream/events.js';
+import { ErrorCodes } from '../src/errors.js';
+
+const TOKEN = 'simulate-test-token';
+const FEED = 'simulate-feed-token';
+const clip = fileURLToPath(new URL('./fixtures/formats/stereo_inverted.wav', import.meta.url));
+
+test('the simulator speaks as Twilio does: a signed two-track call streams and its events come back on the feed', async () => {
+  const server = createCallmood({ authToken: TOKEN, eventsToken: FEED, engine: 'in-process' }, { logger: () => {}, processMetrics: false, env: {} });
+  const addr = await server.listen(0, '127.0.0.1');
+  try {
+    await server.ready();
+    const url = `ws://127.0.0.1:${addr.port}/media`;
+    const audio = await loadChannels(clip, 8000);
+    const callSid = 'CA' + 'a'.repeat(32);
+    const feedEvents: CallmoodEvent[] = [];
+    let ended!: () => void;
+    const done = new Promise<void>((r) => (ended = r));
+    const feed = await followEvents(`ws://127.0.0.1:${addr.port}/events`, {
+      token: FEED,
+      callSid,
+      onEvent: (e) => {
+        feedEvents.push(e);
+        if (e.type === 'call-end') ended();
+      },
+    });
+    const sent = await simulateCall(
+      { callSid, audio: { inbound: audio.channels[0], outbound: audio.channels[1] }, customParameters: { who: 'test' } },
+      { url, pace: 'fast', authToken: TOKEN },
+    );
+    await Promise.race([done, new Promise((r) => setTimeout(r, 10_000))]);
+    feed.close();
+    // 0.5 s at 20 ms per chunk, both tracks in each step, plus connected, start and stop.
+    assert.equal(sent.chunks, 25);
+    assert.equal(sent.messages, 25 * 2 + 3);
+    const end = feedEvents.find((e) => e.type === 'call-end');
+    assert.ok(end && end.type === 'call-end', `events: ${feedEvents.map((e) => e.type)}`);
+    assert.equal(end.reason, 'stop');
+    assert.equal(end.stats.mediaMessages, 50);
+    assert.deepEqual(Object.keys(end.summary).sort(), ['inbound', 'outbound']);
+    assert.ok(feedEvents.every((e) => e.callSid === callSid && e.customParameters.who === 'test'));
+    // Without the right token the server refuses the stream before any socket opens.
+    await assert.rejects(
+      simulateCall({ audio: { inbound: audio.channels[0] } }, { url, pace: 'fast', authToken: 'wrong-token-123' }),
+      (e: { code?: string; message: string }) => e.code === ErrorCodes.SIGNATURE && /HTTP 403/.test(e.message),
+    );
+  } finally {
+    await server.close();
+  }
+});
