@@ -4,6 +4,8 @@
  */
 import { benchMfcc } from '../src/bench/mfcc.js';
 import { benchResample } from '../src/bench/resample.js';
+import { benchModel } from '../src/bench/model.js';
+import { benchCalls } from '../src/bench/calls.js';
 
 const line = (name: string, result: object) => process.stdout.write(`${name} ${JSON.stringify(result)}\n`);
 
@@ -11,3 +13,5 @@ line('mfcc', benchMfcc());
 line('resample 8000->16000', benchResample({ inRate: 8000, outRate: 16000 }));
 line('resample 48000->16000', benchResample({ inRate: 48000, outRate: 16000, seconds: 120 }));
 line('resample 44100->16000', benchResample({ inRate: 44100, outRate: 16000, seconds: 120 }));
+line('model', await benchModel({ modelDir: 'models/default' }));
+line('calls 100', await benchCalls({ calls: 100, seconds: 20 }));
