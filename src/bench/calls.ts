@@ -7,8 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../config/load.js';
-import { readAudioFile } from '../audio/read.js';
-import { resample } from '../audio/resample.js';
+import { loadChannels } from '../audio/load.js';
 import type { CallmoodEvent } from '../stream/events.js';
 import { followEvents, simulateCall } from '../telephony/simulator.js';
 
@@ -49,8 +48,7 @@ async function callAudio(seconds: number): Promise<Float32Array> {
   const root = packageRoot();
   const parts: Float32Array[] = [];
   for (const f of ['YAF_back_angry.flac', 'YAF_back_neutral.flac', '03-01-05-02-01-01-21.flac']) {
-    const a = await readAudioFile(join(root, 'test/fixtures/audio', f));
-    parts.push(resample(a.channels[0], a.sampleRate, 8000));
+    parts.push((await loadChannels(join(root, 'test/fixtures/audio', f), 8000, 0)).channels[0]);
   }
   const out = new Float32Array(Math.round(seconds * 8000));
   for (let i = 0, p = 0, j = 0; i < out.length; i++, j++) {

@@ -85,6 +85,7 @@ export class EmotionTrack {
   private runStart = -1;
   private runReported = false;
   private readonly minRunFrames: number;
+  private readonly smoothing: number;
   private chain: Promise<void> = Promise.resolve();
   private state: EmotionState | null = null;
   private readonly summary: TrackSummary;
@@ -127,8 +128,6 @@ export class EmotionTrack {
       windows: 0,
     };
   }
-
-  private readonly smoothing: number;
 
   /** End time (ms) of frame k's audio. */
   private frameEndMs(k: number): number {
