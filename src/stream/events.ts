@@ -121,6 +121,51 @@ export interface ErrorEvent extends EventBase {
   permanent: boolean;
 }
 
+/** What the dialog policy can do about a call. */
+export type ActionKind = 'soften_offer' | 'escalate' | 'end_call' | 'flag_customer' | 'custom';
+
+/**
+ * The dialog policy decided to act on a call. timeMs is the call time of the event that made the rule fire, so a
+ * replayed recording and the live call decide at the same call times. `dryRun`: decided and reported, not carried out.
+ */
+export interface ActionEvent extends EventBase {
+  type: 'action';
+  /** Unique id of this decision; its `action-result` carries the same id. */
+  actionId: string;
+  action: ActionKind;
+  /** The rule that fired, by its name in the policy file. */
+  rule: string;
+  /** The track the rule watched (null for call-wide rules such as DTMF or custom parameters). */
+  track: Track | null;
+  /** `soften_offer`'s level (1 = the first, gentlest step); null for other actions. */
+  level: number | null;
+  /** For `custom`: the handler's name; null otherwise. */
+  handler: string | null;
+  /** Why, in words, with the figures that made the rule fire. */
+  reason: string;
+  /** Those figures by name (e.g. `angryMs`, `probability`, `negativeShare`). */
+  evidence: Record<string, number | string>;
+  dryRun: boolean;
+}
+
+/** How an action ended: carried out, found the call already over (Twilio 20404), failed after retries, or not attempted. */
+export type ActionOutcome = 'done' | 'call-over' | 'failed' | 'skipped';
+
+/** The outcome of an action. timeMs repeats the action's call time; `atMs` is the wall-clock time it settled. */
+export interface ActionResultEvent extends EventBase {
+  type: 'action-result';
+  actionId: string;
+  action: ActionKind;
+  rule: string;
+  outcome: ActionOutcome;
+  /** Requests made (1 when the first succeeded; 0 when skipped). */
+  attempts: number;
+  /** What happened, in words (the REST error code and message when it failed). */
+  detail: string;
+  /** Wall-clock time (ms since the epoch) when the outcome was known. */
+  atMs: number;
+}
+
 /** Every event callmood emits. */
 export type CallmoodEvent =
   | CallStartEvent
@@ -130,7 +175,20 @@ export type CallmoodEvent =
   | DtmfEvent
   | MarkEvent
   | CallEndEvent
-  | ErrorEvent;
+  | ErrorEvent
+  | ActionEvent
+  | ActionResultEvent;
 
 /** The event types, for filters and webhook routing. */
-export const EVENT_TYPES = ['call-start', 'speech-start', 'speech-end', 'emotion', 'dtmf', 'mark', 'call-end', 'error'] as const;
+export const EVENT_TYPES = [
+  'call-start',
+  'speech-start',
+  'speech-end',
+  'emotion',
+  'dtmf',
+  'mark',
+  'call-end',
+  'error',
+  'action',
+  'action-result',
+] as const;
