@@ -28,6 +28,10 @@ export const ErrorCodes = {
   SIGNATURE: 'CALLMOOD_ERR_SIGNATURE',
   /** Running the model on a window failed. */
   INFERENCE: 'CALLMOOD_ERR_INFERENCE',
+  /** A policy file that cannot be read or breaks the policy schema; the message names the rule and the field. */
+  INVALID_POLICY: 'CALLMOOD_ERR_INVALID_POLICY',
+  /** Twilio's REST API refused or failed to change a live call (after retries where retrying made sense). */
+  CALL_CONTROL: 'CALLMOOD_ERR_CALL_CONTROL',
   /** A bug or an unexpected failure inside callmood; the message says where. */
   INTERNAL: 'CALLMOOD_ERR_INTERNAL',
   /** A requested TF.js backend that cannot be loaded here. */

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { CallmoodError, ErrorCodes } from '../errors.js';
+import { deepFreeze, describeValue, valueAt } from '../util/values.js';
 
 /** A TwiML verb that may run before or after the `<Stream>` verb (built with twilio's VoiceResponse, so escaped). */
 export type TwimlVerb =
@@ -164,13 +165,6 @@ export const DEFAULT_OPTIONS: Readonly<CallmoodOptions> = deepFreeze({
   feed: { maxBufferedBytes: 1024 * 1024, heartbeatMs: 30_000 },
 } satisfies CallmoodOptions);
 
-function deepFreeze<T>(o: T): T {
-  if (o && typeof o === 'object') {
-    for (const v of Object.values(o)) deepFreeze(v);
-    Object.freeze(o);
-  }
-  return o;
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Schema: each leaf carries the text of its allowed range, used in the error message.
@@ -256,20 +250,7 @@ function leafAt(path: PropertyKey[]): WithAllowed | undefined {
   return s as WithAllowed;
 }
 
-function valueAt(root: unknown, path: PropertyKey[]): unknown {
-  let v = root;
-  for (const k of path) {
-    if (v === null || typeof v !== 'object') return undefined;
-    v = (v as Record<PropertyKey, unknown>)[k];
-  }
-  return v;
-}
 
-function describe(v: unknown): string {
-  if (v === undefined) return 'missing';
-  const s = JSON.stringify(v);
-  return s === undefined ? String(v) : s.length > 80 ? `${s.slice(0, 77)}...` : s;
-}
 
 /** Merges `input` over the defaults (nested objects field by field) without validating. */
 export function mergeOptions(input: CallmoodOptionsInput = {}, base: Readonly<CallmoodOptions> = DEFAULT_OPTIONS): CallmoodOptions {
@@ -297,7 +278,7 @@ function mergeNested(a: Record<string, unknown>, b: Record<string, unknown>): Re
  */
 export function resolveOptions(input: CallmoodOptionsInput = {}, env: NodeJS.ProcessEnv = process.env): Readonly<CallmoodOptions> {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
-    throw new CallmoodError(ErrorCodes.INVALID_OPTION, `options must be an object, got ${describe(input)}`);
+    throw new CallmoodError(ErrorCodes.INVALID_OPTION, `options must be an object, got ${describeValue(input)}`);
   }
   const merged = mergeOptions(input);
   merged.authToken ??= nonEmpty(env.TWILIO_AUTH_TOKEN);
@@ -313,7 +294,7 @@ export function resolveOptions(input: CallmoodOptionsInput = {}, env: NodeJS.Pro
     const name = issue.path.join('.');
     const leaf = leafAt(issue.path);
     const value = valueAt(merged, issue.path);
-    const shown = name === 'authToken' || name === 'eventsToken' ? '(hidden)' : describe(value);
+    const shown = name === 'authToken' || name === 'eventsToken' ? '(hidden)' : describeValue(value);
     throw new CallmoodError(
       ErrorCodes.INVALID_OPTION,
       `option ${name} is ${shown}; allowed: ${leaf?.[ALLOWED] ?? issue.message}`,

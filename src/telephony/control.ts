@@ -1,0 +1,145 @@
+/**
+ * Call control: changing a live call through Twilio's REST API (`calls(sid).update`) with the `twilio` package —
+ * redirecting it to other TwiML (a person, via `<Dial>`), or ending it. Retries what retrying can fix: 429 (rate
+ * limited) and 5xx answers, timeouts and network errors, with exponential backoff and jitter. Error 20404 (the call is
+ * already over) is an outcome, not a failure: the caller hung up first. Any other 4xx is final (a wrong SID or
+ * credentials will not get better by asking again).
+ */
+import twilio from 'twilio';
+import { CallmoodError, ErrorCodes } from '../errors.js';
+import type { ActionOutcome } from '../stream/events.js';
+
+type TwilioClient = ReturnType<typeof twilio>;
+type VoiceResponse = InstanceType<typeof twilio.twiml.VoiceResponse>;
+
+/** How call control reaches Twilio. */
+export interface CallControlOptions {
+  /** Account SID (AC…); null = TWILIO_ACCOUNT_SID, else the account the call's stream named. */
+  accountSid: string | null;
+  /** REST API base URL; null = Twilio's own (https://api.twilio.com). Set it for an egress proxy or a stand-in server. */
+  apiBaseUrl: string | null;
+  /** Requests per change at most, counting the first. */
+  maxAttempts: number;
+  /** Wait before the first retry, ms; it doubles on each retry (with ±50% jitter) up to `maxBackoffMs`. */
+  baseBackoffMs: number;
+  /** Longest wait between retries, ms. */
+  maxBackoffMs: number;
+  /** Per request, ms. */
+  timeoutMs: number;
+}
+
+/** Twilio's defaults, with retries that ride out a minute-long blip at most. */
+export const DEFAULT_CALL_CONTROL: Readonly<CallControlOptions> = Object.freeze({
+  accountSid: null,
+  apiBaseUrl: null,
+  maxAttempts: 5,
+  baseBackoffMs: 250,
+  maxBackoffMs: 8000,
+  timeoutMs: 10_000,
+});
+
+/** What a change to a call does. */
+export type CallUpdate = { twiml: string } | { status: 'completed' };
+
+/** How a change ended. */
+export interface ControlResult {
+  outcome: Exclude<ActionOutcome, 'skipped'>;
+  attempts: number;
+  detail: string;
+}
+
+interface RestError {
+  status?: number;
+  code?: number | string;
+  message?: string;
+}
+
+/** Twilio's error for an update to a call that is no longer in progress. */
+const CALL_NOT_IN_PROGRESS = 21220;
+/** Twilio's error for a call SID it does not know (or one already gone). */
+const NOT_FOUND = 20404;
+
+/** Changes live calls; one client per account, shared by every call. */
+export class CallControl {
+  readonly options: Readonly<CallControlOptions>;
+  private readonly authToken: string;
+  private readonly clients = new Map<string, TwilioClient>();
+  private readonly sleep: (ms: number) => Promise<void>;
+
+  constructor(authToken: string, options: Partial<CallControlOptions> = {}, env: NodeJS.ProcessEnv = process.env) {
+    const o = { ...DEFAULT_CALL_CONTROL, ...options };
+    o.accountSid ??= env.TWILIO_ACCOUNT_SID && env.TWILIO_ACCOUNT_SID.length > 0 ? env.TWILIO_ACCOUNT_SID : null;
+    if (o.accountSid !== null && !/^AC[0-9a-fA-F]{32}$/.test(o.accountSid)) {
+      throw new CallmoodError(ErrorCodes.INVALID_OPTION, `option control.accountSid is ${JSON.stringify(o.accountSid)}; allowed: null or AC followed by 32 hex digits`);
+    }
+    if (!authToken) throw new CallmoodError(ErrorCodes.INVALID_OPTION, 'call control needs the Twilio auth token: set TWILIO_AUTH_TOKEN');
+    this.options = Object.freeze(o);
+    this.authToken = authToken;
+    this.sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  }
+
+  private client(accountSid: string): TwilioClient {
+    let c = this.clients.get(accountSid);
+    if (!c) {
+      c = twilio(accountSid, this.authToken, { timeout: this.options.timeoutMs });
+      if (this.options.apiBaseUrl) c.api.baseUrl = this.options.apiBaseUrl;
+      this.clients.set(accountSid, c);
+    }
+    return c;
+  }
+
+  /**
+   * Applies `update` to the call, retrying where it may help. Never throws: the result says what happened.
+   * `callAccountSid` is the account the call's stream named (used when no account is configured).
+   */
+  async update(callSid: string, callAccountSid: string | null, update: CallUpdate): Promise<ControlResult> {
+    const account = this.options.accountSid ?? callAccountSid;
+    if (!account || !/^AC[0-9a-fA-F]{32}$/.test(account)) {
+      return { outcome: 'failed', attempts: 0, detail: `${ErrorCodes.CALL_CONTROL}: no valid account SID (set TWILIO_ACCOUNT_SID; the stream gave ${JSON.stringify(callAccountSid)})` };
+    }
+    let last = '';
+    for (let attempt = 1; attempt <= this.options.maxAttempts; attempt++) {
+      try {
+        await this.client(account).calls(callSid).update(update);
+        return { outcome: 'done', attempts: attempt, detail: 'status' in update ? 'call completed' : 'call redirected to new TwiML' };
+      } catch (err) {
+        const e = err as RestError;
+        const code = Number(e.code);
+        if (e.status === 404 || code === NOT_FOUND || code === CALL_NOT_IN_PROGRESS) {
+          return { outcome: 'call-over', attempts: attempt, detail: `the call is already over (Twilio ${e.code ?? e.status}: ${e.message ?? ''})`.trim() };
+        }
+        last = e.status !== undefined ? `HTTP ${e.status}${e.code !== undefined ? `, Twilio ${e.code}` : ''}: ${e.message ?? ''}` : `network: ${e.message ?? String(err)}`;
+        const retryable = e.status === undefined || e.status === 429 || e.status >= 500;
+        if (!retryable) return { outcome: 'failed', attempts: attempt, detail: `${ErrorCodes.CALL_CONTROL}: ${last}` };
+        if (attempt < this.options.maxAttempts) await this.sleep(backoff(attempt, this.options));
+      }
+    }
+    return { outcome: 'failed', attempts: this.options.maxAttempts, detail: `${ErrorCodes.CALL_CONTROL}: gave up after ${this.options.maxAttempts} attempts; last: ${last}` };
+  }
+}
+
+/** Exponential backoff with ±50% jitter (so calls failing together do not retry together). */
+function backoff(attempt: number, o: Pick<CallControlOptions, 'baseBackoffMs' | 'maxBackoffMs'>): number {
+  const base = Math.min(o.maxBackoffMs, o.baseBackoffMs * 2 ** (attempt - 1));
+  return Math.round(base * (0.5 + Math.random()));
+}
+
+/** TwiML that hands the caller to a person: an optional `<Say>`, then `<Dial>` a number, SIP URI or client, or `<Redirect>` to a URL. */
+export function escalationTwiml(target: { dial?: string; url?: string; twiml?: string; say?: string }): string {
+  if (target.twiml !== undefined) return target.twiml;
+  const r: VoiceResponse = new twilio.twiml.VoiceResponse();
+  if (target.say) r.say(target.say);
+  if (target.dial?.startsWith('sip')) r.dial().sip(target.dial);
+  else if (target.dial?.startsWith('client:')) r.dial().client(target.dial.slice('client:'.length));
+  else if (target.dial) r.dial(target.dial);
+  else if (target.url) r.redirect({ method: 'POST' }, target.url);
+  return r.toString();
+}
+
+/** TwiML that ends a call politely: a goodbye, then hang up. */
+export function goodbyeTwiml(say: string): string {
+  const r: VoiceResponse = new twilio.twiml.VoiceResponse();
+  r.say(say);
+  r.hangup();
+  return r.toString();
+}
