@@ -5,7 +5,10 @@
  */
 import { CallmoodError, ErrorCodes } from '../errors.js';
 
-/** Runs a batch of windows: `x` holds n windows of `windowSize` floats; resolves to n × classes probabilities. */
+/**
+ * Runs a batch of windows: `x` holds n windows of `windowSize` floats (it may be longer); resolves to n × classes
+ * probabilities. The caller reuses `x` once the promise settles.
+ */
 export interface InferenceEngine {
   readonly windowSize: number;
   readonly classes: number;
@@ -46,6 +49,8 @@ export class MicroBatcher {
   private due = false;
   private inFlight = 0;
   private closed = false;
+  /** Batch buffers back from the engine, reused: a fresh maxBatch × windowSize array per batch is garbage to collect. */
+  private readonly free: Float32Array[] = [];
   /** Batches run so far and windows in them (for metrics). */
   readonly stats = { batches: 0, windows: 0, lastBatchMs: 0 };
 
@@ -74,7 +79,7 @@ export class MicroBatcher {
     return new Promise((resolve, reject) => {
       let last = this.batches[this.batches.length - 1];
       if (!last || last.waiting.length >= this.opts.maxBatch) {
-        last = { x: new Float32Array(this.opts.maxBatch * size), waiting: [] };
+        last = { x: this.free.pop() ?? new Float32Array(this.opts.maxBatch * size), waiting: [] };
         this.batches.push(last);
       }
       last.x.set(window, last.waiting.length * size);
@@ -126,6 +131,7 @@ export class MicroBatcher {
         },
       )
       .finally(() => {
+        if (this.free.length < 2 * this.opts.maxInFlight) this.free.push(batch.x);
         this.inFlight--;
         // Windows that gathered while the engine was busy have waited long enough.
         if (this.batches.length > 0 && !this.timer) this.due = true;

@@ -1,0 +1,137 @@
+/**
+ * WorkerEngine supervision with the real model in real worker threads: a worker that dies or hangs fails only the
+ * batches it held (INFERENCE), is restarted with backoff, and the engine reports its health; calls keep getting
+ * events after the restart and never hang.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { readAudioFile } from '../src/audio/read.js';
+import { resample } from '../src/audio/resample.js';
+import { MicroBatcher } from '../src/stream/batcher.js';
+import { WorkerEngine, type EngineHealth } from '../src/stream/engine.js';
+import { EmotionTrack } from '../src/stream/track.js';
+import type { CallmoodEvent } from '../src/stream/events.js';
+import { ErrorCodes } from '../src/errors.js';
+import { assertRejectsCallmood, rng } from './helpers.js';
+
+const root = fileURLToPath(new URL('../', import.meta.url));
+const modelDir = `${root}models/default`;
+
+function windows(engine: WorkerEngine, n: number, seed: number): Float32Array {
+  const r = rng(seed);
+  const x = new Float32Array(n * engine.windowSize);
+  for (let i = 0; i < x.length; i++) x[i] = r() * 2 - 1;
+  return x;
+}
+
+async function until(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+test('a worker killed mid-batch fails that batch with INFERENCE, restarts, and then answers as before', async () => {
+  const engine = await WorkerEngine.load(modelDir, { backoffMs: 20 });
+  try {
+    const seen: EngineHealth['status'][] = [];
+    engine.on('health', (h) => seen.push(h.status));
+    assert.equal(engine.health().status, 'ok');
+    assert.equal(engine.healthy, true);
+    const x = windows(engine, 8, 1);
+    const first = await engine.predict(x, 8);
+    assert.equal(first.length, 8 * engine.classes);
+
+    const inFlight = engine.predict(x, 8);
+    await engine.crashWorkersForTest();
+    await assertRejectsCallmood(inFlight, ErrorCodes.INFERENCE, /exited|crashed/, /not scored/);
+    // While it restarts, batches are refused at once rather than queued behind a dead thread.
+    if (!engine.healthy) await assertRejectsCallmood(engine.predict(x, 8), ErrorCodes.INFERENCE, /restarting/);
+
+    await until(() => engine.healthy, 'the restarted worker');
+    const h = engine.health();
+    assert.equal(h.status, 'ok');
+    assert.equal(h.restarts, 1);
+    assert.match(h.lastError ?? '', /exited|crashed/);
+    assert.deepEqual(seen, ['restarting', 'ok']);
+    const again = await engine.predict(x, 8);
+    assert.deepEqual(again, first, 'the restarted worker runs the same model');
+  } finally {
+    await engine.close();
+  }
+  assert.equal(engine.health().status, 'closed');
+  await assertRejectsCallmood(engine.predict(new Float32Array(engine.windowSize), 1), ErrorCodes.CLOSED);
+});
+
+test('a worker that does not answer in time is terminated; after maxRestarts failures in a row the engine fails', async () => {
+  // 1 ms is far less than any batch of 64 windows takes, so every batch times out: each one is a hung worker.
+  const engine = await WorkerEngine.load(modelDir, { timeoutMs: 1, maxRestarts: 1, backoffMs: 10 });
+  try {
+    const x = windows(engine, 64, 2);
+    await assertRejectsCallmood(engine.predict(x, 64), ErrorCodes.INFERENCE, /did not answer a batch of 64 within 1 ms/);
+    await until(() => engine.healthy, 'the first restart');
+    await assertRejectsCallmood(engine.predict(x, 64), ErrorCodes.INFERENCE, /did not answer/);
+    await until(() => engine.health().status === 'failed', 'giving up');
+    assert.equal(engine.healthy, false);
+    assert.equal(engine.health().restarts, 1);
+    await assertRejectsCallmood(engine.predict(x, 1), ErrorCodes.INFERENCE, /failed and was not restarted/);
+  } finally {
+    await engine.close();
+  }
+});
+
+test('a call whose worker dies gets error events for the lost windows, then emotions again, and ends', async () => {
+  const engine = await WorkerEngine.load(modelDir, { backoffMs: 20 });
+  const batcher = new MicroBatcher(engine, { maxBatch: 64, maxWaitMs: 2 });
+  try {
+    const m = engine.metadata;
+    const a = await readAudioFile(`${root}test/fixtures/audio/YAF_back_angry.flac`);
+    const audio = resample(a.channels[0], a.sampleRate, 8000);
+    const events: CallmoodEvent[] = [];
+    let killedAt = -1;
+    let crash: Promise<void> | null = null;
+    const track = new EmotionTrack(
+      { labels: m.labels, window: m.window, normalization: m.normalization },
+      (w) => {
+        const p = batcher.infer(w);
+        // Once emotions flow, the worker dies with this window queued: it must come back as an error event.
+        if (killedAt < 0 && events.some((e) => e.type === 'emotion')) {
+          killedAt = events.length;
+          crash = engine.crashWorkersForTest();
+        }
+        return p;
+      },
+      (e) => events.push(e),
+      () => ({ callSid: 'CA1', streamSid: 'MZ1', customParameters: {} }),
+      'inbound',
+    );
+    // The clip three times over, in 20 ms pushes, yielding now and then as a socket would.
+    const chunks: Float32Array[] = [];
+    for (let rep = 0; rep < 3; rep++) for (let i = 0; i < audio.length; i += 160) chunks.push(audio.subarray(i, i + 160));
+    for (let i = 0; i < chunks.length; i++) {
+      track.push(chunks[i]);
+      if (i % 5 === 0) await new Promise((r) => setTimeout(r, 1));
+      if (crash) {
+        await crash;
+        crash = null;
+        await until(() => engine.healthy, 'the restarted worker');
+      }
+    }
+    const summary = await track.end();
+    assert.ok(killedAt > 0, 'the worker was killed during the call');
+    const after = events.slice(killedAt);
+    const errors = after.filter((e) => e.type === 'error');
+    assert.ok(errors.length >= 1, 'the window lost with the worker is reported');
+    for (const e of errors) {
+      assert.equal(e.type === 'error' && e.code, ErrorCodes.INFERENCE);
+      assert.equal(e.type === 'error' && e.permanent, false);
+    }
+    assert.ok(after.some((e) => e.type === 'emotion'), 'emotions continue after the restart');
+    assert.ok(summary.windows > 0);
+    assert.equal(engine.health().restarts, 1);
+  } finally {
+    await batcher.close();
+  }
+});
