@@ -29,6 +29,27 @@ export interface CallsBenchResult {
   maxSendLagMs: number;
   /** Worst delay from a call's stop to its call-end event, ms. */
   maxEndLagMs: number;
+  /**
+   * CPU ms per call-second spent by the simulated clients and the event-feed reader (this process), measured over
+   * the same interval as the server's: they run on the same cores, so this is what the server did not get.
+   */
+  clientCpuMsPerCallSecond: number;
+  /** The clients' share of all CPU used in the run (clients / (clients + server)). */
+  clientCpuShare: number;
+}
+
+/** What `benchCalls` runs. */
+export interface CallsBenchOptions {
+  calls: number;
+  seconds: number;
+  /** Model directory (default: the shipped model). */
+  modelDir?: string;
+  /** Delay between call starts, ms (default: all calls start within 2 s). */
+  staggerMs?: number;
+  /** Server options merged into the config the server starts with (e.g. `{ stream: { hopMs: 500 } }`). */
+  config?: Record<string, unknown>;
+  /** Package root whose `callmood serve` is started (default: this package); compares two builds in one run. */
+  serverRoot?: string;
 }
 
 const quantile = (xs: number[], q: number) => {
@@ -62,11 +83,11 @@ async function callAudio(seconds: number): Promise<Float32Array> {
 }
 
 /** Runs the benchmark; `modelDir` defaults to the shipped model. */
-export async function benchCalls(opts: { calls: number; seconds: number; modelDir?: string; staggerMs?: number }): Promise<CallsBenchResult> {
-  const root = packageRoot();
+export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchResult> {
+  const root = opts.serverRoot ?? packageRoot();
   const dir = mkdtempSync(join(tmpdir(), 'callmood-bench-'));
   const config = join(dir, 'config.json');
-  writeFileSync(config, JSON.stringify({ maxCalls: opts.calls + 10 }));
+  writeFileSync(config, JSON.stringify({ ...opts.config, maxCalls: opts.calls + 10 }));
   const authToken = 'bench-auth-token';
   const eventsToken = 'bench-events-token';
   const isTs = import.meta.url.endsWith('.ts');
@@ -113,6 +134,7 @@ export async function benchCalls(opts: { calls: number; seconds: number; modelDi
     });
     const rssBefore = await metric(base, 'callmood_process_resident_memory_bytes');
     const cpuBefore = await metric(base, 'callmood_process_cpu_seconds_total');
+    const clientBefore = process.cpuUsage();
     let rssPeak = rssBefore;
     const sampler = setInterval(() => {
       metric(base, 'callmood_process_resident_memory_bytes').then((v) => (rssPeak = Math.max(rssPeak, v)), () => {});
@@ -134,6 +156,9 @@ export async function benchCalls(opts: { calls: number; seconds: number; modelDi
     for (let i = 0; i < 100 && endAt.size < opts.calls; i++) await new Promise((r) => setTimeout(r, 50));
     clearInterval(sampler);
     const cpuAfter = await metric(base, 'callmood_process_cpu_seconds_total');
+    const clientUsage = process.cpuUsage(clientBefore);
+    const clientCpuMs = (clientUsage.user + clientUsage.system) / 1000;
+    const serverCpuMs = (cpuAfter - cpuBefore) * 1000;
     feed.close();
     const endLags = results.map((r) => (endAt.get(r.callSid) ?? Infinity) - (stopAt.get(r.callSid) ?? 0));
     const maxEndLagMs = Math.max(...endLags);
@@ -146,10 +171,12 @@ export async function benchCalls(opts: { calls: number; seconds: number; modelDi
       p50Ms: quantile(latencies, 0.5),
       p99Ms: quantile(latencies, 0.99),
       windows: latencies.length,
-      cpuMsPerCallSecond: ((cpuAfter - cpuBefore) * 1000) / (opts.calls * opts.seconds),
+      cpuMsPerCallSecond: serverCpuMs / (opts.calls * opts.seconds),
       rssMbPerCall: (rssPeak - rssBefore) / 1e6 / opts.calls,
       maxSendLagMs,
       maxEndLagMs,
+      clientCpuMsPerCallSecond: clientCpuMs / (opts.calls * opts.seconds),
+      clientCpuShare: clientCpuMs / (clientCpuMs + serverCpuMs),
     };
   } finally {
     child.kill('SIGTERM');
