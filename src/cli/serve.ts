@@ -22,12 +22,18 @@ export function serveCommand(program: Command): void {
     .option('--host <addr>', 'address to listen on', '0.0.0.0')
     .option('--config <file>', 'JSON options file (see config/default.json); flags override it')
     .option('--model <dir>', 'model directory (default models/default)')
+    .option('--policy <file>', 'dialog policy JSON file (default: the shipped config/policy.json)')
+    .option('--no-policy', 'run no dialog policy at all')
+    .option('--dry-run', 'the policy decides and reports actions but carries none out')
     .option('--no-validate-signatures', 'DEVELOPMENT ONLY: accept requests without a valid X-Twilio-Signature')
     .addOption(new Option('--log-format <format>', 'log lines as text or JSON').choices(['text', 'json']).default('text'))
-    .action(async (o: { port: number; host: string; config?: string; model?: string; validateSignatures: boolean; logFormat: 'text' | 'json' }) => {
+    .action(async (o: { port: number; host: string; config?: string; model?: string; policy?: string | boolean; dryRun?: boolean; validateSignatures: boolean; logFormat: 'text' | 'json' }) => {
       const input: CallmoodOptionsInput = o.config ? loadConfigFile(o.config) : {};
       if (o.model) input.modelDir = o.model;
       if (!o.validateSignatures) input.validateSignatures = false;
+      if (typeof o.policy === 'string') input.policy = { ...input.policy, file: o.policy };
+      if (o.policy === false) input.policy = { ...input.policy, enabled: false };
+      if (o.dryRun) input.policy = { ...input.policy, dryRun: true };
       const logger = lineLogger(process.stderr, o.logFormat);
       const server = createCallmood(input, { logger });
       let addr;

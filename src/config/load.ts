@@ -48,11 +48,16 @@ export function packageRoot(): string {
   return process.cwd();
 }
 
-/** A model directory: absolute as given; relative to the working directory if it exists there, else to the package. */
-export function resolveModelDir(dir: string): string {
-  if (isAbsolute(dir)) return dir;
-  const here = resolve(dir);
+/** A path to something the package ships (a model, a policy): absolute as given; relative to the working directory if it exists there, else to the package. */
+export function resolvePackagePath(p: string): string {
+  if (isAbsolute(p)) return p;
+  const here = resolve(p);
   if (existsSync(here)) return here;
-  const shipped = join(packageRoot(), dir);
+  const shipped = join(packageRoot(), p);
   return existsSync(shipped) ? shipped : here;
+}
+
+/** A model directory, found as `resolvePackagePath` finds it. */
+export function resolveModelDir(dir: string): string {
+  return resolvePackagePath(dir);
 }

@@ -98,6 +98,34 @@ export interface FeedSettings {
   heartbeatMs: number;
 }
 
+/** The dialog policy (see src/policy). */
+export interface PolicySettings {
+  /** Run a policy at all. */
+  enabled: boolean;
+  /** Policy file (JSON); relative to the working directory, else to the package; null = the shipped `config/policy.json` rules. */
+  file: string | null;
+  /** Decide and report, carry nothing out (overrides the file's `dryRun` when true). */
+  dryRun: boolean;
+  /** Longest a custom action handler may run before its action counts as failed, ms. */
+  handlerTimeoutMs: number;
+}
+
+/** Changing live calls through Twilio's REST API (escalate, end_call). The auth token is `authToken`. */
+export interface ControlSettings {
+  /** Account SID (AC…); null = TWILIO_ACCOUNT_SID, else the account each call's stream names. */
+  accountSid: string | null;
+  /** REST API base URL; null = Twilio's own. For an egress proxy, or a stand-in server in tests. */
+  apiBaseUrl: string | null;
+  /** Requests per change at most, counting the first (429, 5xx and network errors are retried). */
+  maxAttempts: number;
+  /** Wait before the first retry, ms; doubles per retry with ±50% jitter. */
+  baseBackoffMs: number;
+  /** Longest wait between retries, ms. */
+  maxBackoffMs: number;
+  /** Per request, ms. */
+  timeoutMs: number;
+}
+
 /** Everything `createCallmood` and `callmood serve` take. */
 export interface CallmoodOptions {
   /** Model directory (TF.js files + metadata.json), loaded once and shared by every call; relative to the working directory, else to the package. */
@@ -134,6 +162,10 @@ export interface CallmoodOptions {
   batch: BatchSettings;
   /** The event feed. */
   feed: FeedSettings;
+  /** The dialog policy. */
+  policy: PolicySettings;
+  /** Call control for the policy's escalate and end_call. */
+  control: ControlSettings;
 }
 
 /** Options as given: any field may be left out, nested objects too. */
@@ -163,6 +195,8 @@ export const DEFAULT_OPTIONS: Readonly<CallmoodOptions> = deepFreeze({
   stream: { hopMs: 250, smoothing: 0.3, minSpeechMs: 100, minSpeechRatio: null },
   batch: { maxBatch: 64, maxWaitMs: 5 },
   feed: { maxBufferedBytes: 1024 * 1024, heartbeatMs: 30_000 },
+  policy: { enabled: true, file: null, dryRun: false, handlerTimeoutMs: 10_000 },
+  control: { accountSid: null, apiBaseUrl: null, maxAttempts: 5, baseBackoffMs: 250, maxBackoffMs: 8000, timeoutMs: 10_000 },
 } satisfies CallmoodOptions);
 
 
@@ -234,6 +268,20 @@ const schema = z.strictObject({
   }),
   batch: z.strictObject({ maxBatch: int(1, 1024), maxWaitMs: allowed(z.number().min(0).max(1000), 'ms in [0, 1000]') }),
   feed: z.strictObject({ maxBufferedBytes: int(1024, 1024 * 1024 * 1024, 'bytes'), heartbeatMs: int(100, 3_600_000, 'ms') }),
+  policy: z.strictObject({
+    enabled: allowed(z.boolean(), 'true or false'),
+    file: allowed(z.string().min(1).nullable(), 'null (the shipped policy) or a path to a policy JSON file'),
+    dryRun: allowed(z.boolean(), 'true or false'),
+    handlerTimeoutMs: int(1, 600_000, 'ms'),
+  }),
+  control: z.strictObject({
+    accountSid: allowed(z.string().regex(/^AC[0-9a-fA-F]{32}$/).nullable(), 'null or AC followed by 32 hex digits'),
+    apiBaseUrl: allowed(z.url({ protocol: /^https?$/ }).nullable(), 'null or an http(s) URL'),
+    maxAttempts: int(1, 20),
+    baseBackoffMs: int(1, 60_000, 'ms'),
+    maxBackoffMs: int(1, 600_000, 'ms'),
+    timeoutMs: int(100, 120_000, 'ms'),
+  }),
 });
 
 /** The schema's leaf at a path, to find its allowed text. */

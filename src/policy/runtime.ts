@@ -25,8 +25,6 @@ export interface PolicyRuntimeHost {
   log: Logger;
   /** Call control; null when there are no Twilio credentials (escalate/end_call then fail with a clear detail). */
   control: CallControl | null;
-  /** The account SID a call's stream named, if known. */
-  accountOf(callSid: string): string | null;
   /** Longest a custom handler may run, ms. */
   handlerTimeoutMs?: number;
 }
@@ -37,6 +35,8 @@ export class PolicyRuntime {
   private readonly host: PolicyRuntimeHost;
   private readonly handlers = new Map<string, ActionHandler>();
   private readonly inFlight = new Set<Promise<void>>();
+  /** The account each live call's stream named (call control uses it when no account is configured). */
+  private readonly accounts = new Map<string, string | null>();
 
   constructor(engine: PolicyEngine, host: PolicyRuntimeHost) {
     this.engine = engine;
@@ -48,6 +48,11 @@ export class PolicyRuntime {
     this.handlers.set(name, fn);
   }
 
+  /** Whether escalate and end_call can reach Twilio. */
+  get hasControl(): boolean {
+    return this.host.control !== null;
+  }
+
   /** Actions being performed now. */
   get pending(): number {
     return this.inFlight.size;
@@ -56,6 +61,8 @@ export class PolicyRuntime {
   /** Feeds one event to the policy; publishes and performs the actions it causes. */
   observe(event: CallmoodEvent): void {
     if (event.type === 'action' || event.type === 'action-result') return;
+    if (event.type === 'call-start') this.accounts.set(event.callSid, event.accountSid);
+    else if (event.type === 'call-end') this.accounts.delete(event.callSid);
     let actions: ActionEvent[];
     try {
       actions = this.engine.observe(event);
@@ -109,7 +116,8 @@ export class PolicyRuntime {
       case 'end_call': {
         if (!this.host.control) return { outcome: 'failed', attempts: 0, detail: 'call control is off: no Twilio auth token' };
         const update = spec.action === 'escalate' ? { twiml: escalationTwiml(spec) } : spec.say ? { twiml: goodbyeTwiml(spec.say) } : { status: 'completed' as const };
-        return this.host.control.update(a.callSid, this.host.accountOf(a.callSid), update);
+        // The account is read now, before any await: the call may end while the request is under way.
+        return this.host.control.update(a.callSid, this.accounts.get(a.callSid) ?? null, update);
       }
       case 'custom': {
         const fn = this.handlers.get(spec.handler);

@@ -7,36 +7,17 @@
  */
 import twilio from 'twilio';
 import { CallmoodError, ErrorCodes } from '../errors.js';
+import { DEFAULT_OPTIONS, type ControlSettings } from '../config/options.js';
 import type { ActionOutcome } from '../stream/events.js';
 
 type TwilioClient = ReturnType<typeof twilio>;
 type VoiceResponse = InstanceType<typeof twilio.twiml.VoiceResponse>;
 
-/** How call control reaches Twilio. */
-export interface CallControlOptions {
-  /** Account SID (AC…); null = TWILIO_ACCOUNT_SID, else the account the call's stream named. */
-  accountSid: string | null;
-  /** REST API base URL; null = Twilio's own (https://api.twilio.com). Set it for an egress proxy or a stand-in server. */
-  apiBaseUrl: string | null;
-  /** Requests per change at most, counting the first. */
-  maxAttempts: number;
-  /** Wait before the first retry, ms; it doubles on each retry (with ±50% jitter) up to `maxBackoffMs`. */
-  baseBackoffMs: number;
-  /** Longest wait between retries, ms. */
-  maxBackoffMs: number;
-  /** Per request, ms. */
-  timeoutMs: number;
-}
+/** How call control reaches Twilio: the server's `control` options. */
+export type CallControlOptions = ControlSettings;
 
-/** Twilio's defaults, with retries that ride out a minute-long blip at most. */
-export const DEFAULT_CALL_CONTROL: Readonly<CallControlOptions> = Object.freeze({
-  accountSid: null,
-  apiBaseUrl: null,
-  maxAttempts: 5,
-  baseBackoffMs: 250,
-  maxBackoffMs: 8000,
-  timeoutMs: 10_000,
-});
+/** The defaults: 5 attempts, 250 ms doubling to 8 s (rides out a blip of about 15 s), 10 s per request. */
+export const DEFAULT_CALL_CONTROL: Readonly<CallControlOptions> = DEFAULT_OPTIONS.control;
 
 /** What a change to a call does. */
 export type CallUpdate = { twiml: string } | { status: 'completed' };

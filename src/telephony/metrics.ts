@@ -32,6 +32,8 @@ export class CallmoodMetrics {
   readonly rejectedUpgrades: Counter<'path' | 'status'>;
   readonly webhooks: Counter<'route' | 'status'>;
   readonly feedSlowClosed: Counter;
+  readonly actions: Counter<'action' | 'dry_run'>;
+  readonly actionResults: Counter<'action' | 'outcome'>;
 
   constructor(live: () => LiveCounts, options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -77,6 +79,13 @@ export class CallmoodMetrics {
     });
     this.webhooks = new Counter({ name: 'callmood_webhook_requests_total', help: 'Webhook and HTTP requests, by route and status.', labelNames: ['route', 'status'], registers });
     this.feedSlowClosed = new Counter({ name: 'callmood_feed_slow_consumers_closed_total', help: 'Event-feed consumers closed (1013) for falling too far behind.', registers });
+    this.actions = new Counter({ name: 'callmood_actions_total', help: 'Actions the dialog policy decided, by action and whether it was a dry run.', labelNames: ['action', 'dry_run'], registers });
+    this.actionResults = new Counter({
+      name: 'callmood_action_results_total',
+      help: 'Outcomes of actions (done, call-over, failed, skipped), by action.',
+      labelNames: ['action', 'outcome'],
+      registers,
+    });
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'callmood_' });
   }
 
@@ -96,6 +105,12 @@ export class CallmoodMetrics {
         break;
       case 'error':
         this.errors.inc({ code: e.code });
+        break;
+      case 'action':
+        this.actions.inc({ action: e.action, dry_run: String(e.dryRun) });
+        break;
+      case 'action-result':
+        this.actionResults.inc({ action: e.action, outcome: e.outcome });
         break;
       default:
         break;

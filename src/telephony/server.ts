@@ -20,11 +20,13 @@ import { EventEmitter } from 'eventemitter3';
 import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { resolveOptions, type CallmoodOptions, type CallmoodOptionsInput } from '../config/options.js';
-import { resolveModelDir } from '../config/load.js';
+import { resolveModelDir, resolvePackagePath } from '../config/load.js';
 import { MicroBatcher } from '../stream/batcher.js';
 import { InProcessEngine, WorkerEngine } from '../stream/engine.js';
 import { EmotionTrack, modelProfile, type ModelProfile } from '../stream/track.js';
 import type { CallEndReason, CallmoodEvent, EventBase, Track } from '../stream/events.js';
+import { DEFAULT_POLICY, PolicyEngine, PolicyRuntime, loadPolicyFile, type ActionHandler, type PolicyConfig } from '../policy/index.js';
+import { CallControl } from './control.js';
 import { MediaSession, CloseCodes } from './session.js';
 import { SignatureGuard, publicBaseUrl, type WebhookParams } from './signature.js';
 import { EventsFeed, rejectUpgrade } from './events-feed.js';
@@ -57,6 +59,10 @@ export interface CallmoodRuntime {
   env?: NodeJS.ProcessEnv;
   /** Register Node's process metrics (CPU, memory, event loop lag) on /metrics too (default true). */
   processMetrics?: boolean;
+  /** Handlers of the policy's `custom` actions, by the name rules give in `do.handler` (more with `onAction`). */
+  actionHandlers?: Record<string, ActionHandler>;
+  /** A policy given in code instead of `options.policy.file` (validated with parsePolicy first). */
+  policy?: PolicyConfig;
 }
 
 /** What `attach` may do beyond the WebSocket paths. */
@@ -77,6 +83,8 @@ export interface CallmoodHealth {
   feedClients: number;
   backend: string | null;
   uptimeS: number;
+  /** The dialog policy: null when off. */
+  policy: { rules: number; dryRun: boolean; pendingActions: number; callControl: boolean } | null;
 }
 
 /** A request listener for the webhook routes: returns false (after calling `next`, if given) for other paths. */
@@ -139,6 +147,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
   private sweep: NodeJS.Timeout | null = null;
   private ownServer: http.Server | null = null;
   private closing: Promise<void> | null = null;
+  /** The dialog policy over this server's events (null when `policy.enabled` is false). */
+  readonly policy: PolicyRuntime | null;
 
   constructor(options: CallmoodOptionsInput = {}, runtime: CallmoodRuntime = {}) {
     super();
@@ -155,6 +165,37 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
       this.log('warn', 'CALLMOOD_SIGNATURES_OFF', 'validateSignatures is false: X-Twilio-Signature is NOT checked; anyone who can reach this server can send audio and fetch TwiML. Development only.');
     }
     if (!this.feed.enabled) this.log('info', 'CALLMOOD_FEED_OFF', `event feed ${this.options.paths.events} is off: no CALLMOOD_EVENTS_TOKEN`);
+    this.policy = this.createPolicy(runtime);
+  }
+
+  /** Loads and checks the policy at start-up, so a bad rule stops the server before any call. */
+  private createPolicy(runtime: CallmoodRuntime): PolicyRuntime | null {
+    const p = this.options.policy;
+    if (!p.enabled) return null;
+    const config = runtime.policy ?? (p.file ? loadPolicyFile(resolvePackagePath(p.file)) : DEFAULT_POLICY);
+    const engine = new PolicyEngine(config, { dryRun: p.dryRun });
+    const needsControl = config.rules.some((r) => r.do.action === 'escalate' || r.do.action === 'end_call');
+    const control = this.options.authToken ? new CallControl(this.options.authToken, this.options.control, runtime.env ?? process.env) : null;
+    if (needsControl && !control && !engine.dryRun) {
+      this.log('warn', 'CALLMOOD_CONTROL_OFF', 'the policy has escalate/end_call rules but there is no Twilio auth token: those actions will fail (set TWILIO_AUTH_TOKEN)');
+    }
+    const policy = new PolicyRuntime(engine, {
+      publish: (e) => this.publish(e),
+      log: this.log,
+      control,
+      handlerTimeoutMs: p.handlerTimeoutMs,
+    });
+    for (const [name, fn] of Object.entries(runtime.actionHandlers ?? {})) policy.registerHandler(name, fn);
+    const source = runtime.policy ? 'given in code' : (p.file ?? 'shipped config/policy.json');
+    this.log('info', 'CALLMOOD_POLICY', `policy (${source}): ${config.rules.length} rule(s)${engine.dryRun ? ', DRY RUN: decides and reports, carries nothing out' : ''}`);
+    return policy;
+  }
+
+  /** Registers the handler of the policy's `custom` actions named `name`; it gets the action event. */
+  onAction(name: string, fn: ActionHandler): this {
+    if (!this.policy) throw new CallmoodError(ErrorCodes.INVALID_OPTION, 'onAction: the policy is off (options.policy.enabled is false)');
+    this.policy.registerHandler(name, fn);
+    return this;
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -250,6 +291,9 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
       feedClients: this.feed.size,
       backend: this.engine instanceof WorkerEngine ? this.engine.backend : this.engine ? 'in-process' : null,
       uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
+      policy: this.policy
+        ? { rules: this.policy.engine.config.rules.length, dryRun: this.policy.engine.dryRun, pendingActions: this.policy.pending, callControl: this.policy.hasControl }
+        : null,
     };
   }
 
@@ -279,6 +323,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
       this.log('error', 'CALLMOOD_DRAIN_TIMEOUT', `calls did not end within ${this.options.drainTimeoutMs} ms; closing their sockets anyway`);
     }
     for (const c of this.conns) this.closeSocket(c, CloseCodes.GOING_AWAY, 'server shutting down');
+    // Actions under way (REST calls, handlers) settle and publish their outcomes before the feed closes.
+    await this.policy?.close(this.options.drainTimeoutMs);
     // Every call-end is queued on the feed sockets by now; their close frames follow the data.
     await this.feed.close();
     if (this.batcher) {
@@ -325,6 +371,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     } catch (err) {
       this.log('error', 'CALLMOOD_FEED_ERROR', `event feed: ${(err as Error).message}`);
     }
+    // The policy sees the event after everyone else, so its actions follow the event that caused them everywhere.
+    this.policy?.observe(e);
   }
 
   // -------------------------------------------------------------------------------------------------------------
