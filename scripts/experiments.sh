@@ -2,7 +2,9 @@
 # The model card's experiments: every figure in models/MODEL_CARD.md comes from a run of this script.
 #   scripts/experiments.sh A1  across corpora, RAVDESS → TESS (normalisation and calm chosen here)
 #   scripts/experiments.sh A2  the seed's TESS protocol for each architecture, and TESS → RAVDESS
-#   scripts/experiments.sh B   by-speaker held-out test, then the shipped model (models/default)
+#   scripts/experiments.sh B   by-speaker held-out test (cnn), then the shipped model (models/default)
+#   scripts/experiments.sh by-speaker ARCH   the by-speaker held-out test for one architecture
+#   scripts/experiments.sh ship  the shipped model only (models/default, arch $SHIP_ARCH, default cnn-fast)
 # Each part uses one core; they can run side by side. DATA defaults to ../shared/data.
 # Results (evaluation JSON, confusion matrices, training curves) go to models/experiments/; the experiment models
 # themselves to .cache/experiments/ (not committed).
@@ -58,19 +60,28 @@ part_a2() {
   done
 }
 
-part_b() {
-  # By speaker: TESS YAF and RAVDESS actors 21-24 never in training or validation.
+by_speaker() { # arch
+  # By speaker: TESS YAF and RAVDESS actors 21-24 never in training or validation. The cnn's files keep their
+  # first name (by-speaker.*); other architectures' carry theirs (by-speaker-ARCH.*).
+  local arch=$1 name=by-speaker
+  [ "$arch" = cnn ] || name="by-speaker-$arch"
   local held=tess-YAF,ravdess-21,ravdess-22,ravdess-23,ravdess-24
-  cm train --manifest "$M" --exclude-speaker $held --arch cnn --channel mixed --normalization adaptive \
-    --epochs 12 --patience 4 --window-hop 90 --out "$W/by-speaker"
-  curves by-speaker
-  for ch in clean telephone; do
-    evaluate by-speaker "by-speaker.yaf.$ch" --speaker tess-YAF --channel $ch
-    evaluate by-speaker "by-speaker.ravdess21-24.$ch" --speaker ravdess-21,ravdess-22,ravdess-23,ravdess-24 --channel $ch
-  done
-  # The shipped model: everything but CREMA-D actor 1071, whose clips the tests use as a never-seen caller.
   local t0=$SECONDS
-  cm train --manifest "$M" --exclude-speaker crema-1071 --arch cnn --channel mixed --normalization adaptive \
+  cm train --manifest "$M" --exclude-speaker $held --arch "$arch" --channel mixed --normalization adaptive \
+    --epochs 12 --patience 4 --window-hop 90 --out "$W/$name"
+  echo "{\"trainingWallSeconds\": $((SECONDS - t0))}" > "$E/$name.time.json"
+  curves "$name"
+  for ch in clean telephone; do
+    evaluate "$name" "$name.yaf.$ch" --speaker tess-YAF --channel $ch
+    evaluate "$name" "$name.ravdess21-24.$ch" --speaker ravdess-21,ravdess-22,ravdess-23,ravdess-24 --channel $ch
+  done
+}
+
+ship() {
+  # The shipped model: everything but CREMA-D actor 1071, whose clips the tests use as a never-seen caller.
+  local arch=${SHIP_ARCH:-cnn-fast}
+  local t0=$SECONDS
+  cm train --manifest "$M" --exclude-speaker crema-1071 --arch "$arch" --channel mixed --normalization adaptive \
     --epochs 12 --patience 4 --window-hop 90 --out models/default
   echo "{\"trainingWallSeconds\": $((SECONDS - t0))}" > "$E/default.time.json"
   cp models/default/training-curves.svg "$E/default.training-curves.svg"
@@ -78,11 +89,14 @@ part_b() {
     cm evaluate --model models/default --manifest "$M" --speaker crema-1071 --channel $ch \
       --json "$E/default.crema-1071.$ch.json" > "$E/default.crema-1071.$ch.txt"
   done
+  cm bench model --json > "$E/default.bench.json"
 }
 
 case "${1:-}" in
   A1) part_a1 ;;
   A2) part_a2 ;;
-  B) part_b ;;
-  *) echo "usage: $0 A1|A2|B" >&2; exit 2 ;;
+  B) by_speaker cnn; SHIP_ARCH=${SHIP_ARCH:-cnn} ship ;;
+  by-speaker) by_speaker "${2:?arch}" ;;
+  ship) ship ;;
+  *) echo "usage: $0 A1|A2|B|by-speaker ARCH|ship" >&2; exit 2 ;;
 esac

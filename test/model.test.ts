@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type * as tfjs from '@tensorflow/tfjs';
 import { initBackend } from '../src/model/backend.js';
-import { ARCHITECTURES, MAX_WEIGHT_BYTES, buildModel, paramCount, weightBytes, type Arch } from '../src/model/architectures.js';
+import { ARCHITECTURES, MAX_WEIGHT_BYTES, buildModel, paramCount, toInferenceModel, weightBytes, type Arch } from '../src/model/architectures.js';
 import { MODEL_FILES, loadModel, saveModel, type ModelMetadataInput } from '../src/model/io.js';
 import { clipProbabilities, predictWindows } from '../src/model/predict.js';
 import {
@@ -138,12 +138,24 @@ for (const arch of ARCHITECTURES) {
     await saveModel(dir, first.model, { ...metadataFor(), arch });
     first.model.dispose();
     assert.equal(tf.memory().numTensors, n0, `${arch}: tensors left after training and disposing`);
-    const { model, metadata } = await loadModel(dir);
+    const { model, metadata } = await loadModel(dir, { fold: false });
     assert.equal(metadata.arch, arch);
     assert.deepEqual(metadata.labels, LABELS);
     const afterLoad = predictWindows(tf, model, val);
     assert.equal(maxAbsDiff(before, afterLoad), 0, `${arch}: predictions changed through save → load`);
     model.dispose();
+    // The default load folds conv stacks for inference: same probabilities within float32 rounding, no BatchNorm
+    // or Dropout left; other architectures come back as saved.
+    const folded = (await loadModel(dir)).model;
+    const foldedOut = predictWindows(tf, folded, val);
+    assert.ok(maxAbsDiff(before, foldedOut) < 1e-5, `${arch}: folded model differs by ${maxAbsDiff(before, foldedOut)}`);
+    const kinds = folded.layers.map((l) => l.getClassName());
+    if (arch === 'cnn' || arch === 'cnn-fast') {
+      assert.ok(!kinds.includes('BatchNormalization') && !kinds.includes('Dropout') && kinds.includes('Conv2D'), `${arch}: ${kinds.join(', ')}`);
+    } else {
+      assert.ok(kinds.includes('LSTM'), `${arch}: ${kinds.join(', ')}`);
+    }
+    folded.dispose();
     assert.equal(tf.memory().numTensors, n0);
   });
 }
@@ -247,6 +259,36 @@ test('predictWindows is batch-size independent and tidy; clipProbabilities avera
   }
   assert.throws(() => predictWindows(tf, m, synth(2, 1, FRAMES + 1)), /do not fit the model's input shape/);
   m.dispose();
+});
+
+test('toInferenceModel folds BatchNorm into fused convs: same outputs at 120 × 40 with non-trivial statistics', () => {
+  const r = rng(11);
+  const set = synth(16, 12, 120, 40);
+  for (const arch of ['cnn', 'cnn-fast'] as const) {
+    const m = buildModel(tf, arch, { frames: 120, dims: 40, classes: 7, seed: 5 });
+    // Moving statistics and affine parameters far from their initial 0/1, so a wrong fold would show.
+    for (const l of m.layers.filter((x) => x.getClassName() === 'BatchNormalization')) {
+      l.setWeights(l.getWeights().map((w, i) => {
+        const v = Float32Array.from({ length: w.size }, () => (i === 3 ? 0.2 + 3 * r() : (r() - 0.5) * 2));
+        return tf.tensor(v, w.shape);
+      }));
+    }
+    const n0 = tf.memory().numTensors;
+    const f = toInferenceModel(tf, m);
+    assert.notEqual(f, m);
+    const a = predictWindows(tf, m, set);
+    const b = predictWindows(tf, f, set);
+    const d = maxAbsDiff(a, b);
+    // Measured: 1.2e-7 (cnn). Leaving out BatchNorm's epsilon alone gives 4.8e-4.
+    assert.ok(d < 1e-5, `${arch}: max abs difference ${d}`);
+    assert.ok(maxAbsDiff(a, new Float32Array(a.length).fill(1 / 7)) > 1e-2, `${arch}: outputs are uniform, the test would not see a bad fold`);
+    f.dispose();
+    assert.equal(tf.memory().numTensors, n0, `${arch}: folding leaked tensors`);
+    m.dispose();
+  }
+  const lstm = buildModel(tf, 'lstm', { frames: FRAMES, dims: DIMS, classes: 7, seed: 5 });
+  assert.equal(toInferenceModel(tf, lstm), lstm);
+  lstm.dispose();
 });
 
 test('bad model directories give clear CallmoodErrors naming the file and field', async () => {

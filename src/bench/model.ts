@@ -1,6 +1,6 @@
 import { initBackend } from '../model/backend.js';
 import { loadModel } from '../model/io.js';
-import { paramCount, weightBytes } from '../model/architectures.js';
+import { paramCount, toInferenceModel, weightBytes } from '../model/architectures.js';
 import { featureDims, resolveFeatureConfig } from '../features/config.js';
 import type * as tfjs from '@tensorflow/tfjs';
 
@@ -29,7 +29,12 @@ export async function benchModel(opts: { modelDir: string; batch?: number; round
   const rounds = opts.rounds ?? 7;
   const perRound = opts.perRound ?? 64;
   const { tf, name } = await initBackend({ log: () => {} });
-  const { model, metadata } = await loadModel(opts.modelDir);
+  // Size as saved; speed as served (loadModel's default folds a conv stack for inference, as the live engine loads it).
+  const { model: saved, metadata } = await loadModel(opts.modelDir, { fold: false });
+  const params = paramCount(saved);
+  const bytes = weightBytes(saved);
+  const model = toInferenceModel(tf, saved);
+  if (model !== saved) saved.dispose();
   const frames = metadata.window.frames;
   const dims = featureDims(resolveFeatureConfig(metadata.window.feature));
   const x = new Float32Array(batch * frames * dims);
@@ -54,8 +59,8 @@ export async function benchModel(opts: { modelDir: string; batch?: number; round
     batch,
     backend: name,
     arch: metadata.arch,
-    params: paramCount(model),
-    weightBytes: weightBytes(model),
+    params,
+    weightBytes: bytes,
     rounds,
   };
   model.dispose();

@@ -18,7 +18,7 @@ import { CallmoodError, ErrorCodes } from '../errors.js';
 import type { NormalizationSpec, WindowConfig } from '../data/types.js';
 import { DEFAULT_FEATURE_CONFIG, featureDims, resolveFeatureConfig, type FeatureConfig } from '../features/config.js';
 import { initBackend } from './backend.js';
-import { ARCHITECTURES, type Arch } from './architectures.js';
+import { ARCHITECTURES, toInferenceModel, type Arch } from './architectures.js';
 
 /** File names inside a model directory. */
 export const MODEL_FILES = Object.freeze({ model: 'model.json', weights: 'weights.bin', metadata: 'metadata.json' });
@@ -224,6 +224,16 @@ export async function saveModel(dir: string, model: tfjs.LayersModel, metadata: 
   return md;
 }
 
+/** Options of {@link loadModel}. */
+export interface LoadOptions {
+  /**
+   * Default true: a conv stack comes back folded for inference ({@link toInferenceModel}: BatchNorm folded into
+   * fused conv + bias + ReLU kernels, dropout gone), the same function within float32 rounding and measurably
+   * cheaper per window. False: the layers exactly as saved (to train further, or to compare bit for bit).
+   */
+  fold?: boolean;
+}
+
 /** A loaded model and its validated metadata. */
 export interface LoadedModel {
   model: tfjs.LayersModel;
@@ -236,7 +246,7 @@ export interface LoadedModel {
  * format or version (UNSUPPORTED_FORMAT), or anything is invalid or inconsistent (CORRUPT_FILE): metadata schema,
  * weights length vs the manifest, input shape vs window.frames × feature dims, output vs labels.
  */
-export async function loadModel(dir: string): Promise<LoadedModel> {
+export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<LoadedModel> {
   const metadata = await readMetadata(dir);
   const modelFile = path.join(dir, MODEL_FILES.model);
   const json = parseJson(await readModelFile(modelFile), modelFile) as Partial<tfjs.io.ModelJSON> | null;
@@ -294,7 +304,10 @@ export async function loadModel(dir: string): Promise<LoadedModel> {
     model.dispose();
     throw e;
   }
-  return { model, metadata };
+  if (opts.fold === false) return { model, metadata };
+  const folded = toInferenceModel(tf, model);
+  if (folded !== model) model.dispose();
+  return { model: folded, metadata };
 }
 
 /** Bytes one manifest entry takes in the weights file (quantised weights are stored at their quantised width). */
