@@ -81,7 +81,22 @@ export { parseTwilioMessage, type TwilioMessage } from './telephony/protocol.js'
 export { MediaSession, type SessionOptions, type TrackSink } from './telephony/session.js';
 /** The server: Twilio webhooks, the media WebSocket, the event feed, health and metrics; one shared model. */
 export { createCallmood, CallmoodServer, type CallmoodEventMap, type Logger } from './telephony/server.js';
-export { resolveOptions, DEFAULT_OPTIONS, type CallmoodOptions, type CallmoodOptionsInput } from './config/options.js';
+export { resolveOptions, DEFAULT_OPTIONS, type CallmoodOptions, type CallmoodOptionsInput, type PolicySettings, type ControlSettings } from './config/options.js';
+/** The dialog policy: rules (validated), the pure engine that decides in call time, the runtime that acts; the shipped rules. */
+export {
+  DEFAULT_POLICY,
+  PolicyEngine,
+  PolicyRuntime,
+  parsePolicy,
+  loadPolicyFile,
+  type PolicyConfig,
+  type PolicyRule,
+  type RuleAction,
+  type RuleConditions,
+  type ActionHandler,
+} from './policy/index.js';
+/** Call control through Twilio's REST API (escalate, end the call), with retries; 20404 = the call is already over. */
+export { CallControl, escalationTwiml, goodbyeTwiml, type CallUpdate, type ControlResult } from './telephony/control.js';
 export { loadConfigFile } from './config/load.js';
 /** A Twilio-like client: stream a recording to a callmood server and follow its events. */
 export { simulateCall, followEvents, type SimulatedCall } from './telephony/simulator.js';
