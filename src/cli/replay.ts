@@ -1,0 +1,188 @@
+import { createWriteStream, mkdirSync, statSync, writeFileSync, type WriteStream } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { basename, join, relative, resolve, sep } from 'node:path';
+import { Command } from 'commander';
+import cliProgress from 'cli-progress';
+import { integer } from './args.js';
+import { CallmoodError, ErrorCodes } from '../errors.js';
+import { loadConfigFile } from '../config/load.js';
+import { DEFAULT_OPTIONS } from '../config/options.js';
+import { clock, pct } from '../report/html.js';
+import { renderSummaryPage, type SummaryRow } from '../report/summary-page.js';
+import { parseChannelSpec, DEFAULT_CHANNEL_SPEC } from '../replay/channels.js';
+import { runReplays, type JobOutcome, type ReplayJob, type RunSettings } from '../replay/run.js';
+
+/** File name endings taken as recordings in a folder (the formats readAudioFile reads); other files are skipped. */
+export const AUDIO_EXTENSIONS = Object.freeze(['.wav', '.wave', '.flac', '.aif', '.aiff', '.aifc', '.opus', '.ogg', '.mp3']);
+
+/** The recordings under `dir`, recursively, as paths and names relative to it ('/'-separated), sorted by name. */
+export async function listRecordings(dir: string): Promise<{ path: string; name: string }[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  const out: { path: string; name: string }[] = [];
+  for (const e of entries) {
+    if (!e.isFile() && !e.isSymbolicLink()) continue;
+    if (!AUDIO_EXTENSIONS.some((x) => e.name.toLowerCase().endsWith(x))) continue;
+    // Node 20.12+ names the folder `parentPath`; 20.10–20.11 only `path`.
+    const parent = (e as { parentPath?: string }).parentPath ?? (e as { path?: string }).path ?? dir;
+    const path = join(parent, e.name);
+    out.push({ path, name: relative(dir, path).split(sep).join('/') });
+  }
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** A report file name for a recording's name: '/' → '__', anything but letters, digits, '.', '_', '-' → '_'; unique within `taken`. */
+export function reportFileName(name: string, taken: Set<string>): string {
+  const stem = name.replace(/\//g, '__').replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_') || 'call';
+  let file = `${stem}.html`;
+  for (let i = 2; taken.has(file.toLowerCase()) || file.toLowerCase() === 'index.html'; i++) file = `${stem}-${i}.html`;
+  taken.add(file.toLowerCase());
+  return file;
+}
+
+function describe(o: JobOutcome): string {
+  if (!o.ok) return `${o.name}  FAILED  ${o.error.code}: ${o.error.message}`;
+  const s = o.digest.summary.inbound;
+  const caller = s
+    ? `caller angry ${clock(s.anger.durationMs)} of ${clock(s.speechMs)} speech${s.anger.peakAtMs !== null ? `, peak ${pct(s.anger.peak)} at ${clock(s.anger.peakAtMs)}` : ''}`
+    : 'no caller track';
+  return `${o.name}  ${clock(o.digest.durationMs)}  ${caller}  actions ${o.digest.actions.length}`;
+}
+
+interface ReplayCliOptions {
+  channels?: string;
+  json?: string;
+  report?: string;
+  reportDir?: string;
+  policy?: string;
+  model?: string;
+  config?: string;
+  workers?: number;
+  progress: boolean;
+}
+
+/**
+ * `callmood replay FILE|DIR`: recorded calls through the live emotion stream (and a dry-run dialog policy), to JSON
+ * lines and HTML reports. Exit code 0 when every recording was replayed, 1 when any failed (each is listed with its
+ * reason), 2 for a usage error.
+ */
+export function replayCommand(program: Command): void {
+  program
+    .command('replay')
+    .description('replay recorded calls (WAV/FLAC/…, 8 kHz μ-law or PCM at any rate, mono or dual-channel) through the live emotion stream; write events and HTML reports')
+    .argument('<path>', 'a recording, or a folder of recordings (searched recursively)')
+    .option('--channels <spec>', `which channel each party is on: caller=left|right|N, agent=left|right|N (default ${DEFAULT_CHANNEL_SPEC}; a mono file is the caller)`)
+    .option('--json <file>', "write every event as JSON lines ('-' = stdout); latencyMs and atMs are this replay's wall clock, not comparable with a live call")
+    .option('--report <file.html>', "one recording's HTML report")
+    .option('--report-dir <dir>', "a report per recording and index.html across them (for a folder)")
+    .option('--policy <file>', 'a dialog policy file, run as a dry run: its decisions are reported, never carried out')
+    .option('--model <dir>', `model directory (default: the config's, else ${DEFAULT_OPTIONS.modelDir})`)
+    .option('--config <file>', "a serve config file: replay with its model and stream settings, to hear what that server would hear")
+    .option('--workers <n>', 'worker threads for a folder (default: one per core)', integer('--workers', 1, 256))
+    .option('--no-progress', 'no progress bar')
+    .addHelpText(
+      'after',
+      `
+The callSid of a recording is CA + 32 hex digits of SHA-256 of its name (its path relative to the folder, or its file
+name), unless the file name holds a Twilio CallSid (CA + 32 hex), which is then used. Events come in call-time order.`,
+    )
+    .action(async (target: string, o: ReplayCliOptions) => {
+      const code = await replay(target, o);
+      if (code !== 0) process.exitCode = code;
+    });
+}
+
+async function replay(target: string, o: ReplayCliOptions): Promise<number> {
+  if (o.channels !== undefined) parseChannelSpec(o.channels);
+  if (o.report && o.reportDir) throw new CallmoodError(ErrorCodes.INVALID_OPTION, '--report and --report-dir: give one (--report for one recording, --report-dir for a folder)');
+  let isDir: boolean;
+  try {
+    isDir = statSync(target).isDirectory();
+  } catch (err) {
+    throw new CallmoodError(ErrorCodes.FILE_READ, `${target}: no such file or folder`, { cause: err });
+  }
+  if (isDir && o.report) throw new CallmoodError(ErrorCodes.INVALID_OPTION, `${target} is a folder: use --report-dir DIR (a report per recording, and index.html), not --report`);
+  const config = o.config ? loadConfigFile(o.config) : {};
+  const settings: RunSettings = {
+    modelDir: o.model ?? (config.modelDir as string | undefined) ?? DEFAULT_OPTIONS.modelDir,
+    replay: { channels: o.channels ?? null, stream: { ...DEFAULT_OPTIONS.stream, ...(config.stream as object | undefined) } },
+    policyFile: o.policy ?? null,
+    keepEvents: o.json !== undefined,
+  };
+  const files = isDir ? await listRecordings(target) : [{ path: target, name: basename(target) }];
+  if (files.length === 0) throw new CallmoodError(ErrorCodes.FILE_READ, `${target}: no recordings in this folder (looked for ${AUDIO_EXTENSIONS.join(' ')})`);
+
+  const reportDir = o.reportDir ? resolve(o.reportDir) : null;
+  if (reportDir) mkdirSync(reportDir, { recursive: true });
+  const taken = new Set<string>();
+  const jobs: ReplayJob[] = files.map((f) => {
+    if (reportDir) {
+      const file = reportFileName(f.name, taken);
+      return { ...f, reportPath: join(reportDir, file), backHref: 'index.html' };
+    }
+    return { ...f, reportPath: o.report ? resolve(o.report) : null };
+  });
+
+  let out: WriteStream | NodeJS.WriteStream | null = null;
+  if (o.json === '-') out = process.stdout;
+  else if (o.json) out = createWriteStream(o.json);
+  const lines = process.stdout;
+  const pending = new Map<number, JobOutcome>();
+  let written = 0;
+  const bar =
+    o.progress && jobs.length > 1 && process.stderr.isTTY
+      ? new cliProgress.SingleBar(
+          { format: 'replay [{bar}] {value}/{total} recordings | {failed} failed | {audio} of audio | ETA {eta_formatted}', stream: process.stderr, hideCursor: true },
+          cliProgress.Presets.shades_classic,
+        )
+      : null;
+  let failed = 0;
+  let audioMs = 0;
+  bar?.start(jobs.length, 0, { failed: 0, audio: clock(0) });
+  const outcomes = await runReplays(jobs, settings, {
+    workers: isDir ? (o.workers ?? availableParallelism()) : 1,
+    onOutcome: (i, outcome) => {
+      if (!outcome.ok) failed++;
+      else audioMs += outcome.digest.durationMs;
+      bar?.increment(1, { failed, audio: clock(audioMs) });
+      // Results come in completion order; lines and JSON go out in file order.
+      pending.set(i, outcome);
+      while (pending.has(written)) {
+        const x = pending.get(written)!;
+        pending.delete(written);
+        written++;
+        if (out && x.ok && x.events) for (const e of x.events) out.write(JSON.stringify(e) + '\n');
+        // With events on stdout, the per-call lines go to stderr.
+        if (!bar) (o.json === '-' ? process.stderr : lines).write(describe(x) + '\n');
+      }
+    },
+  });
+  bar?.stop();
+  if (bar) for (const x of outcomes) if (!x.ok) process.stderr.write(describe(x) + '\n');
+  if (out && out !== process.stdout) await new Promise<void>((r) => (out as WriteStream).end(r));
+
+  if (reportDir) {
+    const rows: SummaryRow[] = outcomes.map((x, i) =>
+      x.ok
+        ? { name: x.name, href: basenameOf(jobs[i].reportPath!), status: 'ok', digest: x.digest }
+        : { name: x.name, href: null, status: 'failed', error: x.error },
+    );
+    writeFileSync(
+      join(reportDir, 'index.html'),
+      renderSummaryPage(rows, basename(resolve(target)), {
+        model: settings.modelDir,
+        policy: settings.policyFile ? `${settings.policyFile} (dry run)` : 'none',
+        channels: o.channels ?? `${DEFAULT_CHANNEL_SPEC} (default)`,
+      }),
+    );
+  }
+  process.stderr.write(
+    `replayed ${outcomes.length - failed} of ${outcomes.length} recording(s), ${clock(audioMs)} of calls${failed > 0 ? `; ${failed} failed` : ''}` +
+      `${reportDir ? `; reports in ${reportDir}${sep}index.html` : o.report ? `; report ${resolve(o.report)}` : ''}\n`,
+  );
+  return failed > 0 ? 1 : 0;
+}
+
+function basenameOf(p: string): string {
+  return p.split(/[\\/]/).pop() ?? p;
+}

@@ -1,0 +1,43 @@
+/**
+ * The dialog policy in a replay: the live server's PolicyEngine, forced to dry run (a replay never controls a live
+ * call), watching each replayed call's events through the replay's observer hook. Each decision is followed by its
+ * `action-result`, `skipped` as the live runtime reports dry runs, so a replay's event stream has the shape of a
+ * live dry-run call's.
+ */
+import type { ActionEvent, ActionResultEvent } from '../stream/events.js';
+import { loadPolicyFile, PolicyEngine, type PolicyConfig } from '../policy/index.js';
+import type { EventObserver } from './replay.js';
+
+/** What the live runtime says of a dry-run decision. */
+export const DRY_RUN_DETAIL = 'dry run: decided, not carried out';
+
+function skipped(a: ActionEvent): ActionResultEvent {
+  return {
+    type: 'action-result',
+    callSid: a.callSid,
+    streamSid: a.streamSid,
+    timeMs: a.timeMs,
+    customParameters: a.customParameters,
+    actionId: a.actionId,
+    action: a.action,
+    rule: a.rule,
+    outcome: 'skipped',
+    attempts: 0,
+    detail: DRY_RUN_DETAIL,
+    // Wall clock, as live: when this replay settled it. Not comparable across runs.
+    atMs: Date.now(),
+  };
+}
+
+/** An observer over a policy: a fresh dry-run engine per call. */
+export function policyObserver(config: PolicyConfig): () => EventObserver {
+  return () => {
+    const engine = new PolicyEngine(config, { dryRun: true });
+    return (event) => engine.observe(event).flatMap((a) => [a, skipped(a)]);
+  };
+}
+
+/** Loads a policy file (INVALID_POLICY names what is wrong) and returns the per-call observer factory. */
+export async function policyObserverFactory(file: string): Promise<() => EventObserver> {
+  return policyObserver(loadPolicyFile(file));
+}

@@ -1,0 +1,231 @@
+/**
+ * Replaying many recordings: each file is one job (replay, digest, and its report written by whoever replayed it),
+ * run on this thread or spread over worker threads, one model per thread and one file at a time per thread.
+ *
+ * A file's events do not depend on how many threads ran: each file is replayed whole by one thread, with its own
+ * batcher, in the same fixed order (see replay.ts). A file that cannot be read or decoded, or fails in any other way,
+ * becomes a failed outcome with its CallmoodError's code and message; the other files go on. Only what would fail
+ * every file (the model cannot be loaded, the policy file is invalid) rejects the whole run.
+ */
+import { writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import type { Worker } from 'node:worker_threads';
+import { CallmoodError, ErrorCodes, type ErrorCode } from '../errors.js';
+import { startModuleWorker } from '../util/worker.js';
+import type { CallmoodEvent, Track } from '../stream/events.js';
+import { renderCallReport } from '../report/call-report.js';
+import { digestEvents, type CallDigest } from '../report/digest.js';
+import { loadReplayModel, replayFile, type EventObserver, type ReplayModel, type ReplayOptions, type ReplayResult } from './replay.js';
+import { policyObserverFactory } from './policy.js';
+
+/** One recording to replay. */
+export interface ReplayJob {
+  /** File path to read. */
+  path: string;
+  /** Name for ids and reports: path relative to the replayed folder (or the file's base name). */
+  name: string;
+  /** Where to write its HTML report; null for none. */
+  reportPath: string | null;
+  /** Link from the report back to the summary page, relative to the report. */
+  backHref?: string;
+}
+
+/** How a job went. */
+export type JobOutcome =
+  | {
+      ok: true;
+      name: string;
+      callSid: string;
+      digest: CallDigest;
+      /** The events, when asked for (`keepEvents`). */
+      events: CallmoodEvent[] | null;
+      source: ReplayResult['source'];
+      channels: Partial<Record<Track, number>>;
+      stats: ReplayResult['stats'];
+    }
+  | { ok: false; name: string; error: { code: string; message: string } };
+
+/** What every thread needs to replay jobs; plain data, so it can be handed to worker threads. */
+export interface RunSettings {
+  /** Model directory. */
+  modelDir: string;
+  /** Replay options (channels, stream settings, batching). */
+  replay: Partial<ReplayOptions>;
+  /** A dialog policy file, run in dry-run mode on each call; null for none. */
+  policyFile: string | null;
+  /** Return each call's events with its outcome (for --json). */
+  keepEvents: boolean;
+}
+
+/** Run-wide choices that stay on this thread. */
+export interface RunOptions {
+  /** Worker threads; 0 or 1 replays on this thread. Default: one per core, at most one per file. */
+  workers?: number;
+  /** Called as each job ends, in completion order. */
+  onOutcome?: (index: number, outcome: JobOutcome) => void;
+}
+
+/** A thread's loaded model and policy. */
+export interface ReplayContext {
+  model: ReplayModel;
+  makeObserver: (() => EventObserver) | null;
+  settings: RunSettings;
+}
+
+/** Loads the model and the policy for this thread. Throws what would fail every job. */
+export async function createContext(settings: RunSettings): Promise<ReplayContext> {
+  const makeObserver = settings.policyFile ? await policyObserverFactory(settings.policyFile) : null;
+  const model = await loadReplayModel(settings.modelDir);
+  return { model, makeObserver, settings };
+}
+
+function failure(name: string, err: unknown): JobOutcome {
+  const e = err as { code?: string; message?: string };
+  const code = typeof e?.code === 'string' && e.code.startsWith('CALLMOOD_ERR_') ? e.code : ErrorCodes.INTERNAL;
+  const message = err instanceof CallmoodError ? err.message : `${name}: ${e?.message ?? String(err)}${e?.code ? ` (${e.code})` : ''}`;
+  return { ok: false, name, error: { code, message } };
+}
+
+/** Replays one job on this thread: the events, their digest, and the report file. Never throws. */
+export async function runJob(job: ReplayJob, ctx: ReplayContext): Promise<JobOutcome> {
+  try {
+    const r = await replayFile(job.path, ctx.model, ctx.settings.replay, { name: job.name, observe: ctx.makeObserver?.() });
+    const digest = digestEvents(r.events);
+    if (job.reportPath) {
+      const html = await renderCallReport({
+        name: job.name,
+        events: r.events,
+        labels: ctx.model.metadata.labels,
+        backHref: job.backHref,
+        meta: reportMeta(r, ctx),
+      });
+      await writeFile(job.reportPath, html);
+    }
+    return { ok: true, name: job.name, callSid: r.callSid, digest, events: ctx.settings.keepEvents ? r.events : null, source: r.source, channels: r.channels, stats: r.stats };
+  } catch (err) {
+    return failure(job.name, err);
+  }
+}
+
+function reportMeta(r: ReplayResult, ctx: ReplayContext): Record<string, string> {
+  const ch = (i: number | undefined) => (i === undefined ? 'not replayed' : `channel ${i}${i === 0 ? ' (left)' : i === 1 ? ' (right)' : ''}`);
+  const s = ctx.settings.replay.stream;
+  return {
+    recording: `${r.source.container}, ${r.source.encoding}, ${r.source.sampleRate} Hz, ${r.source.channels} channel(s)`,
+    caller: ch(r.channels.inbound),
+    agent: ch(r.channels.outbound),
+    path: r.source.sampleRate === 8000 ? '8 kHz, as a live call: resampled 8 → 16 kHz in the stream' : `${r.source.sampleRate} Hz, resampled to the model's 16 kHz in the stream`,
+    model: `${ctx.model.dir} (${ctx.model.metadata.arch})`,
+    'window hop': `${s?.hopMs ?? 250} ms`,
+    policy: ctx.settings.policyFile ? `${ctx.settings.policyFile} (dry run)` : 'none',
+  };
+}
+
+/** Replays every job (see the module comment); resolves to the outcomes in job order. */
+export async function runReplays(jobs: readonly ReplayJob[], settings: RunSettings, options: RunOptions = {}): Promise<JobOutcome[]> {
+  const outcomes: JobOutcome[] = new Array(jobs.length);
+  const workers = Math.min(options.workers ?? availableParallelism(), jobs.length);
+  const done = (i: number, o: JobOutcome) => {
+    outcomes[i] = o;
+    options.onOutcome?.(i, o);
+  };
+  if (jobs.length === 0) return outcomes;
+  if (workers <= 1) {
+    const ctx = await createContext(settings);
+    try {
+      for (let i = 0; i < jobs.length; i++) done(i, await runJob(jobs[i], ctx));
+    } finally {
+      await ctx.model.close();
+    }
+    return outcomes;
+  }
+  let next = 0;
+  const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
+  const url = new URL(`./worker.${ext}`, import.meta.url).href;
+  // Each lane is one worker taking the next job when it is free; a worker that dies fails its job and is replaced.
+  const lane = async (): Promise<void> => {
+    let worker: Worker | null = null;
+    let replacements = 0;
+    try {
+      while (next < jobs.length) {
+        worker ??= await startWorker(url, settings);
+        const i = next++;
+        try {
+          done(i, await ask(worker, jobs[i]));
+        } catch (err) {
+          done(i, failure(jobs[i].name, new CallmoodError(ErrorCodes.INTERNAL, `${jobs[i].name}: the replay worker died: ${(err as Error).message}`)));
+          void worker.terminate();
+          worker = null;
+          if (++replacements > 3) throw new CallmoodError(ErrorCodes.INTERNAL, `replay workers died ${replacements} times; stopping`);
+        }
+      }
+    } finally {
+      if (worker) await worker.terminate();
+    }
+  };
+  await Promise.all(Array.from({ length: workers }, lane));
+  return outcomes;
+}
+
+interface WorkerMessage {
+  ready?: true;
+  error?: { code: string; message: string };
+  outcome?: JobOutcome;
+}
+
+function startWorker(url: string, settings: RunSettings): Promise<Worker> {
+  const worker = startModuleWorker(url, { settings });
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: WorkerMessage) => {
+      cleanup();
+      if (m.ready) resolve(worker);
+      else {
+        void worker.terminate();
+        reject(new CallmoodError((m.error?.code as ErrorCode) ?? ErrorCodes.INTERNAL, m.error?.message ?? 'the replay worker did not start'));
+      }
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    const onExit = (code: number) => {
+      cleanup();
+      reject(new CallmoodError(ErrorCodes.INTERNAL, `the replay worker exited with code ${code} while starting`));
+    };
+    const cleanup = () => {
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+    };
+    worker.on('message', onMessage);
+    worker.on('error', onError);
+    worker.on('exit', onExit);
+  });
+}
+
+function ask(worker: Worker, job: ReplayJob): Promise<JobOutcome> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: WorkerMessage) => {
+      if (!m.outcome) return;
+      cleanup();
+      resolve(m.outcome);
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    const onExit = (code: number) => {
+      cleanup();
+      reject(new Error(`exit code ${code}`));
+    };
+    const cleanup = () => {
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+    };
+    worker.on('message', onMessage);
+    worker.on('error', onError);
+    worker.on('exit', onExit);
+    worker.postMessage({ job });
+  });
+}

@@ -1,0 +1,169 @@
+/**
+ * A call's emotion timeline as one SVG: per track a panel of each label's probability per scored window over call
+ * time, speech regions shaded, and the dialog policy's decisions as dashed rules labelled with the action.
+ *
+ * Drawn with Vega-Lite and rendered to SVG here, in Node, by Vega (as src/report/plots.ts does), then inlined in the
+ * report. Inlining the SVG rather than the Vega runtime keeps a report small (a 10-minute call is a few hundred KB;
+ * the Vega + Vega-Lite runtimes alone are about 1 MB minified) and makes it readable with scripts off, in any
+ * browser or mail client, offline.
+ */
+import * as vega from 'vega';
+import { compile, type TopLevelSpec } from 'vega-lite';
+import type { CallmoodEvent, Track } from '../stream/events.js';
+
+/** Colours per label: anger red and drawn thicker, neutral grey; other labels get the next free colour. */
+export const LABEL_COLORS: Readonly<Record<string, string>> = Object.freeze({
+  angry: '#d62728',
+  disgust: '#8c564b',
+  fear: '#9467bd',
+  happy: '#2ca02c',
+  neutral: '#9e9e9e',
+  sad: '#1f77b4',
+  surprise: '#ff7f0e',
+});
+const SPARE = ['#17becf', '#bcbd22', '#e377c2', '#7f7f7f', '#393b79'];
+
+/** More windows than this per track are averaged in consecutive groups, so long calls stay light to draw. */
+export const MAX_POINTS_PER_TRACK = 1500;
+
+export const TRACK_TITLES: Readonly<Record<Track, string>> = Object.freeze({ inbound: 'caller (inbound)', outbound: 'agent (outbound)' });
+
+/** What the timeline needs. */
+export interface TimelineInput {
+  events: readonly CallmoodEvent[];
+  /** The model's labels, in its order. */
+  labels: readonly string[];
+  /** Tracks to draw, in order. */
+  tracks: readonly Track[];
+  durationMs: number;
+  /** Width of the plot area, px. */
+  width?: number;
+}
+
+interface Row {
+  t: number;
+  label: string;
+  p: number;
+  w: number;
+}
+
+function windowRows(events: readonly CallmoodEvent[], track: Track, labels: readonly string[]): { rows: Row[]; grouped: number } {
+  const wins = events.filter((e) => e.type === 'emotion' && e.track === track) as Extract<CallmoodEvent, { type: 'emotion' }>[];
+  const k = Math.max(1, Math.ceil(wins.length / MAX_POINTS_PER_TRACK));
+  const rows: Row[] = [];
+  for (let i = 0; i < wins.length; i += k) {
+    const group = wins.slice(i, i + k);
+    const t = group[group.length - 1].timeMs / 1000;
+    for (const label of labels) {
+      let s = 0;
+      for (const w of group) s += w.probs[label] ?? 0;
+      rows.push({ t, label, p: s / group.length, w: label === 'angry' ? 2.6 : 1.3 });
+    }
+  }
+  return { rows, grouped: k };
+}
+
+function speechRegions(events: readonly CallmoodEvent[], track: Track, durationMs: number): { s: number; e: number }[] {
+  const out: { s: number; e: number }[] = [];
+  let open: number | null = null;
+  for (const e of events) {
+    if (e.type === 'speech-start' && e.track === track) open = e.timeMs;
+    else if (e.type === 'speech-end' && e.track === track) {
+      out.push({ s: (open ?? e.timeMs - e.durationMs) / 1000, e: e.timeMs / 1000 });
+      open = null;
+    }
+  }
+  if (open !== null) out.push({ s: open / 1000, e: durationMs / 1000 });
+  return out;
+}
+
+/** The SVG and what was simplified to draw it. */
+export interface Timeline {
+  svg: string;
+  /** Per track: windows averaged per point (1 = every window drawn). */
+  grouped: Partial<Record<Track, number>>;
+}
+
+/** Renders the timeline (see the module comment). */
+export async function timelineSvg(input: TimelineInput): Promise<Timeline> {
+  const width = input.width ?? 900;
+  const durS = Math.max(input.durationMs / 1000, 0.001);
+  let spare = 0;
+  const colors = input.labels.map((l) => LABEL_COLORS[l] ?? SPARE[spare++ % SPARE.length]);
+  const grouped: Partial<Record<Track, number>> = {};
+  const actions = input.events.filter((e) => e.type === 'action') as Extract<CallmoodEvent, { type: 'action' }>[];
+  const panels = input.tracks.map((track, i) => {
+    const { rows, grouped: k } = windowRows(input.events, track, input.labels);
+    grouped[track] = k;
+    const mine = actions
+      .filter((a) => a.track === track || a.track === null)
+      .map((a) => ({ t: a.timeMs / 1000, text: a.action === 'soften_offer' && a.level !== null ? `soften_offer ${a.level}` : a.action }));
+    const x = {
+      field: 't',
+      type: 'quantitative' as const,
+      title: i === input.tracks.length - 1 ? 'call time (s)' : null,
+      scale: { domain: [0, durS] as [number, number], nice: false },
+    };
+    return {
+      width,
+      height: 170,
+      title: { text: TRACK_TITLES[track], fontSize: 13, anchor: 'start' as const },
+      layer: [
+        {
+          data: { values: speechRegions(input.events, track, input.durationMs) },
+          mark: { type: 'rect' as const, color: '#9ecae1', opacity: 0.28 },
+          encoding: { x: { ...x, field: 's' }, x2: { field: 'e' } },
+        },
+        {
+          data: { values: rows },
+          mark: { type: 'line' as const, interpolate: 'linear' as const, strokeJoin: 'round' as const },
+          encoding: {
+            x,
+            y: { field: 'p', type: 'quantitative' as const, title: 'probability', scale: { domain: [0, 1] as [number, number] } },
+            color: {
+              field: 'label',
+              type: 'nominal' as const,
+              title: 'emotion',
+              scale: { domain: [...input.labels], range: colors },
+              legend: { orient: 'right' as const },
+            },
+            strokeWidth: { field: 'w', type: 'quantitative' as const, scale: null, legend: null },
+          },
+        },
+        ...(mine.length > 0
+          ? [
+              {
+                data: { values: mine },
+                mark: { type: 'rule' as const, color: '#333', strokeDash: [5, 3], strokeWidth: 1.5 },
+                encoding: { x },
+              },
+              {
+                data: { values: mine },
+                mark: { type: 'text' as const, align: 'left' as const, baseline: 'top' as const, dx: 3, y: 2, fontSize: 10, color: '#333' },
+                encoding: { x, text: { field: 'text' } },
+              },
+            ]
+          : []),
+      ],
+    };
+  });
+  const spec: TopLevelSpec = {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    config: {
+      font: 'sans-serif',
+      background: 'white',
+      view: { stroke: '#ccc' },
+      axis: { labelFontSize: 11, titleFontSize: 12, gridColor: '#eee' },
+      legend: { labelFontSize: 11, titleFontSize: 12 },
+    },
+    vconcat: panels,
+    resolve: { scale: { color: 'shared' } },
+  } as TopLevelSpec;
+  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
+  try {
+    const svg = await view.toSVG();
+    return { svg, grouped };
+  } finally {
+    view.finalize();
+  }
+}
