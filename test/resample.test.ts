@@ -90,6 +90,45 @@ describe('StreamingResampler: streaming equals whole-signal', () => {
   }
 });
 
+describe('8 → 16 kHz: the WebAssembly kernel equals the JavaScript path bit for bit', () => {
+  /** Streams `x` through a resampler with the given kernel in chunks of `sizes()`, flushes, concatenates. */
+  function run(x: Float32Array, kernel: 'wasm' | 'js', sizes: () => number): Float32Array {
+    const r = new StreamingResampler(8000, 16000, { kernel });
+    const parts: number[] = [];
+    for (let i = 0; i < x.length; ) {
+      const n = Math.min(sizes(), x.length - i);
+      parts.push(...r.push(x.subarray(i, i + n)));
+      i += n;
+    }
+    parts.push(...r.flush());
+    r.close();
+    return Float32Array.from(parts);
+  }
+  const noise = rng(21);
+  const signals: Array<[string, Float32Array]> = [
+    ['speech-like', speechLikeSignal(8000, 1.3, 5)],
+    ['full-scale noise', Float32Array.from({ length: 9001 }, () => 2 * noise() - 1)],
+    ['tiny values (1e-30) and an impulse', Float32Array.from({ length: 777 }, (_, i) => (i === 300 ? 1 : 1e-30 * (noise() - 0.5)))],
+  ];
+  for (const [name, x] of signals) {
+    it(`${name}: chunks of 160, 1, 5000 (over one kernel block) and random sizes`, () => {
+      const js = run(x, 'js', () => 160);
+      assert.equal(js.length, resampledLength(x.length, 8000, 16000));
+      const r = rng(4);
+      for (const [what, sizes] of [['160', () => 160], ['1', () => 1], ['5000', () => 5000], ['random', () => 1 + Math.floor(r() * 700)]] as const) {
+        const wasm = run(x, 'wasm', sizes);
+        assert.equal(wasm.length, js.length, what);
+        let differ = 0;
+        for (let i = 0; i < js.length; i++) if (!Object.is(wasm[i], js[i])) differ++;
+        assert.equal(differ, 0, `${what}: ${differ} samples differ`);
+      }
+    });
+  }
+  it('rejects an unknown kernel', () => {
+    assertCode(() => new StreamingResampler(8000, 16000, { kernel: 'gpu' as 'js' }), ErrorCodes.INVALID_OPTION, /kernel/);
+  });
+});
+
 describe('output length', () => {
   it('is ceil(totalIn · outRate / inRate), streaming and whole alike', () => {
     for (const [inRate, outRate] of [...PAIRS, ...ODD_PAIRS, [16000, 48000] as [number, number]]) {

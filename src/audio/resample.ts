@@ -17,9 +17,15 @@
  *
  * Rows of the polyphase table that are a unit impulse (every L-th output when upsampling by an integer) are copies;
  * rows that are symmetric (the half-sample phase, and integer downsampling) fold their mirrored taps. For 8 → 16
- * kHz that leaves 50 multiply-adds per output pair.
+ * kHz that leaves 26 multiplies per output pair.
+ *
+ * 8 → 16 kHz runs on every live call, so it has its own WebAssembly SIMD kernel (src/audio/wasm/upsample2.c): two
+ * outputs per f64x2 operation, each lane doing this file's arithmetic in this file's order, so its output is
+ * bit-identical to the JavaScript path (test/resample.test.ts compares them).
  */
+import { Buffer } from 'node:buffer';
 import { CallmoodError, ErrorCodes } from '../errors.js';
+import { UPSAMPLE2_WASM_BASE64 } from './wasm/upsample2-wasm.js';
 
 /** Lowest sample rate accepted, in Hz (for either side). */
 export const MIN_RATE = 4000;
@@ -72,6 +78,11 @@ interface PolyphaseTable {
   /** Exact tables only: per row, the first and last non-zero taps. */
   readonly rowFirst: Int32Array;
   readonly rowLast: Int32Array;
+  /**
+   * The folded coefficients of the half-sample row when the table has the shape the 2× kernel computes (L/M = 2,
+   * an impulse row, a symmetric 52-tap row); null otherwise.
+   */
+  readonly up2: Float64Array | null;
 }
 
 const tableCache = new Map<string, PolyphaseTable>();
@@ -204,7 +215,56 @@ function buildTable(up: number, down: number): PolyphaseTable {
     }
     rowKind[row] = mirrored ? ROW_SYMMETRIC : ROW_GENERAL;
   }
-  return { up, down, half, taps, exact, phases, coeffs, rowKind, rowFirst, rowLast };
+  const up2 =
+    up === 2 && down === 1 && exact && taps === 2 * UP2_PAIRS &&
+    rowKind[0] === ROW_IMPULSE && rowFirst[0] === half - 1 &&
+    rowKind[1] === ROW_SYMMETRIC && rowFirst[1] === 0 && rowLast[1] === taps - 1
+      ? coeffs.slice(taps, taps + UP2_PAIRS)
+      : null;
+  return { up, down, half, taps, exact, phases, coeffs, rowKind, rowFirst, rowLast, up2 };
+}
+
+/** Pairs of taps of the 2× kernel's half-sample row (src/audio/wasm/upsample2.c: PAIRS). */
+const UP2_PAIRS = 26;
+/** Output pairs the 2× kernel computes per call; longer pushes run in blocks. */
+const UP2_BLOCK = 2048;
+
+/** The slice of the WebAssembly JS API used here (lib ES2022 and @types/node 20 do not declare it). */
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { readonly exports: object };
+}
+
+interface Up2Kernel {
+  up2(s: number, count: number, out: number, c: number): void;
+  f32: Float32Array;
+  f64: Float64Array;
+  /** Float32 indices of the input and output blocks; Float64 index of the coefficients. */
+  inIdx: number;
+  outIdx: number;
+  coefIdx: number;
+}
+
+let up2Kernel: Up2Kernel | null = null;
+
+/** The process's (this thread's) one 2× kernel: 4.9 KB, compiled on first use; its memory holds one block. */
+function getUp2Kernel(): Up2Kernel {
+  if (up2Kernel) return up2Kernel;
+  const wa = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+  const instance = new wa.Instance(new wa.Module(Buffer.from(UPSAMPLE2_WASM_BASE64, 'base64')), {});
+  const ex = instance.exports as unknown as {
+    memory: { buffer: ArrayBuffer; grow(pages: number): number };
+    __heap_base: { value: number };
+    up2: Up2Kernel['up2'];
+  };
+  const coef = (ex.__heap_base.value + 15) & ~15;
+  const input = coef + 8 * UP2_PAIRS;
+  const output = (input + 4 * (UP2_BLOCK + 2 * UP2_PAIRS) + 15) & ~15;
+  const end = output + 8 * UP2_BLOCK;
+  if (end > ex.memory.buffer.byteLength) ex.memory.grow(Math.ceil((end - ex.memory.buffer.byteLength) / 65536));
+  const buf = ex.memory.buffer;
+  up2Kernel = { up2: ex.up2, f32: new Float32Array(buf), f64: new Float64Array(buf), inIdx: input / 4, outIdx: output / 4, coefIdx: coef / 8 };
+  return up2Kernel;
 }
 
 function tableFor(up: number, down: number): PolyphaseTable {
@@ -272,6 +332,8 @@ export class StreamingResampler {
   readonly halfTaps: number;
 
   private readonly table: PolyphaseTable;
+  /** The 2× kernel, when this stream's ratio has one and the wasm kernel is in use. */
+  private readonly up2: Up2Kernel | null;
   /** floor(M / L) and M mod L: how far the next output instant is, in whole input samples and in 1/L steps. */
   private readonly stepWhole: number;
   private readonly stepFrac: number;
@@ -295,13 +357,20 @@ export class StreamingResampler {
   /**
    * @param inRate input sample rate in Hz, 4000–192000 (fractional rates such as 24414.0625 are taken exactly)
    * @param outRate output sample rate in Hz, 4000–192000
+   * @param options.kernel `wasm` (default): 8 → 16 kHz runs on the WebAssembly kernel; `js`: always JavaScript (the
+   *   readable reference). Both give bit-identical output.
    * @throws CallmoodError UNSUPPORTED_RATE for a rate that is not a finite number in range
    */
-  constructor(inRate: number, outRate: number) {
+  constructor(inRate: number, outRate: number, options: { kernel?: 'wasm' | 'js' } = {}) {
     const [up, down] = resampleRatio(inRate, outRate);
     this.inRate = inRate;
     this.outRate = outRate;
     this.table = tableFor(up, down);
+    const kernel = options.kernel ?? 'wasm';
+    if (kernel !== 'wasm' && kernel !== 'js') {
+      throw new CallmoodError(ErrorCodes.INVALID_OPTION, `kernel is '${String(kernel)}'; allowed: 'wasm' or 'js'`);
+    }
+    this.up2 = kernel === 'wasm' && this.table.up2 !== null ? getUp2Kernel() : null;
     this.halfTaps = this.table.half;
     this.stepWhole = Math.floor(down / up);
     this.stepFrac = down - this.stepWhole * up;
@@ -424,7 +493,24 @@ export class StreamingResampler {
     const offset = 1 - half;
     let p = this.nextFrac;
     let o = 0;
-    if (exact) {
+    if (this.up2 !== null && p === 0) {
+      // Every output pair from n to limit: the even sample is buf[n], the odd one the half-sample row around it.
+      const k = this.up2;
+      const { f32, inIdx, outIdx } = k;
+      k.f64.set(this.table.up2!, k.coefIdx);
+      while (n < limit) {
+        const count = Math.min(limit - n, UP2_BLOCK);
+        // Element loops rather than set(subarray): a push allocates nothing, and a 20 ms chunk is a few hundred values.
+        const from = n + offset;
+        const inputs = count + 2 * UP2_PAIRS - 1;
+        for (let j = 0; j < inputs; j++) f32[inIdx + j] = buf[from + j];
+        k.up2(4 * inIdx, count, 4 * outIdx, 8 * k.coefIdx);
+        const produced = 2 * count;
+        for (let j = 0; j < produced; j++) out[o + j] = f32[outIdx + j];
+        o += produced;
+        n += count;
+      }
+    } else if (exact) {
       const { rowKind, rowFirst, rowLast } = this.table;
       while (n < limit) {
         const i = n + offset;
