@@ -22,7 +22,7 @@ import { CallmoodError, ErrorCodes } from '../errors.js';
 import { resolveOptions, type CallmoodOptions, type CallmoodOptionsInput } from '../config/options.js';
 import { resolveModelDir, resolvePackagePath } from '../config/load.js';
 import { MicroBatcher } from '../stream/batcher.js';
-import { InProcessEngine, WorkerEngine } from '../stream/engine.js';
+import { InProcessEngine, WorkerEngine, type EngineHealth } from '../stream/engine.js';
 import { EmotionTrack, modelProfile, type ModelProfile } from '../stream/track.js';
 import type { CallEndReason, CallmoodEvent, EventBase, Track } from '../stream/events.js';
 import { DEFAULT_POLICY, PolicyEngine, PolicyRuntime, loadPolicyFile, type ActionHandler, type PolicyConfig } from '../policy/index.js';
@@ -82,6 +82,8 @@ export interface CallmoodHealth {
   connections: number;
   feedClients: number;
   backend: string | null;
+  /** The inference worker(s): a dead worker restarts; `failed` (restarts exhausted) makes `ok` false so the process is replaced. Null in-process or before loading. */
+  engine: EngineHealth | null;
   uptimeS: number;
   /** The dialog policy: null when off. */
   policy: { rules: number; dryRun: boolean; pendingActions: number; callControl: boolean } | null;
@@ -218,6 +220,12 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     const engine = this.options.engine === 'worker' ? await WorkerEngine.load(dir) : await InProcessEngine.load(dir);
     const m = engine.metadata;
     this.engine = engine;
+    if (engine instanceof WorkerEngine) {
+      engine.on('health', (h) => {
+        const level = h.healthy ? 'info' : h.status === 'closed' ? 'info' : 'error';
+        this.log(level, h.healthy ? 'CALLMOOD_ENGINE_HEALTH' : 'CALLMOOD_ERR_INFERENCE', `inference engine ${h.status}: ${h.readyWorkers}/${h.workers} worker(s) ready, ${h.restarts} restart(s)`);
+      });
+    }
     this.profile = modelProfile(m);
     this.batcher = new MicroBatcher(this.metrics.instrument(engine), this.options.batch);
     const period = Math.max(20, Math.min(1000, Math.floor(this.options.stallTimeoutMs / 4)));
@@ -282,14 +290,16 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
   /** The health summary `/healthz` serves. */
   health(): CallmoodHealth {
     const modelLoaded = this.batcher !== null;
+    const engine = this.engine instanceof WorkerEngine ? this.engine.health() : null;
     return {
-      ok: modelLoaded && !this.closing,
+      ok: modelLoaded && !this.closing && (engine === null || engine.status !== 'failed'),
       modelLoaded,
       draining: this.closing !== null,
       liveCalls: this.liveCalls,
       connections: this.conns.size,
       feedClients: this.feed.size,
       backend: this.engine instanceof WorkerEngine ? this.engine.backend : this.engine ? 'in-process' : null,
+      engine,
       uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
       policy: this.policy
         ? { rules: this.policy.engine.config.rules.length, dryRun: this.policy.engine.dryRun, pendingActions: this.policy.pending, callControl: this.policy.hasControl }
