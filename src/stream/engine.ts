@@ -357,10 +357,14 @@ export class WorkerEngine extends EventEmitter<{ health: [EngineHealth] }> imple
       }, this.opts.timeoutMs);
       timer.unref();
       target.waiting.set(id, { resolve, reject, timer });
-      // An exact-size copy is transferred, not cloned: cloning a view would copy its whole underlying buffer, and the
-      // caller may reuse `x` as soon as this returns.
-      const copy = x.slice(0, n * this.windowSize);
-      worker.postMessage({ id, x: copy, n }, [copy.buffer as ArrayBuffer]);
+      if (x.buffer instanceof SharedArrayBuffer) {
+        // The worker reads the batch where it is; the caller leaves it alone until this promise settles.
+        worker.postMessage({ id, x, n });
+      } else {
+        // An exact-size copy is transferred, not cloned: cloning a view would copy its whole underlying buffer.
+        const copy = x.slice(0, n * this.windowSize);
+        worker.postMessage({ id, x: copy, n }, [copy.buffer as ArrayBuffer]);
+      }
     });
   }
 
