@@ -237,3 +237,20 @@ test('bad policies: the error names the rule, the field, the value and what is a
   // The shipped file itself is valid JSON the loader accepts (checked above); its $comment is documentation.
   assert.ok(JSON.parse(readFileSync(new URL('../config/policy.json', import.meta.url), 'utf8')).$comment);
 });
+
+test('policy run: a policy over recorded events (JSONL) decides what the engine decides; bad lines name their number', async () => {
+  const { runPolicyOverEvents, describeRule } = await import('../src/cli/policy.js');
+  const dir = mkdtempSync(join(tmpdir(), 'callmood-policy-run-'));
+  const s = new Script().emotion(2000, 'neutral', 0.9).emotion(6000, 'angry', 0.8);
+  const file = join(dir, 'events.jsonl');
+  writeFileSync(file, s.events.map((e) => JSON.stringify(e)).join('\n') + '\n');
+  const fromFile = await runPolicyOverEvents(soften(), file);
+  assert.deepEqual(fromFile, run(soften(), s.events, true));
+  assert.equal(fromFile.length, 1);
+  writeFileSync(file, `${JSON.stringify(s.events[0])}\n{"type":"nope","callSid":"x","timeMs":0}\n`);
+  await assert.rejects(runPolicyOverEvents(soften(), file), /events\.jsonl:2: not a callmood event/);
+  writeFileSync(file, `${JSON.stringify(s.events[0])}\n\n{oops\n`);
+  await assert.rejects(runPolicyOverEvents(soften(), file), /events\.jsonl:3: not JSON/);
+  await assert.rejects(runPolicyOverEvents(soften(), join(dir, 'missing.jsonl')), /missing\.jsonl: ENOENT/);
+  assert.equal(describeRule(DEFAULT_POLICY.rules[0]), 'soften-on-anger: when track inbound, angry ≥ 0.5 for 3000 ms of speech → soften_offer {"maxLevel":3} (cooldown 20000 ms)');
+});

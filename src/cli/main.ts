@@ -10,6 +10,7 @@ import { benchCommand } from './bench.js';
 import { modelCommands } from './model.js';
 import { serveCommand } from './serve.js';
 import { simulateCommand } from './simulate.js';
+import { policyCommands } from './policy.js';
 
 
 const program = new Command();
@@ -24,6 +25,7 @@ modelCommands(program);
 simulateCommand(program);
 benchCommand(program);
 serveCommand(program);
+policyCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CallmoodError) {

@@ -20,6 +20,10 @@ export function formatEvent(e: CallmoodEvent): string {
       return `${t} ${who} call-end (${e.reason}) ${JSON.stringify(e.summary)}`;
     case 'error':
       return `${t} ${who} error ${e.code}: ${e.message}`;
+    case 'action':
+      return `${t} ${who} action ${e.action}${e.level !== null ? ` level ${e.level}` : ''}${e.dryRun ? ' (dry run)' : ''}: ${e.reason}`;
+    case 'action-result':
+      return `${t} ${who} action-result ${e.action} ${e.outcome} (${e.detail})`;
     default:
       return `${t} ${who} ${e.type}`;
   }
