@@ -1,0 +1,108 @@
+/**
+ * `callmood bench replay`: how fast one recording replays on one core. The recording is what Twilio stores for a
+ * dual-channel call: 8 kHz μ-law WAV, caller left, agent right, made of the committed test clips taking turns with
+ * pauses (so about half of each channel is speech, as in a conversation). It is read from a file and replayed on
+ * this thread, the model in-process, exactly as `callmood replay FILE` does; reports are not included.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadChannels } from '../audio/load.js';
+import { packageRoot } from '../config/load.js';
+import { initBackend } from '../model/backend.js';
+import { encodeWav } from '../replay/wav.js';
+import { loadReplayModel, replayFile } from '../replay/replay.js';
+
+/** What to measure. */
+export interface ReplayBenchOptions {
+  /** Length of the recording, s. */
+  seconds: number;
+  /** 2: a dual-channel call (caller and agent); 1: the caller alone. */
+  channels: 1 | 2;
+  /** Largest inference batch. */
+  maxBatch: number;
+  /** Model directory. */
+  modelDir: string;
+}
+
+export const DEFAULT_REPLAY_BENCH: Readonly<ReplayBenchOptions> = Object.freeze({ seconds: 600, channels: 2, maxBatch: 256, modelDir: 'models/default' });
+
+/** Result: `realtimeFactor` = seconds of call per CPU second of this process. */
+export interface ReplayBenchResult {
+  realtimeFactor: number;
+  seconds: number;
+  channels: number;
+  cpuS: number;
+  wallS: number;
+  windows: number;
+  batches: number;
+  /** Share of the wall time spent inside the model. */
+  inferenceShare: number;
+  /** Wall ms per window inside the model. */
+  msPerWindow: number;
+  /** Realtime factor if the model took no time at all: what the rest of the stream (decode, resample, MFCC, gate) allows. */
+  realtimeFactorWithoutModel: number;
+  backend: string;
+}
+
+/** A conversation: the clips take turns on the two channels with 0.4–1.2 s pauses; 8 kHz. */
+export async function conversation(seconds: number): Promise<[Float32Array, Float32Array]> {
+  const root = packageRoot();
+  const clips: Float32Array[] = [];
+  for (const f of ['YAF_back_angry.flac', '03-01-01-01-01-01-21.flac', 'YAF_back_neutral.flac', '03-01-05-02-01-01-21.flac', 'OAF_back_angry.flac', '03-01-05-01-01-01-22.flac']) {
+    clips.push((await loadChannels(join(root, 'test/fixtures/audio', f), 8000, 0)).channels[0]);
+  }
+  const n = Math.round(seconds * 8000);
+  const caller = new Float32Array(n);
+  const agent = new Float32Array(n);
+  let at = 4000;
+  for (let turn = 0; at < n; turn++) {
+    const clip = clips[turn % clips.length];
+    const dst = turn % 2 === 0 ? caller : agent;
+    dst.set(clip.subarray(0, Math.min(clip.length, n - at)), at);
+    at += clip.length + 3200 + ((turn * 2917) % 6400);
+  }
+  return [caller, agent];
+}
+
+/** Runs the benchmark (one warm-up replay of 20 s first). */
+export async function benchReplay(opts: Partial<ReplayBenchOptions> = {}): Promise<ReplayBenchResult> {
+  const o = { ...DEFAULT_REPLAY_BENCH, ...opts };
+  const { name: backend } = await initBackend({ log: () => {} });
+  const model = await loadReplayModel(o.modelDir);
+  const dir = mkdtempSync(join(tmpdir(), 'callmood-bench-replay-'));
+  try {
+    const write = async (s: number, file: string) => {
+      const [caller, agent] = await conversation(s);
+      writeFileSync(join(dir, file), encodeWav(o.channels === 2 ? [caller, agent] : [caller], 8000, 'mulaw'));
+      return join(dir, file);
+    };
+    const warm = await write(20, 'warm.wav');
+    const file = await write(o.seconds, 'call.wav');
+    await replayFile(warm, model, { maxBatch: o.maxBatch });
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    const r = await replayFile(file, model, { maxBatch: o.maxBatch });
+    const wallMs = performance.now() - t0;
+    const cpu = process.cpuUsage(cpu0);
+    const cpuS = (cpu.user + cpu.system) / 1e6;
+    const wallS = wallMs / 1000;
+    const inferenceShare = r.stats.inferenceMs / wallMs;
+    return {
+      realtimeFactor: o.seconds / cpuS,
+      seconds: o.seconds,
+      channels: o.channels,
+      cpuS,
+      wallS,
+      windows: r.stats.windows,
+      batches: r.stats.batches,
+      inferenceShare,
+      msPerWindow: r.stats.windows > 0 ? r.stats.inferenceMs / r.stats.windows : 0,
+      realtimeFactorWithoutModel: o.seconds / ((wallMs - r.stats.inferenceMs) / 1000),
+      backend,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    await model.close();
+  }
+}
