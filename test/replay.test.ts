@@ -150,7 +150,7 @@ test('the observer hook: its events come right after the event that caused them;
   assert.equal(result.actionId, action.actionId);
   assert.equal(out.digest.actions.length, 1);
   const html = readFileSync(join(dir, 'observed.html'), 'utf8');
-  assert.match(html, /<table id="actions">.*soften_offer 1.*soften:angry-caller.*<td>skipped</td>/s);
+  assert.match(html, /<table id="actions">.*soften_offer 1.*soften:angry-caller.*<td>skipped<\/td>/s);
   // A policy file that breaks the schema fails the run at once, naming the field.
   writeFileSync(policy, JSON.stringify({ dryRun: false, rules: [{ name: 'x', when: { track: 'inbound', emotion: { label: 'furious', above: 0.5, forMs: 0 } }, do: { action: 'soften_offer' }, once: true, cooldownMs: 0 }] }));
   await assert.rejects(runReplays([{ path, name: 'o.wav', reportPath: null }], { modelDir: 'models/default', replay: {}, policyFile: policy, keepEvents: false }, { workers: 1 }), (e: { code?: string }) => e.code === ErrorCodes.INVALID_POLICY);
