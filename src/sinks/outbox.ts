@@ -66,6 +66,8 @@ export interface DeadLetter {
 const LOG = 'outbox.jsonl';
 const DEAD = 'dead.jsonl';
 const CHUNK = 1 << 20;
+// Hard ceiling of the memory window while starving (see `starving`): memory stays bounded whatever the CRM does.
+const OVERFILL = 10;
 
 /** A line of a JSONL file, as read. */
 interface Line {
@@ -188,6 +190,11 @@ export class Outbox {
     private readonly log: Logger,
     /** Called with events newly in memory, in log order, once they are on disk. */
     private readonly deliverable: (entries: OutboxEntry[]) => void,
+    /**
+     * True when the endpoint answers but every event in memory waits on a retry: calls failing on their own (not an
+     * outage) would otherwise hold the whole window and starve the other calls' events on disk.
+     */
+    private readonly starving: () => boolean = () => false,
   ) {
     this.dir = join(outboxDir, endpoint);
   }
@@ -396,10 +403,16 @@ export class Outbox {
     });
   }
 
-  private maybeLoad(): void {
-    if (this.spillFrom === null || this.loading || this.closed || this.memory.size > this.settings.memoryWindow / 2) return;
+  /** Reads spilled events back if the window has room (or the endpoint is starving, up to OVERFILL windows). */
+  maybeLoad(): void {
+    if (this.spillFrom === null || this.loading || this.closed) return;
+    const w = this.settings.memoryWindow;
+    let target: number;
+    if (this.memory.size <= w / 2) target = w;
+    else if (this.memory.size < w * OVERFILL && this.starving()) target = Math.min(w * OVERFILL, this.memory.size + Math.ceil(w / 2));
+    else return;
     this.loading = true;
-    this.run(() => this.load()).then(
+    this.run(() => this.load(target)).then(
       () => {
         this.loading = false;
         this.maybeLoad();
@@ -412,14 +425,14 @@ export class Outbox {
   }
 
   /** Reads spilled events back into memory, in log order, until the window is full or none is left on disk. */
-  private async load(): Promise<void> {
+  private async load(target: number): Promise<void> {
     if (this.spillFrom === null || !this.fh || this.closed) return;
     const loaded: OutboxEntry[] = [];
     let next = this.spillFrom;
     const onTorn = (offset: number, bytes: number) =>
       this.log('warn', 'CALLMOOD_WEBHOOK_TORN_LINE', `outbox ${this.endpoint}: skipped a damaged line of ${bytes} bytes at byte ${offset}`, { endpoint: this.endpoint });
     for await (const line of readLines(this.fh, this.spillFrom, this.fileSize, onTorn)) {
-      if (this.memory.size >= this.settings.memoryWindow) break;
+      if (this.memory.size >= target) break;
       next = line.end;
       const r = parse(line.text);
       if (r === null) onTorn(line.start, line.end - line.start);

@@ -138,7 +138,10 @@ const TOP_FIELDS = {
 // Headers the sink sets itself; letting config replace them would break signatures or the body's meaning.
 const RESERVED_HEADERS = new Set(['content-type', 'content-length', 'host', 'connection', 'transfer-encoding', 'user-agent']);
 
+const HIDDEN = Symbol('hidden');
+
 function describe(v: unknown): string {
+  if (v === HIDDEN) return '(hidden)';
   if (v === undefined) return 'missing';
   const s = JSON.stringify(v);
   return s === undefined ? String(v) : s.length > 80 ? `${s.slice(0, 77)}...` : s;
@@ -156,7 +159,7 @@ function checkFields(where: string, obj: Record<string, unknown>, fields: Record
     throw new CallmoodError(ErrorCodes.INVALID_OPTION, `${where}unknown option ${unknown.join(', ')}; known here: ${Object.keys(fields).join(', ')}`);
   }
   for (const [k, f] of Object.entries(fields)) {
-    if (!f.schema.safeParse(obj[k]).success) bad(where, k, hidden.includes(k) ? '(hidden)' : obj[k], f.text);
+    if (!f.schema.safeParse(obj[k]).success) bad(where, k, hidden.includes(k) && obj[k] !== null ? HIDDEN : obj[k], f.text);
   }
 }
 
@@ -194,8 +197,10 @@ export function resolveWebhookOptions(input: WebhookOptionsInput = {}, env: Node
     const twin = names.get(ep.name);
     if (twin !== undefined) bad(where, 'name', ep.name, `a name no other endpoint has (endpoints[${twin}] has it)`);
     names.set(ep.name, i);
-    if ((ep.secret === null) === (ep.secretEnv === null)) {
-      bad(where, 'secret', ep.secret === null ? null : '(hidden)', 'exactly one of secret (in code) or secretEnv (the name of an environment variable holding it)');
+    // Both set is what resolving leaves behind (the secret read from secretEnv): resolving again is a no-op.
+    const resolvedBefore = ep.secret !== null && ep.secretEnv !== null && env[ep.secretEnv] === ep.secret;
+    if (!resolvedBefore && (ep.secret === null) === (ep.secretEnv === null)) {
+      bad(where, 'secret', ep.secret === null ? null : HIDDEN, 'exactly one of secret (in code) or secretEnv (the name of an environment variable holding it)');
     }
     if (ep.secretEnv !== null) {
       const value = env[ep.secretEnv];

@@ -127,6 +127,7 @@ class Endpoint {
   readonly inFlight = new Set<http.ClientRequest>();
   sending = 0;
   failStreak = 0;
+  lastSuccessAt = 0;
   readonly stats = { enqueued: 0, delivered: 0, failedAttempts: 0, deadLettered: 0 };
 
   constructor(
@@ -138,7 +139,15 @@ class Endpoint {
   ) {
     this.url = new URL(o.url);
     this.matches = routeMatcher(o.events);
-    this.outbox = new Outbox(outboxDir, o.name, settings, log, (entries) => deliverable(this, entries));
+    this.outbox = new Outbox(
+      outboxDir,
+      o.name,
+      settings,
+      log,
+      (entries) => deliverable(this, entries),
+      // The CRM took an event lately (so this is no outage) and nothing in memory can be sent now.
+      () => this.sending === 0 && this.ready.length === 0 && Date.now() - this.lastSuccessAt < Math.max(10_000, 2 * o.backoff.maxMs),
+    );
     const Agent = this.url.protocol === 'https:' ? https.Agent : http.Agent;
     this.agent = new Agent({ keepAlive: true, maxSockets: o.concurrency });
   }
@@ -378,6 +387,7 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
         ep.failStreak = 0;
       }
       ep.stats.delivered++;
+      ep.lastSuccessAt = Date.now();
       ep.outbox.ack(e);
       this.emit('delivered', { endpoint: ep.o.name, id: e.id, callSid: e.callSid, type: e.type, status: r.status, attempts: e.attempts, latencyMs: Date.now() - e.createdAtMs });
       this.advance(ep, q);
@@ -433,6 +443,7 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
       return;
     }
     q.state = 'waiting';
+    ep.outbox.maybeLoad();
     q.timer = setTimeout(() => {
       q.timer = null;
       if (this.closed) return;
