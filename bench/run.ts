@@ -6,6 +6,7 @@ import { benchMfcc } from '../src/bench/mfcc.js';
 import { benchResample } from '../src/bench/resample.js';
 import { benchModel } from '../src/bench/model.js';
 import { benchCalls } from '../src/bench/calls.js';
+import { benchReplay } from '../src/bench/replay.js';
 
 const line = (name: string, result: object) => process.stdout.write(`${name} ${JSON.stringify(result)}\n`);
 
@@ -14,4 +15,5 @@ line('resample 8000->16000', benchResample({ inRate: 8000, outRate: 16000 }));
 line('resample 48000->16000', benchResample({ inRate: 48000, outRate: 16000, seconds: 120 }));
 line('resample 44100->16000', benchResample({ inRate: 44100, outRate: 16000, seconds: 120 }));
 line('model', await benchModel({ modelDir: 'models/default' }));
+line('replay', await benchReplay());
 line('calls 100', await benchCalls({ calls: 100, seconds: 20 }));

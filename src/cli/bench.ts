@@ -4,6 +4,7 @@ import { benchMfcc } from '../bench/mfcc.js';
 import { benchResample } from '../bench/resample.js';
 import { benchModel } from '../bench/model.js';
 import { benchCalls } from '../bench/calls.js';
+import { benchReplay, DEFAULT_REPLAY_BENCH } from '../bench/replay.js';
 
 
 function print(result: object, json: boolean | undefined): void {
@@ -47,6 +48,17 @@ export function benchCommand(program: Command): void {
     .option('--batch <n>', 'batch size for the batched figure', positive('--batch'), 32)
     .action(async (o: { json?: boolean; model: string; batch: number }) => {
       print(await benchModel({ modelDir: o.model, batch: Math.round(o.batch) }), o.json);
+    });
+  bench
+    .command('replay')
+    .description('replay of one recording on one core: a dual-channel 8 kHz μ-law call, read, streamed and scored in-process (no report)')
+    .option('--json', 'print one JSON object')
+    .option('--seconds <s>', 'length of the recording', positive('--seconds'), DEFAULT_REPLAY_BENCH.seconds)
+    .option('--mono', 'the caller channel only')
+    .option('--batch <n>', 'largest inference batch', positive('--batch'), DEFAULT_REPLAY_BENCH.maxBatch)
+    .option('--model <dir>', 'model directory', DEFAULT_REPLAY_BENCH.modelDir)
+    .action(async (o: { json?: boolean; seconds: number; mono?: boolean; batch: number; model: string }) => {
+      print(await benchReplay({ seconds: o.seconds, channels: o.mono ? 1 : 2, maxBatch: Math.round(o.batch), modelDir: o.model }), o.json);
     });
   bench
     .command('resample')
