@@ -1,0 +1,267 @@
+/**
+ * Call reports and the summary page: what the HTML holds (the timeline SVG, speech, the policy's decisions, the
+ * summary, escaping, no external URL), and how they render in headless Chromium (Debian's chromium, installed by
+ * scripts/setup-chromium.sh when missing, driven by puppeteer-core): the plot is there, the table sorts on a click,
+ * no console errors, no request leaves the file. Screenshots are kept under test/artifacts/replay/.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { CallmoodEvent, EmotionEvent, Track } from '../src/stream/events.js';
+import { digestEvents } from '../src/report/digest.js';
+import { renderCallReport } from '../src/report/call-report.js';
+import { renderSummaryPage, type SummaryRow } from '../src/report/summary-page.js';
+import { MAX_POINTS_PER_TRACK } from '../src/report/timeline.js';
+import { esc } from '../src/report/html.js';
+import { runReplays, type ReplayJob } from '../src/replay/run.js';
+import { AUDIO, phoneClip, writeCall } from './helpers/replay-audio.js';
+
+const root = fileURLToPath(new URL('../', import.meta.url));
+const LABELS = ['angry', 'disgust', 'fear', 'happy', 'neutral', 'sad', 'surprise'];
+const EVIL = `<img src=x onerror="alert(1)">'&"call.wav`;
+
+// ---------------------------------------------------------------------------------------------------------------
+// A synthetic call: events shaped as the stream emits them
+// ---------------------------------------------------------------------------------------------------------------
+
+const base = { callSid: 'CA' + 'c'.repeat(32), streamSid: 'MZ' + 'd'.repeat(32), customParameters: {} };
+
+function emotion(track: Track, endMs: number, angry: number): EmotionEvent {
+  const rest = (1 - angry) / (LABELS.length - 1);
+  const probs = Object.fromEntries(LABELS.map((l) => [l, l === 'angry' ? angry : rest]));
+  const label = angry >= rest ? 'angry' : 'disgust';
+  return { ...base, type: 'emotion', track, timeMs: endMs, windowStartMs: endMs - 1200, speechRatio: 1, probs, label, confidence: Math.max(angry, rest), state: { probs, label, confidence: Math.max(angry, rest) }, latencyMs: 3 };
+}
+
+/** Caller: speech 1–9 s, angry windows at 3.0–4.0 s, a calm one at 4.25, angry again 8.0–8.5 after a pause. */
+function syntheticCall(): CallmoodEvent[] {
+  const ev: CallmoodEvent[] = [{ ...base, type: 'call-start', timeMs: 0, accountSid: null, tracks: ['inbound', 'outbound'] }];
+  ev.push({ ...base, type: 'speech-start', track: 'inbound', timeMs: 1000 });
+  for (let t = 2250; t <= 4250; t += 250) ev.push(emotion('inbound', t, t >= 3000 && t <= 4000 ? 0.9 : 0.05));
+  ev.push({ ...base, type: 'speech-end', track: 'inbound', timeMs: 4500, durationMs: 3500 });
+  ev.push({ ...base, type: 'speech-start', track: 'inbound', timeMs: 6800 });
+  for (let t = 8000; t <= 8500; t += 250) ev.push(emotion('inbound', t, 0.7));
+  ev.push({
+    ...base,
+    type: 'action',
+    timeMs: 8000,
+    actionId: 'a1',
+    action: 'soften_offer',
+    rule: 'soften<b>',
+    track: 'inbound',
+    level: 1,
+    handler: null,
+    reason: 'rule soften<b>: angry at 0.9 for 3000 ms',
+    evidence: {},
+    dryRun: true,
+  });
+  ev.push({ ...base, type: 'action-result', timeMs: 8000, actionId: 'a1', action: 'soften_offer', rule: 'soften<b>', outcome: 'skipped', attempts: 0, detail: 'dry run', atMs: 1 });
+  ev.push({ ...base, type: 'speech-end', track: 'inbound', timeMs: 9000, durationMs: 2200 });
+  const summary = (angryMs: number) => ({
+    audioMs: 10_000,
+    speechMs: 5700,
+    emotionShare: Object.fromEntries(LABELS.map((l) => [l, l === 'angry' ? 0.6 : l === 'disgust' ? 0.4 : 0])),
+    anger: { peak: 0.9, peakAtMs: 3000, durationMs: angryMs },
+    windows: 12,
+  });
+  ev.push({ ...base, type: 'call-end', timeMs: 10_000, reason: 'stop', durationMs: 10_000, summary: { inbound: summary(1750), outbound: { ...summary(0), anger: { peak: 0, peakAtMs: null, durationMs: 0 } } }, stats: { mediaMessages: 1000, gapsFilled: 0, gapMs: 0, dropped: 0, protocolErrors: 0, sequenceGaps: 0 } });
+  return ev;
+}
+
+test('digest: anger episodes end at a calm window or a pause longer than a window; decisions with their outcome', () => {
+  const d = digestEvents(syntheticCall());
+  assert.deepEqual(
+    d.episodes.map((e) => [e.track, e.startMs, e.endMs, e.windows]),
+    [
+      ['inbound', 1800, 4000, 5],
+      ['inbound', 6800, 8500, 3],
+    ],
+  );
+  assert.equal(d.episodes[0].peak, 0.9);
+  assert.deepEqual(d.actions.map((a) => [a.timeMs, a.action, a.rule, a.outcome]), [[8000, 'soften_offer', 'soften<b>', 'skipped']]);
+  assert.equal(d.durationMs, 10_000);
+  assert.deepEqual(d.tracks, ['inbound', 'outbound']);
+});
+
+test('call report: one self-contained page with the timeline SVG, speech, decisions and summary; everything escaped', async () => {
+  const html = await renderCallReport({ name: EVIL, events: syntheticCall(), labels: LABELS, meta: { recording: `wav <${EVIL}>` }, backHref: 'index.html' });
+  assert.match(html, /^<!doctype html>/);
+  assert.match(html, /Content-Security-Policy" content="default-src 'none'/);
+  // Escaped wherever it appears: the raw name never does.
+  assert.ok(!html.includes(EVIL) && !html.includes('<img') && !html.includes('soften<b>'), 'unescaped input in the report');
+  assert.ok(html.includes(esc(EVIL)));
+  assert.match(html, /soften&lt;b&gt;/);
+  // Nothing is fetched: no src, no link to anything but the summary page (the SVG namespace is a name, not a URL).
+  assert.doesNotMatch(html, /<[a-z]+[^>]*\s(src|srcset)=/i);
+  assert.doesNotMatch(html, /<(link|iframe|object|embed|img)\b/i);
+  assert.deepEqual([...html.matchAll(/href="([^"]*)"/g)].map((m) => m[1]), ['index.html']);
+  const svg = html.slice(html.indexOf('<figure id="timeline">'), html.indexOf('</figure>'));
+  assert.match(svg, /<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+  assert.match(svg, /caller \(inbound\)/);
+  assert.match(svg, /agent \(outbound\)/);
+  assert.match(svg, /stroke="#d62728"/, 'the angry line');
+  assert.match(svg, /soften_offer 1/, 'the decision is marked on the timeline');
+  assert.match(svg, /stroke-dasharray="5,3"/, 'as a dashed rule');
+  assert.match(svg, /fill="#9ecae1"/, 'speech regions shaded');
+  // The summary: share per emotion, peak anger and its time, angry time and episodes.
+  assert.match(html, /data-field="anger-peak">90\.0% at 0:03\.0/);
+  assert.match(html, /data-field="anger-duration">0:01\.8 in 2 episode\(s\), the longest 0:02\.2/);
+  assert.match(html, /<td>angry<\/td><td class="num">60\.0%<\/td>/);
+  assert.match(html, /0:01\.8–0:04\.0 \(peak 90%\), 0:06\.8–0:08\.5 \(peak 70%\)/);
+  assert.match(html, /<table id="actions">.*0:08\.0.*soften_offer 1.*soften&lt;b&gt;.*skipped/s);
+});
+
+test('call report: a long call is drawn from at most MAX_POINTS_PER_TRACK points per track', async () => {
+  const ev: CallmoodEvent[] = [{ ...base, type: 'call-start', timeMs: 0, accountSid: null, tracks: ['inbound'] }];
+  const n = 2 * MAX_POINTS_PER_TRACK + 10;
+  for (let i = 0; i < n; i++) ev.push(emotion('inbound', 1200 + i * 250, (i % 40) / 40));
+  const html = await renderCallReport({ name: 'long.wav', events: ev, labels: LABELS });
+  assert.match(html, /caller \(inbound\) every 3 windows averaged per point/);
+  assert.ok(html.length < 1_500_000, `report of ${html.length} bytes`);
+});
+
+test('summary page: one row per file, failures with their reason, numbers to sort by, links encoded and escaped', () => {
+  const d = digestEvents(syntheticCall());
+  const rows: SummaryRow[] = [
+    { name: 'b.wav', href: 'b.wav.html', status: 'ok', digest: d },
+    { name: EVIL, href: 'x y#1?.html', status: 'ok', digest: { ...d, durationMs: 5000, episodes: [] } },
+    { name: 'broken.flac', href: null, status: 'failed', error: { code: 'CALLMOOD_ERR_CORRUPT_FILE', message: 'broken.flac: cut <short>' } },
+  ];
+  const html = renderSummaryPage(rows, 'calls <monday>');
+  assert.ok(!html.includes(EVIL) && !html.includes('<short>') && !html.includes('<monday>'));
+  assert.match(html, /<h1>calls &lt;monday&gt;<\/h1>/);
+  assert.match(html, /3 recording\(s\): 2 replayed, <span class="failed" id="failed-count">1 failed<\/span>; the caller was angry in 2/);
+  assert.match(html, /href="x%20y%231%3F\.html"/);
+  assert.match(html, /<tr data-i="2" data-status="failed">.*CALLMOOD_ERR_CORRUPT_FILE<\/code> broken\.flac: cut &lt;short&gt;/);
+  assert.match(html, /<td data-v="10000" class="num">0:10\.0<\/td>/);
+  assert.match(html, /<td data-v="1800">0:01\.8–0:04\.0, 0:06\.8–0:08\.5<\/td>/);
+  assert.match(html, /<th data-sort="num" class="num">duration<\/th>/);
+  assert.match(html, /<script>[\s\S]*aria-sort[\s\S]*<\/script>/);
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Headless Chromium
+// ---------------------------------------------------------------------------------------------------------------
+
+const artifacts = join(root, 'test/artifacts/replay');
+let folder: string;
+
+before(() => {
+  folder = mkdtempSync(join(tmpdir(), 'callmood-report-'));
+});
+after(() => rmSync(folder, { recursive: true, force: true }));
+
+/** chromium's path, installing it with the project's script when missing; null (and why) when it cannot be had. */
+function chromium(): { path: string } | { why: string } {
+  const which = () => spawnSync('sh', ['-c', 'command -v chromium'], { encoding: 'utf8' }).stdout.trim();
+  if (which()) return { path: which() };
+  const r = spawnSync('bash', [join(root, 'scripts/setup-chromium.sh')], { encoding: 'utf8', timeout: 8 * 60_000 });
+  if (which()) return { path: which() };
+  return { why: `chromium is missing and scripts/setup-chromium.sh could not install it (exit ${r.status}): ${(r.stderr || r.stdout).trim().split('\n').pop()}` };
+}
+
+test('reports render in headless Chromium: the timeline SVG is drawn, the table sorts on click, no console error, no request', { timeout: 240_000 }, async (t) => {
+  const found = chromium();
+  if ('why' in found) {
+    t.skip(found.why);
+    return;
+  }
+  mkdirSync(artifacts, { recursive: true });
+  // Real calls through the real replay: an angry caller with a neutral agent under a policy that acts, a neutral call, a corrupt file.
+  const angry = await phoneClip('YAF_back_angry.flac');
+  writeCall(folder, 'angry caller.wav', [angry, await phoneClip('YAF_back_neutral.flac', angry.length / 8000)]);
+  copyFileSync(join(AUDIO, '03-01-01-01-01-01-21.flac'), join(folder, 'calm.flac'));
+  copyFileSync(join(root, 'test/fixtures/formats/truncated.flac'), join(folder, 'broken.flac'));
+  const policy = join(folder, 'policy.json');
+  writeFileSync(policy, JSON.stringify({ dryRun: true, rules: [{ name: 'soften', when: { track: 'inbound', emotion: { label: 'angry', above: 0.5, forMs: 250 } }, do: { action: 'soften_offer' }, once: true, cooldownMs: 0 }] }));
+  const names = ['angry caller.wav', 'broken.flac', 'calm.flac'];
+  const jobs: ReplayJob[] = names.map((name, i) => ({ path: join(folder, name), name, reportPath: join(artifacts, `call-${i}.html`), backHref: 'index.html' }));
+  const outcomes = await runReplays(jobs, { modelDir: 'models/default', replay: {}, policyFile: policy, keepEvents: false }, { workers: 1 });
+  const rows: SummaryRow[] = outcomes.map((o, i) => (o.ok ? { name: o.name, href: `call-${i}.html`, status: 'ok', digest: o.digest } : { name: o.name, href: null, status: 'failed', error: o.error }));
+  writeFileSync(join(artifacts, 'index.html'), renderSummaryPage(rows, 'report test'));
+  assert.equal(outcomes.filter((o) => o.ok && o.digest.actions.length > 0).length, 1, 'the policy acted on the angry call');
+  t.diagnostic(`report sizes: ${jobs.filter((j) => existsSync(j.reportPath!)).map((j) => `${statSync(j.reportPath!).size} B`).join(', ')}`);
+
+  const { default: puppeteer } = await import('puppeteer-core');
+  const profile = mkdtempSync(join(tmpdir(), 'callmood-chromium-'));
+  const browser = await puppeteer.launch({
+    executablePath: found.path,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', `--user-data-dir=${profile}`],
+    timeout: 60_000,
+  });
+  try {
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('console', (m) => {
+      if (m.type() === 'error' || m.type() === 'warn') problems.push(`console ${m.type()}: ${m.text()}`);
+    });
+    page.on('pageerror', (e) => problems.push(`page error: ${(e as Error).message}`));
+    page.on('request', (r) => {
+      if (!r.url().startsWith('file://')) problems.push(`request to ${r.url()}`);
+    });
+    await page.setViewport({ width: 1280, height: 900 });
+
+    // The angry call's report.
+    await page.goto(pathToFileURL(jobs[0].reportPath!).href, { waitUntil: 'load' });
+    const plot = await page.$eval('#timeline svg', (svg) => {
+      const box = svg.getBoundingClientRect();
+      return {
+        width: box.width,
+        height: box.height,
+        lines: [...svg.querySelectorAll('path')].filter((p) => p.getAttribute('stroke') === '#d62728').length,
+        texts: [...svg.querySelectorAll('text')].map((x) => x.textContent),
+      };
+    });
+    assert.ok(plot.width > 600 && plot.height > 300, `the SVG is drawn ${plot.width} × ${plot.height}`);
+    assert.ok(plot.lines >= 2, 'an angry line per track');
+    assert.ok(plot.texts.includes('caller (inbound)') && plot.texts.includes('agent (outbound)'));
+    assert.ok(plot.texts.includes('soften_offer 1'), `the decision on the timeline: ${plot.texts.join('|')}`);
+    await page.screenshot({ path: join(artifacts, 'call-report.png'), fullPage: true });
+
+    // The summary page: sort by duration, then reverse; then follow a link.
+    await page.goto(pathToFileURL(join(artifacts, 'index.html')).href, { waitUntil: 'load' });
+    const column = (i: number) => page.$$eval(`#calls tbody tr`, (trs, i) => trs.map((tr) => (tr as unknown as { cells: { getAttribute(n: string): string | null }[] }).cells[i as number].getAttribute('data-v')), i);
+    const heads = await page.$$eval('#calls thead th', (ths) => ths.map((th) => th.textContent));
+    const dur = heads.indexOf('duration');
+    const callCol = heads.indexOf('call');
+    assert.deepEqual(await column(callCol), names, 'rows come in file order');
+    await page.click(`#calls thead th:nth-child(${dur + 1})`);
+    const up = (await column(dur)).map(Number);
+    assert.deepEqual(up, [...up].sort((a, b) => a - b), 'ascending after one click');
+    assert.equal(await page.$eval(`#calls thead th:nth-child(${dur + 1})`, (th) => th.getAttribute('aria-sort')), 'ascending');
+    assert.equal((await column(callCol))[0], 'broken.flac', 'the failed file (no duration) first');
+    await page.click(`#calls thead th:nth-child(${dur + 1})`);
+    const down = (await column(dur)).map(Number);
+    assert.deepEqual(down, [...up].reverse(), 'descending after the second click');
+    await page.click(`#calls thead th:nth-child(${callCol + 1})`);
+    assert.deepEqual(await column(callCol), [...names].sort((a, b) => a.localeCompare(b)));
+    assert.match(await page.$eval('#calls tbody', (b) => b.textContent ?? ''), /CALLMOOD_ERR_CORRUPT_FILE/);
+    await page.screenshot({ path: join(artifacts, 'summary.png'), fullPage: true });
+    await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('#calls tbody a')]);
+    assert.match(page.url(), /call-\d\.html$/);
+    assert.equal(await page.$$eval('#timeline svg', (s) => s.length), 1);
+    assert.deepEqual(problems, [], 'no console errors or warnings, no requests');
+    for (const png of ['call-report.png', 'summary.png']) {
+      const bytes = readFileSync(join(artifacts, png));
+      assert.deepEqual([...bytes.subarray(1, 4)], [0x50, 0x4e, 0x47], `${png} is a PNG`);
+      t.diagnostic(`screenshot ${join('test/artifacts/replay', png)}: ${bytes.length} bytes`);
+    }
+  } finally {
+    await browser.close();
+    rmSync(profile, { recursive: true, force: true });
+  }
+});
+
+// Keeps the check that the chromium helper is a real shell script (a syntax error would only show where chromium is missing).
+test('scripts/setup-chromium.sh parses and finds an installed chromium', () => {
+  execFileSync('bash', ['-n', join(root, 'scripts/setup-chromium.sh')]);
+  const which = spawnSync('sh', ['-c', 'command -v chromium'], { encoding: 'utf8' }).stdout.trim();
+  if (!which) return;
+  const out = execFileSync('bash', [join(root, 'scripts/setup-chromium.sh')], { encoding: 'utf8' });
+  assert.match(out, /chromium is installed/);
+});
