@@ -90,14 +90,15 @@ test('a call whose worker dies gets error events for the lost windows, then emot
     const a = await readAudioFile(`${root}test/fixtures/audio/YAF_back_angry.flac`);
     const audio = resample(a.channels[0], a.sampleRate, 8000);
     const events: CallmoodEvent[] = [];
+    let armed = false;
     let killedAt = -1;
     let crash: Promise<void> | null = null;
     const track = new EmotionTrack(
       { labels: m.labels, window: m.window, normalization: m.normalization },
       (w) => {
         const p = batcher.infer(w);
-        // Once emotions flow, the worker dies with this window queued: it must come back as an error event.
-        if (killedAt < 0 && events.some((e) => e.type === 'emotion')) {
+        // The worker dies with this window queued: it must come back as an error event.
+        if (armed && killedAt < 0) {
           killedAt = events.length;
           crash = engine.crashWorkersForTest();
         }
@@ -107,18 +108,24 @@ test('a call whose worker dies gets error events for the lost windows, then emot
       () => ({ callSid: 'CA1', streamSid: 'MZ1', customParameters: {} }),
       'inbound',
     );
-    // The clip three times over, in 20 ms pushes, yielding now and then as a socket would.
-    const chunks: Float32Array[] = [];
-    for (let rep = 0; rep < 3; rep++) for (let i = 0; i < audio.length; i += 160) chunks.push(audio.subarray(i, i + 160));
-    for (let i = 0; i < chunks.length; i++) {
-      track.push(chunks[i]);
-      if (i % 5 === 0) await new Promise((r) => setTimeout(r, 1));
-      if (crash) {
-        await crash;
-        crash = null;
-        await until(() => engine.healthy, 'the restarted worker');
+    const pushClip = async () => {
+      for (let i = 0; i < audio.length; i += 160) {
+        track.push(audio.subarray(i, i + 160));
+        if (crash) {
+          await crash;
+          crash = null;
+        }
       }
-    }
+    };
+    // The clip once, until its emotions come back; again with the worker killed at its first window; then, once the
+    // worker is back, twice more.
+    await pushClip();
+    await until(() => events.some((e) => e.type === 'emotion'), 'the first emotion');
+    armed = true;
+    await pushClip();
+    await until(() => engine.healthy, 'the restarted worker');
+    await pushClip();
+    await pushClip();
     const summary = await track.end();
     assert.ok(killedAt > 0, 'the worker was killed during the call');
     const after = events.slice(killedAt);

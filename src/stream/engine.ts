@@ -149,6 +149,8 @@ export class WorkerEngine extends EventEmitter<{ health: [EngineHealth] }> imple
   private nextId = 1;
   private closed = false;
   private ready!: { metadata: ModelMetadata; backend: string };
+  /** Floats per window, computed once: the batcher asks for every window, and the config check behind it is zod. */
+  private size = 0;
   private readonly slots: Slot[];
   private restarts = 0;
   private lastError: string | null = null;
@@ -183,7 +185,7 @@ export class WorkerEngine extends EventEmitter<{ health: [EngineHealth] }> imple
   }
 
   get windowSize(): number {
-    return windowSizeOf(this.ready.metadata);
+    return this.size;
   }
 
   get classes(): number {
@@ -253,7 +255,10 @@ export class WorkerEngine extends EventEmitter<{ health: [EngineHealth] }> imple
               settle(new CallmoodError(ErrorCodes.INFERENCE, this.fatal));
               return;
             }
-            this.ready ??= m.ready;
+            if (!this.ready) {
+              this.ready = m.ready;
+              this.size = windowSizeOf(m.ready.metadata);
+            }
             slot.state = 'ready';
             this.updateStatus();
             settle(null);
