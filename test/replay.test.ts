@@ -49,7 +49,7 @@ async function liveEvents(audio: { inbound: Float32Array; outbound?: Float32Arra
   try {
     const { port } = await server.listen(0, '127.0.0.1');
     await simulateCall({ ...ids, accountSid: 'AC' + '1'.repeat(32), audio }, { url: `ws://127.0.0.1:${port}/media`, pace: 'fast', authToken: TOKEN });
-    for (let i = 0; i < 200 && !got.some((e) => e.type === 'call-end'); i++) await new Promise((r) => setTimeout(r, 25));
+    for (let i = 0; i < 600 && !got.some((e) => e.type === 'call-end'); i++) await new Promise((r) => setTimeout(r, 25));
   } finally {
     await server.close();
   }
