@@ -138,3 +138,45 @@ test('silence scores no window and reports no speech', async () => {
   assert.equal(summary.anger.peakAtMs, null);
   assert.ok(Object.values(summary.emotionShare).every((v) => v === 0));
 });
+
+test('maxPendingWindows: a live track holds at most that many windows for the model, skips and reports the rest once', async () => {
+  const clip = audio.get(CLIPS[0])!;
+  const events: CallmoodEvent[] = [];
+  const held: Array<() => void> = [];
+  let calls = 0;
+  // A model that answers only when released: the track is as far behind as a stalled server would leave it.
+  const slowInfer = (w: Float32Array) => {
+    calls++;
+    const copy = w.slice();
+    return new Promise<Float32Array>((resolve) => held.push(() => resolve(batcher.infer(copy) as unknown as Float32Array)));
+  };
+  const t = new EmotionTrack(profile, slowInfer, (e) => events.push(e), base, 'inbound', { maxPendingWindows: 2 });
+  for (let rep = 0; rep < 2; rep++) for (let i = 0; i < clip.length; i += 160) t.push(clip.subarray(i, i + 160));
+  assert.equal(calls, 2, 'only two windows went to the model');
+  assert.ok(t.skippedWindows >= 4, `skipped ${t.skippedWindows}`);
+  const skips = events.filter((e) => e.type === 'error');
+  assert.equal(skips.length, 1, 'one error for the run of skips');
+  assert.equal(skips[0].type === 'error' && skips[0].code, ErrorCodes.INFERENCE);
+  assert.equal(skips[0].type === 'error' && skips[0].permanent, false);
+  assert.match(skips[0].type === 'error' ? skips[0].message : '', /still waiting for the model/);
+  // Once the model catches up, the next windows are scored again.
+  for (const release of held.splice(0)) release();
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(events.filter((e) => e.type === 'emotion').length, 2);
+  const before = calls;
+  for (let i = 0; i < clip.length; i += 160) {
+    t.push(clip.subarray(i, i + 160));
+    for (const release of held.splice(0)) release();
+    await new Promise((r) => setImmediate(r));
+  }
+  assert.ok(calls > before, 'scoring resumed');
+  for (const release of held.splice(0)) release();
+  const summary = await t.end();
+  assert.equal(summary.windows, events.filter((e) => e.type === 'emotion').length);
+});
+
+test('maxPendingWindows is checked: 0 is refused, unset means no cap (a whole clip queues all its windows)', async () => {
+  assertCallmoodError(() => new EmotionTrack(profile, (w) => batcher.infer(w), () => {}, base, 'inbound', { maxPendingWindows: 0 }), ErrorCodes.INVALID_OPTION, /maxPendingWindows/);
+  const { events } = await run([audio.get(CLIPS[0])!]);
+  assert.equal(events.filter((e) => e.type === 'error').length, 0);
+});

@@ -38,6 +38,14 @@ export interface EmotionStreamOptions {
   minSpeechMs: number;
   /** Overrides the model's minimum share of speech frames for a window to be scored. */
   minSpeechRatio?: number;
+  /**
+   * Live streams: windows of this track allowed to wait for the model at once; past it a window is skipped
+   * (counted, and reported once per run of skips as an `error` event). A live call has one or two in flight; only a
+   * server far behind, or media sent faster than real time, reaches the cap, which then bounds the memory one call
+   * can hold (8 windows at a 250 ms hop: 2 s of audio, 150 KB). Unset (the default): no cap, as offline processing
+   * needs, since pushing a whole file queues all its windows at once.
+   */
+  maxPendingWindows?: number;
 }
 
 /** Defaults: a window every 250 ms, smoothing 0.3 (about the last 3 windows count most), speech runs ≥ 100 ms. */
@@ -56,6 +64,9 @@ export function resolveEmotionStreamOptions(o: Partial<EmotionStreamOptions> = {
   if (!(r.smoothing > 0 && r.smoothing <= 1)) throw bad('smoothing', '(0, 1]');
   if (!(r.minSpeechMs >= 0 && r.minSpeechMs <= 5000)) throw bad('minSpeechMs', 'ms in [0, 5000]');
   if (r.minSpeechRatio !== undefined && !(r.minSpeechRatio >= 0 && r.minSpeechRatio <= 1)) throw bad('minSpeechRatio', '[0, 1]');
+  if (r.maxPendingWindows !== undefined && !(Number.isInteger(r.maxPendingWindows) && r.maxPendingWindows >= 1)) {
+    throw bad('maxPendingWindows', 'an integer ≥ 1, or unset for no cap');
+  }
   return Object.freeze(r);
 }
 
@@ -91,6 +102,11 @@ export class EmotionTrack {
   private readonly summary: TrackSummary;
   private audioSamples = 0;
   private closed = false;
+  private readonly maxPending: number;
+  private pending = 0;
+  private skipping = false;
+  /** Windows skipped because `maxPendingWindows` were already waiting for the model. */
+  skippedWindows = 0;
 
   constructor(
     private readonly profile: ModelProfile,
@@ -120,6 +136,7 @@ export class EmotionTrack {
     this.minSpeechRatio = o.minSpeechRatio ?? profile.window.minSpeechRatio;
     this.minRunFrames = Math.max(1, Math.round(o.minSpeechMs / this.frameMs));
     this.smoothing = o.smoothing;
+    this.maxPending = o.maxPendingWindows ?? Infinity;
     this.summary = {
       audioMs: 0,
       speechMs: 0,
@@ -191,8 +208,19 @@ export class EmotionTrack {
     this.lastScoredFrame = k;
     const timeMs = this.frameEndMs(k);
     const windowStartMs = (k - this.frames + 1) * this.frameMs;
+    if (this.pending >= this.maxPending) {
+      this.skippedWindows++;
+      if (!this.skipping) {
+        this.skipping = true;
+        const message = `window ending at ${timeMs} ms not scored: ${this.pending} windows of this track are still waiting for the model (the server is behind, or media arrives faster than real time); skipping until they drain`;
+        this.emit({ ...this.base(), timeMs, type: 'error', code: ErrorCodes.INFERENCE, message, permanent: false });
+      }
+      return;
+    }
+    this.skipping = false;
+    this.pending++;
     const queuedAt = performance.now();
-    const result = this.infer(this.window);
+    const result = this.infer(this.window).finally(() => this.pending--);
     this.chain = this.chain.then(() =>
       result.then(
         (probs) => this.onProbabilities(probs, timeMs, windowStartMs, ratio, newSpeech * this.frameMs, queuedAt),
