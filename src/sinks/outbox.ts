@@ -227,8 +227,10 @@ export class Outbox {
       }
       const path = join(this.dir, LOG);
       await rm(`${path}.tmp`, { force: true });
+      await rm(join(this.dir, `${DEAD}.tmp`), { force: true });
       let torn = 0;
-      if (existsSync(path)) {
+      const existed = existsSync(path);
+      if (existed) {
         const old = await open(path, 'r').catch((err: unknown) => {
           throw fileError(`cannot open the outbox ${path}`, err);
         });
@@ -250,10 +252,15 @@ export class Outbox {
           this.spillFrom = null;
           this.spilled = 0;
           const pending = async function* () {
+            // Event seqs only grow along the log; a repeat is a batch written again after a failed write.
+            let last = 0;
             for await (const line of readLines(old, 0, size, onTorn)) {
               const r = parse(line.text);
               if (r === null) onTorn(line.start, line.end - line.start);
-              else if (r.k === 'e' && !done.has(r.s)) yield { r, text: line.text };
+              else if (r.k === 'e' && r.s > last) {
+                last = r.s;
+                if (!done.has(r.s)) yield { r, text: line.text };
+              }
             }
           };
           await this.rewrite(path, pending(), (r, text, offset) => {
@@ -272,6 +279,7 @@ export class Outbox {
         throw fileError(`cannot open the outbox ${path}`, err);
       });
       this.fileSize = (await this.fh.stat()).size;
+      if (!existed) syncDir(this.dir);
       if (this.memory.size > 0) this.deliverable([...this.memory.values()]);
       return { pending: this.memory.size + this.spilled, torn };
     });
@@ -330,7 +338,11 @@ export class Outbox {
   }
 
   private async flushNow(): Promise<void> {
-    if (this.buffer.length === 0 || !this.fh) return;
+    if (this.buffer.length === 0) return;
+    if (!this.fh) {
+      if (this.buffer.some((b) => typeof b !== 'string')) throw new CallmoodError(ErrorCodes.FILE_READ, `webhook outbox ${this.dir} is not open`, { permanent: false });
+      return;
+    }
     const items = this.buffer;
     this.buffer = [];
     let text = this.needNewline ? '\n' : '';
@@ -341,7 +353,7 @@ export class Outbox {
         text += item;
         continue;
       }
-      item.seq = ++this.seq;
+      if (item.seq === 0) item.seq = ++this.seq;
       const line = entryLine(item);
       item.size = line.length;
       fresh.push(item);
@@ -356,12 +368,12 @@ export class Outbox {
       this.needNewline = false;
       this.fileSize += buf.length;
     } catch (err) {
+      // Nothing of this batch counts as written: it goes back to the front of the queue with its seqs, to be written
+      // again on a fresh line by the next flush (a line that did get out whole is skipped on replay by its seq).
       this.needNewline = true;
       this.fileSize = (await this.fh.stat().catch(() => ({ size: this.fileSize + buf.length }))).size;
-      // Not on disk, but still worth delivering from memory: the caller learns it is not durable from the rejection.
-      for (const e of fresh) this.memory.set(e.seq, e);
-      this.deliverable(fresh);
-      this.log('error', 'CALLMOOD_WEBHOOK_WRITE_FAILED', `outbox ${this.endpoint}: write failed: ${(err as Error).message}`, { endpoint: this.endpoint, events: fresh.length });
+      this.buffer = [...items, ...this.buffer];
+      this.log('error', 'CALLMOOD_WEBHOOK_WRITE_FAILED', `outbox ${this.endpoint}: write failed, will retry with the next batch: ${(err as Error).message}`, { endpoint: this.endpoint, events: fresh.length });
       throw fileError(`cannot write the webhook outbox ${join(this.dir, LOG)}`, err);
     }
     const toMemory: OutboxEntry[] = [];

@@ -32,6 +32,9 @@ export class FakeCrm {
   private server: http.Server | null = null;
   private readonly sockets = new Set<import('node:net').Socket>();
   port = 0;
+  /** Requests that arrived while another of the same call was still unanswered. */
+  overlaps = 0;
+  private readonly open = new Map<string, number>();
   respond: (r: Received) => Answer = () => ({ status: 200 });
 
   constructor(readonly secret: string) {}
@@ -66,6 +69,10 @@ export class FakeCrm {
           status: 0,
           atMs: Date.now(),
         };
+        const busy = this.open.get(rec.callSid) ?? 0;
+        if (busy > 0) this.overlaps++;
+        this.open.set(rec.callSid, busy + 1);
+        res.on('close', () => this.open.set(rec.callSid, (this.open.get(rec.callSid) ?? 1) - 1));
         const a = this.respond(rec);
         this.received.push(rec);
         if (a === 'hang') return;
