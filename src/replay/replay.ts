@@ -51,7 +51,7 @@ export interface ReplayOptions {
   channels: string | null;
   /** The per-track emotion stream settings, the same as the live server's `stream` options (take them from its config to hear what it would hear). */
   stream: StreamSettings;
-  /** Largest inference batch. Offline no window waits for audio, so batches are large: fewer, cheaper inferences. */
+  /** Largest inference batch. Offline every batch is full; on the wasm backend a window costs least in batches of 32–64 (larger ones spill the caches). */
   maxBatch: number;
   /** Seconds of audio pushed before the replay waits for their windows' results: bounds the memory of long recordings. */
   segmentS: number;
@@ -61,11 +61,11 @@ export interface ReplayOptions {
   customParameters: Record<string, string>;
 }
 
-/** Defaults: the live server's stream settings, batches of 256, 60 s segments, no account, no parameters. */
+/** Defaults: the live server's stream settings, batches of 64, 60 s segments, no account, no parameters. */
 export const DEFAULT_REPLAY_OPTIONS: Readonly<ReplayOptions> = Object.freeze({
   channels: null,
   stream: DEFAULT_OPTIONS.stream,
-  maxBatch: 256,
+  maxBatch: 64,
   segmentS: 60,
   accountSid: null,
   customParameters: Object.freeze({}) as Record<string, string>,
