@@ -2,7 +2,7 @@
  * Inference cost of cnn variants at the shipped geometry (120 frames × 40 MFCC → 7 classes), untrained: speed
  * depends on the shapes, not on the weights, so candidates are compared here before any is trained.
  *
- *   node --import tsx bench/cnn-variants.ts [--rounds N] [--only a,b]
+ *   node --import tsx bench/cnn-variants.ts [--rounds N] [--only a,b] [--json FILE]
  *
  * Each variant is timed as the live path runs it (tensor from a Float32Array → predict → read back), one window per
  * call and in batches of 32, in `--rounds` interleaved rounds (default 7) so that load from other processes falls on
@@ -10,15 +10,16 @@
  * with BatchNorm folded into the conv (conv2d over [frames, 1, dims] with bias + ReLU fused in one kernel), which
  * is what `toInferenceModel` in src/model/architectures.ts produces from a trained model.
  */
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { availableParallelism, loadavg } from 'node:os';
 import type * as tfjs from '@tensorflow/tfjs';
 import { initBackend } from '../src/model/backend.js';
-import { buildCnn, paramCount, toInferenceModel, type CnnSpec } from '../src/model/architectures.js';
+import { CNN_FAST_SPEC, CNN_SPEC, buildCnn, paramCount, toInferenceModel, type CnnSpec } from '../src/model/architectures.js';
 import { mulberry32 } from '../src/util/random.js';
 
 const { values: args } = parseArgs({
-  options: { rounds: { type: 'string', default: '7' }, only: { type: 'string' } },
+  options: { rounds: { type: 'string', default: '7' }, only: { type: 'string' }, json: { type: 'string' } },
 });
 const ROUNDS = Number(args.rounds);
 const FRAMES = 120;
@@ -29,12 +30,12 @@ const PER = FRAMES * DIMS;
 
 const b = (filters: number, kernel: number, pool: number, stride = 1) => ({ filters, kernel, pool, stride, dropout: 0.1 });
 const VARIANTS: Record<string, CnnSpec> = {
-  'cnn-82k (64,96,128)': { blocks: [b(64, 5, 2), b(96, 5, 2), b(128, 3, 2)] },
+  'cnn (64,96,128)': CNN_SPEC,
   'half (32,48,64)': { blocks: [b(32, 5, 2), b(48, 5, 2), b(64, 3, 2)] },
   'stride2 (64,96,128)': { blocks: [b(64, 5, 1, 2), b(96, 5, 2), b(128, 3, 2)] },
   'half stride2 (32,48,64)': { blocks: [b(32, 5, 1, 2), b(48, 5, 2), b(64, 3, 2)] },
   'half pool4 (32,48,64)': { blocks: [b(32, 5, 4), b(48, 5, 2), b(64, 3, 2)] },
-  'stride2 pool4 (32,64,96)': { blocks: [b(32, 5, 4, 2), b(64, 5, 2), b(96, 3, 1)] },
+  'cnn-fast: stride2 pool4 (32,64,96)': CNN_FAST_SPEC,
   'stride2 (48,64,96)': { blocks: [b(48, 5, 1, 2), b(64, 5, 2), b(96, 3, 2)] },
   'stride2 pool2 (48,64,96)': { blocks: [b(48, 5, 2, 2), b(64, 5, 2), b(96, 3, 1)] },
 };
@@ -84,3 +85,11 @@ console.log('');
 console.log(`| variant | params | ms/window, single | ms/window, batch ${BATCH} |`);
 console.log('|---|---:|---:|---:|');
 entries.forEach(([label, , params], i) => console.log(`| ${label} | ${params.toLocaleString('en')} | ${fmt(single[i])} | ${fmt(batched[i])} |`));
+if (args.json) {
+  const rows = entries.map(([label, , params], i) => ({
+    variant: label, params, msPerWindow: median(single[i]), msPerWindowBatched: median(batched[i]),
+    singleRange: [Math.min(...single[i]), Math.max(...single[i])], batchedRange: [Math.min(...batched[i]), Math.max(...batched[i])],
+  }));
+  const meta = { backend: name, rounds: ROUNDS, batch: BATCH, loadAverage: [load0, loadavg()[0]], cores: availableParallelism(), date: new Date().toISOString() };
+  writeFileSync(args.json, JSON.stringify({ ...meta, rows }, null, 2) + '\n');
+}

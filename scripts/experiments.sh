@@ -26,16 +26,19 @@ evaluate() { # model name, json name, extra args...
 
 part_a1() {
   # Across corpora: train on RAVDESS, test on all of TESS. Chooses the normalisation and what to do with RAVDESS
-  # 'calm' (never the test speakers).
-  for variant in adaptive global; do
-    cm train --manifest "$M" --corpus ravdess --arch cnn --channel mixed --normalization $variant "${quick[@]}" --out "$W/rav-$variant"
-    curves "rav-$variant"
-    evaluate "rav-$variant" "rav-$variant.on-tess.clean" --corpus tess --channel clean
+  # 'calm' (never the test speakers). ARCH=cnn-fast runs it for that architecture (files named *-cnn-fast.*);
+  # A1_NORMS limits the normalisations tried (default: adaptive global).
+  local arch=${ARCH:-cnn} sfx=""
+  [ "$arch" = cnn ] || sfx="-$arch"
+  for variant in ${A1_NORMS:-adaptive global}; do
+    cm train --manifest "$M" --corpus ravdess --arch "$arch" --channel mixed --normalization $variant "${quick[@]}" --out "$W/rav-$variant$sfx"
+    curves "rav-$variant$sfx"
+    evaluate "rav-$variant$sfx" "rav-$variant$sfx.on-tess.clean" --corpus tess --channel clean
   done
-  evaluate rav-adaptive rav-adaptive.on-tess.telephone --corpus tess --channel telephone
-  cm train --manifest "$M" --corpus ravdess --arch cnn --channel mixed --normalization adaptive --calm neutral "${quick[@]}" --out "$W/rav-calm-neutral"
-  curves rav-calm-neutral
-  evaluate rav-calm-neutral rav-calm-neutral.on-tess.clean --corpus tess --channel clean
+  evaluate "rav-adaptive$sfx" "rav-adaptive$sfx.on-tess.telephone" --corpus tess --channel telephone
+  cm train --manifest "$M" --corpus ravdess --arch "$arch" --channel mixed --normalization adaptive --calm neutral "${quick[@]}" --out "$W/rav-calm-neutral$sfx"
+  curves "rav-calm-neutral$sfx"
+  evaluate "rav-calm-neutral$sfx" "rav-calm-neutral$sfx.on-tess.clean" --corpus tess --channel clean
 }
 
 part_a2() {
@@ -78,18 +81,22 @@ by_speaker() { # arch
 }
 
 ship() {
-  # The shipped model: everything but CREMA-D actor 1071, whose clips the tests use as a never-seen caller.
+  # The shipped model: everything but CREMA-D actor 1071, whose clips the tests use as a never-seen caller. Trained
+  # in $W/default and copied into models/default at the end, so that models/default is never half written.
   local arch=${SHIP_ARCH:-cnn-fast}
   local t0=$SECONDS
   cm train --manifest "$M" --exclude-speaker crema-1071 --arch "$arch" --channel mixed --normalization adaptive \
-    --epochs 12 --patience 4 --window-hop 90 --out models/default
+    --epochs 12 --patience 4 --window-hop 90 --out "$W/default"
   echo "{\"trainingWallSeconds\": $((SECONDS - t0))}" > "$E/default.time.json"
-  cp models/default/training-curves.svg "$E/default.training-curves.svg"
+  cp "$W/default/training-curves.svg" "$E/default.training-curves.svg"
   for ch in clean telephone; do
-    cm evaluate --model models/default --manifest "$M" --speaker crema-1071 --channel $ch \
+    cm evaluate --model "$W/default" --manifest "$M" --speaker crema-1071 --channel $ch \
       --json "$E/default.crema-1071.$ch.json" > "$E/default.crema-1071.$ch.txt"
   done
-  cm bench model --json > "$E/default.bench.json"
+  cm bench model --model "$W/default" --json > "$E/default.bench.json"
+  mkdir -p models/default
+  cp "$W/default"/{model.json,weights.bin,training-curves.svg} models/default/
+  cp "$W/default/metadata.json" models/default/ # last: a directory with metadata.json is complete
 }
 
 case "${1:-}" in

@@ -43,15 +43,28 @@ for (const arch of ['cnn', 'cnn-lstm', 'lstm']) {
 lines.push('');
 lines.push('### By speaker: trained without TESS YAF and RAVDESS actors 21–24, tested on them');
 lines.push('');
-lines.push(header());
-for (const [label, file] of [
-  ['TESS YAF, clean', 'by-speaker.yaf.clean.json'],
-  ['TESS YAF, telephone', 'by-speaker.yaf.telephone.json'],
-  ['RAVDESS 21–24, clean', 'by-speaker.ravdess21-24.clean.json'],
-  ['RAVDESS 21–24, telephone', 'by-speaker.ravdess21-24.telephone.json'],
-]) lines.push(row(label, file));
+lines.push('Same protocol for each architecture (`scripts/experiments.sh by-speaker ARCH`: 12 epochs at most, patience 4, ' +
+  'mixed channel, adaptive normalisation, window hop 90).');
+lines.push('');
+lines.push(header(['training']));
+for (const [arch, prefix] of [['cnn', 'by-speaker'], ['cnn-fast', 'by-speaker-cnn-fast']]) {
+  const md = read<{ training: { epochs: number; bestEpoch: number; durations: { trainingSeconds: number } } }>(`${prefix}.metadata.json`);
+  const tm = read<{ trainingWallSeconds: number }>(`${prefix}.time.json`);
+  const training = md
+    ? `${md.training.epochs} epochs (best ${md.training.bestEpoch}), ${Math.round(md.training.durations.trainingSeconds / 60)} min` +
+      (tm ? ` (${Math.round(tm.trainingWallSeconds / 60)} min wall-clock)` : '')
+    : '–';
+  for (const [label, file] of [
+    ['TESS YAF, clean', 'yaf.clean'],
+    ['TESS YAF, telephone', 'yaf.telephone'],
+    ['RAVDESS 21–24, clean', 'ravdess21-24.clean'],
+    ['RAVDESS 21–24, telephone', 'ravdess21-24.telephone'],
+  ]) lines.push(row(`${arch}: ${label}`, `${prefix}.${file}.json`, [training]));
+}
 lines.push('');
 lines.push('### Across corpora');
+lines.push('');
+lines.push('`scripts/experiments.sh A1` (RAVDESS → TESS; `ARCH=cnn-fast A1_NORMS=adaptive` for the cnn-fast rows) and `A2` (TESS → RAVDESS); 15 epochs at most, patience 4. Rows without an architecture are `cnn`.');
 lines.push('');
 lines.push(header());
 for (const [label, file] of [
@@ -60,6 +73,9 @@ for (const [label, file] of [
   ['RAVDESS → TESS, global normalisation, clean', 'rav-global.on-tess.clean.json'],
   ['RAVDESS → TESS, adaptive, calm trained as neutral, clean', 'rav-calm-neutral.on-tess.clean.json'],
   ['TESS → RAVDESS, adaptive normalisation, clean', 'tess-adaptive.on-ravdess.clean.json'],
+  ['cnn-fast: RAVDESS → TESS, adaptive normalisation, clean', 'rav-adaptive-cnn-fast.on-tess.clean.json'],
+  ['cnn-fast: RAVDESS → TESS, adaptive normalisation, telephone', 'rav-adaptive-cnn-fast.on-tess.telephone.json'],
+  ['cnn-fast: RAVDESS → TESS, adaptive, calm trained as neutral, clean', 'rav-calm-neutral-cnn-fast.on-tess.clean.json'],
 ]) lines.push(row(label, file));
 lines.push('');
 lines.push('### The shipped model on a caller it never heard (CREMA-D actor 1071, all 82 clips)');
@@ -68,18 +84,46 @@ lines.push(header());
 lines.push(row('models/default, clean', 'default.crema-1071.clean.json'));
 lines.push(row('models/default, telephone', 'default.crema-1071.telephone.json'));
 const t = read<{ trainingWallSeconds: number }>('default.time.json');
-const md = existsSync('models/default/metadata.json') ? (JSON.parse(readFileSync('models/default/metadata.json', 'utf8')) as { training: Record<string, unknown> }) : null;
+const md = existsSync('models/default/metadata.json') ? (JSON.parse(readFileSync('models/default/metadata.json', 'utf8')) as { arch: string; training: Record<string, unknown> }) : null;
+const bench = read<{ msPerWindow: number; msPerWindowBatched: number; batch: number; params: number; weightBytes: number; backend: string }>('default.bench.json');
 lines.push('');
 if (t && md) {
   const tr = md.training as { clips: { train: number; val: number }; windows: { train: number; val: number }; epochs: number; bestEpoch: number; durations: { trainingSeconds: number } };
   lines.push(
-    `Training the shipped model (\`scripts/experiments.sh B\`): ${tr.clips.train} training and ${tr.clips.val} validation clips, ` +
+    `Training the shipped model (\`scripts/experiments.sh ship\`, arch \`${md.arch}\`): ${tr.clips.train} training and ${tr.clips.val} validation clips, ` +
       `${tr.windows.train} and ${tr.windows.val} windows, ${tr.epochs} epochs (best ${tr.bestEpoch}); ` +
-      `${Math.round(tr.durations.trainingSeconds / 60)} min of training, ${Math.round(t.trainingWallSeconds / 60)} min wall-clock including feature extraction, on the wasm backend, ` +
+      `${(tr.durations.trainingSeconds / 60).toFixed(1)} min of training, ${(t.trainingWallSeconds / 60).toFixed(1)} min wall-clock including feature extraction, on the wasm backend, ` +
       'while other runs shared the 2 cores.',
   );
 } else {
   lines.push('Training time of the shipped model: not run yet.');
+}
+if (bench) {
+  lines.push('');
+  lines.push(
+    `Speed of the shipped model (\`callmood bench model --json\` right after training, ${bench.backend} backend, folded for inference as served): ` +
+      `${bench.msPerWindow.toFixed(2)} ms per window one at a time, ${bench.msPerWindowBatched.toFixed(2)} ms per window in batches of ${bench.batch}; ` +
+      `${bench.params.toLocaleString('en')} parameters, ${Math.round(bench.weightBytes / 1024)} KB of weights.`,
+  );
+}
+const variants = read<{ backend: string; rounds: number; batch: number; loadAverage: number[]; rows: { variant: string; params: number; msPerWindow: number; msPerWindowBatched: number; singleRange: number[]; batchedRange: number[] }[] }>('speed.variants.json');
+lines.push('');
+lines.push('### Speed of cnn shapes, untrained (`node --import tsx bench/cnn-variants.ts --json models/experiments/speed.variants.json`)');
+lines.push('');
+if (variants) {
+  lines.push(
+    `${variants.backend} backend, median of ${variants.rounds} interleaved rounds (range in brackets), load average ` +
+      `${variants.loadAverage.map((v) => v.toFixed(1)).join(' → ')} on 2 cores shared with other work. "folded" is the model as \`loadModel\` serves it.`,
+  );
+  lines.push('');
+  lines.push(`| shape | params | ms/window, single | ms/window, batch ${variants.batch} |`);
+  lines.push('|---|---:|---:|---:|');
+  const f = (v: number, r: number[]) => `${v.toFixed(3)} (${r[0].toFixed(3)}–${r[1].toFixed(3)})`;
+  for (const r of variants.rows) {
+    lines.push(`| ${r.variant.replace(', inference', ', folded')} | ${r.params.toLocaleString('en')} | ${f(r.msPerWindow, r.singleRange)} | ${f(r.msPerWindowBatched, r.batchedRange)} |`);
+  }
+} else {
+  lines.push('not run');
 }
 lines.push('');
 lines.push('<!-- results:end -->');
