@@ -2,7 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { createCallmood } from '../src/telephony/server.js';
-import { followEvents, simulateCall } from '../src/telephony/simulator.js';
+import { encodePayloads, followEvents, mediaMessageText, simulateCall } from '../src/telephony/simulator.js';
+import { parseTwilioMessage } from '../src/telephony/protocol.js';
+import { mulberry32 } from '../src/util/random.js';
 import { loadChannels } from '../src/audio/load.js';
 import type { CallmoodEvent } from '../src/stream/events.js';
 import { ErrorCodes } from '../src/errors.js';
@@ -52,5 +54,26 @@ test('the simulator speaks as Twilio does: a signed two-track call streams and i
     );
   } finally {
     await server.close();
+  }
+});
+
+test('media messages are built as text byte for byte as JSON.stringify writes them, and parse back', () => {
+  const r = mulberry32(3);
+  const audio = Float32Array.from({ length: 8000 }, () => r() - 0.5);
+  const payloads = encodePayloads(audio);
+  assert.equal(payloads.length, 50);
+  const sids = ['MZ' + 'f'.repeat(32), 'odd "sid" \\ é'];
+  const cases: Array<[number, 'inbound' | 'outbound', number, string, string]> = [
+    [1, 'inbound', 0, payloads[0], sids[0]],
+    [123456, 'outbound', 49, payloads[49], sids[1]],
+    [7, 'inbound', 3, 'not base64 "quoted"', sids[0]],
+  ];
+  for (const [seq, track, k, payload, streamSid] of cases) {
+    const text = mediaMessageText(seq, track, k, payload, JSON.stringify(streamSid));
+    const expected = JSON.stringify({ event: 'media', sequenceNumber: String(seq), media: { track, chunk: String(k + 1), timestamp: String(k * 20), payload }, streamSid });
+    assert.equal(text, expected);
+    const m = parseTwilioMessage(text);
+    assert.equal(m.event, 'media');
+    if (m.event === 'media') assert.equal(m.media.payload, payload);
   }
 });

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { packageRoot } from '../config/load.js';
 import { loadChannels } from '../audio/load.js';
 import type { CallmoodEvent } from '../stream/events.js';
-import { followEvents, simulateCall } from '../telephony/simulator.js';
+import { encodePayloads, followEvents, simulateCall } from '../telephony/simulator.js';
 
 /** What `benchCalls` prints. */
 export interface CallsBenchResult {
@@ -50,6 +50,8 @@ export interface CallsBenchOptions {
   config?: Record<string, unknown>;
   /** Package root whose `callmood serve` is started (default: this package); compares two builds in one run. */
   serverRoot?: string;
+  /** Extra node flags for the server process (e.g. `--cpu-prof`). */
+  serverNodeArgs?: string[];
 }
 
 const quantile = (xs: number[], q: number) => {
@@ -65,7 +67,7 @@ async function metric(base: string, name: string): Promise<number> {
 }
 
 /** Loops real committed clips (angry and neutral speech, with their pauses) to `seconds` of 8 kHz audio. */
-async function callAudio(seconds: number): Promise<Float32Array> {
+export async function callAudio(seconds: number): Promise<Float32Array> {
   const root = packageRoot();
   const parts: Float32Array[] = [];
   for (const f of ['YAF_back_angry.flac', 'YAF_back_neutral.flac', '03-01-05-02-01-01-21.flac']) {
@@ -82,17 +84,30 @@ async function callAudio(seconds: number): Promise<Float32Array> {
   return out;
 }
 
-/** Runs the benchmark; `modelDir` defaults to the shipped model. */
-export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchResult> {
+/** A `callmood serve` child process on loopback, for the benchmarks. */
+export interface BenchServer {
+  port: number;
+  /** http://127.0.0.1:port */
+  base: string;
+  authToken: string;
+  eventsToken: string;
+  /** A Prometheus value of the server's /metrics (NaN if absent). */
+  metric(name: string): Promise<number>;
+  /** SIGTERM, and wait for the exit (at most 10 s). */
+  stop(): Promise<void>;
+}
+
+/** Starts `callmood serve` as a child process with `config` and waits until its model is loaded. */
+export async function startBenchServer(opts: { config?: Record<string, unknown>; modelDir?: string; serverRoot?: string; serverNodeArgs?: string[] }): Promise<BenchServer> {
   const root = opts.serverRoot ?? packageRoot();
   const dir = mkdtempSync(join(tmpdir(), 'callmood-bench-'));
   const config = join(dir, 'config.json');
-  writeFileSync(config, JSON.stringify({ ...opts.config, maxCalls: opts.calls + 10 }));
+  writeFileSync(config, JSON.stringify(opts.config ?? {}));
   const authToken = 'bench-auth-token';
   const eventsToken = 'bench-events-token';
   const isTs = import.meta.url.endsWith('.ts');
   const cli = join(root, isTs ? 'src/cli/main.ts' : 'dist/src/cli/main.js');
-  const args = [...(isTs ? ['--import', 'tsx'] : []), cli, 'serve', '--port', '0', '--host', '127.0.0.1', '--config', config];
+  const args = [...(opts.serverNodeArgs ?? []), ...(isTs ? ['--import', 'tsx'] : []), cli, 'serve', '--port', '0', '--host', '127.0.0.1', '--config', config];
   if (opts.modelDir) args.push('--model', opts.modelDir);
   const child = spawn(process.execPath, args, {
     env: { ...process.env, TWILIO_AUTH_TOKEN: authToken, CALLMOOD_EVENTS_TOKEN: eventsToken },
@@ -100,6 +115,14 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
   });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr = (stderr + String(d)).slice(-4000)));
+  const stop = async () => {
+    child.kill('SIGTERM');
+    await new Promise((r) => {
+      if (child.exitCode !== null) return r(null);
+      child.once('exit', r);
+      setTimeout(r, 10_000);
+    });
+  };
   try {
     const port = await new Promise<number>((resolve, reject) => {
       let out = '';
@@ -118,7 +141,21 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
       if (h.modelLoaded) break;
       await new Promise((r) => setTimeout(r, 100));
     }
+    return { port, base, authToken, eventsToken, metric: (name) => metric(base, name), stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** Runs the benchmark; `modelDir` defaults to the shipped model. */
+export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchResult> {
+  const server = await startBenchServer({ ...opts, config: { ...opts.config, maxCalls: opts.calls + 10 } });
+  const { port, base, authToken, eventsToken } = server;
+  try {
     const audio = await callAudio(opts.seconds);
+    // Every call streams the same recording: encode it once, not once per call inside the timed run.
+    const payloads = encodePayloads(audio);
     const latencies: number[] = [];
     const endAt = new Map<string, number>();
     const endReason = new Map<string, string>();
@@ -146,7 +183,7 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
         await new Promise((r) => setTimeout(r, i * stagger));
         const callSid = `CA${String(i).padStart(32, '0')}`;
         const r = await simulateCall(
-          { callSid, audio: { inbound: audio } },
+          { callSid, audio: {}, payloads: { inbound: payloads } },
           { url: `ws://127.0.0.1:${port}/media`, pace: 'realtime', authToken, onChunk: (k) => { if (k === Math.ceil(audio.length / 160) - 1) stopAt.set(callSid, performance.now()); } },
         );
         return r;
@@ -179,10 +216,6 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
       clientCpuShare: clientCpuMs / (clientCpuMs + serverCpuMs),
     };
   } finally {
-    child.kill('SIGTERM');
-    await new Promise((r) => {
-      child.once('exit', r);
-      setTimeout(r, 10_000);
-    });
+    await server.stop();
   }
 }

@@ -15,6 +15,11 @@ import type { CallmoodEvent, Track } from '../stream/events.js';
 export interface SimulatedCall {
   /** 8 kHz audio per track; `outbound` only for `<Start><Stream track="both_tracks">`-style calls. */
   audio: Partial<Record<Track, Float32Array>>;
+  /**
+   * The same audio already encoded by `encodePayloads` (base64 μ-law, 20 ms each), taking the place of `audio` for
+   * its tracks: many calls of one recording then share one encoding.
+   */
+  payloads?: Partial<Record<Track, readonly string[]>>;
   callSid?: string;
   streamSid?: string;
   accountSid?: string;
@@ -54,7 +59,8 @@ export function signUpgrade(authToken: string, url: string): string {
   return twilio.getExpectedTwilioSignature(authToken, url, {});
 }
 
-function base64Chunks(audio: Float32Array): string[] {
+/** Audio as Twilio's media payloads: 160-byte μ-law chunks (20 ms), base64; a short last chunk padded with silence. */
+export function encodePayloads(audio: Float32Array): string[] {
   const bytes = encodeMulaw(audio);
   const out: string[] = [];
   for (let i = 0; i < bytes.length; i += TWILIO_FRAME_BYTES) {
@@ -65,13 +71,27 @@ function base64Chunks(audio: Float32Array): string[] {
   return out;
 }
 
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/**
+ * A `media` message as text, byte for byte what JSON.stringify gives for Twilio's field order (event,
+ * sequenceNumber, media {track, chunk, timestamp, payload}, streamSid), built by concatenation: at hundreds of
+ * simulated calls the clients share the server's cores, and stringifying an object per message was a tenth of
+ * their time. `quotedSid` is JSON.stringify(streamSid); a payload that is not plain base64 is escaped.
+ */
+export function mediaMessageText(seq: number, track: Track, k: number, payload: string, quotedSid: string): string {
+  const p = BASE64.test(payload) ? `"${payload}"` : JSON.stringify(payload);
+  return `{"event":"media","sequenceNumber":"${seq}","media":{"track":"${track}","chunk":"${k + 1}","timestamp":"${k * 20}","payload":${p}},"streamSid":${quotedSid}}`;
+}
+
 /** Streams one call; resolves when `stop` has been sent and the server closed the socket (or after 5 s). */
 export async function simulateCall(call: SimulatedCall, opts: SimulateOptions): Promise<SimulateResult> {
-  const tracks = (['inbound', 'outbound'] as Track[]).filter((t) => call.audio[t]);
+  const tracks = (['inbound', 'outbound'] as Track[]).filter((t) => call.payloads?.[t] || call.audio[t]);
   if (tracks.length === 0) throw new CallmoodError(ErrorCodes.EMPTY_AUDIO, 'a simulated call needs audio on at least one track');
   const callSid = call.callSid ?? sid('CA');
   const streamSid = call.streamSid ?? sid('MZ');
-  const chunks = Object.fromEntries(tracks.map((t) => [t, base64Chunks(call.audio[t]!)])) as Record<Track, string[]>;
+  const chunks = Object.fromEntries(tracks.map((t) => [t, call.payloads?.[t] ?? encodePayloads(call.audio[t]!)])) as Record<Track, readonly string[]>;
+  const quotedSid = JSON.stringify(streamSid);
   const total = Math.max(...tracks.map((t) => chunks[t].length));
   const headers: Record<string, string> = {};
   if (opts.authToken) headers['X-Twilio-Signature'] = signUpgrade(opts.authToken, opts.signedUrl ?? opts.url);
@@ -120,7 +140,9 @@ export async function simulateCall(call: SimulatedCall, opts: SimulateOptions): 
     for (const t of tracks) {
       const payload = chunks[t][k];
       if (payload === undefined) continue;
-      send({ event: 'media', sequenceNumber: String(++seq), media: { track: t, chunk: String(k + 1), timestamp: String(k * 20), payload }, streamSid });
+      if (ws.readyState !== WebSocket.OPEN) break;
+      ws.send(mediaMessageText(++seq, t, k, payload, quotedSid));
+      messages++;
     }
     sent++;
     opts.onChunk?.(k, performance.now(), scheduled);
