@@ -484,3 +484,47 @@ test('SIGKILL mid-delivery and a restart on the same outbox: every event arrives
   assert.equal(byId.size, calls * perCall);
   assert.ok(crm.received.every((r) => r.signatureOk));
 });
+
+test("the README's receiver snippet accepts callmood's deliveries once each and rejects forged and replayed requests", async (t) => {
+  const readme = readFileSync(join(root, 'src/sinks/README.md'), 'utf8');
+  const snippet = /```js\n(import \{ createHmac[\s\S]*?)```/.exec(readme)?.[1];
+  assert.ok(snippet, 'the snippet is in the README');
+  const dir = tmp();
+  const file = join(dir, 'receiver.mjs');
+  assert.ok(snippet.includes('.listen(3000);'));
+  writeFileSync(file, snippet.replace('.listen(3000);', ".listen(0, '127.0.0.1', function () { console.log('PORT', this.address().port); });"));
+  const child = spawn(process.execPath, [file], { env: { ...process.env, CALLMOOD_CRM_SECRET: SECRET }, stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => child.kill('SIGKILL'));
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const until = async (pred: () => boolean, what: string) => {
+    for (let i = 0; i < 500 && !pred(); i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(pred(), `${what}: ${out}`);
+  };
+  await until(() => /PORT \d+/.test(out), 'the receiver to listen');
+  const port = Number(/PORT (\d+)/.exec(out)![1]);
+  const url = `http://127.0.0.1:${port}/`;
+  const statuses: number[] = [];
+  const sink = await WebhookSink.open({ outboxDir: dir, endpoints: [{ name: 'r', url, events: ['mark'], secret: SECRET, backoff: fast, maxAttempts: 1 }] });
+  sink.on('delivered', (d) => statuses.push(d.status));
+  sink.on('attempt-failed', (f) => statuses.push(f.status ?? 0));
+  try {
+    for (let n = 0; n < 3; n++) sink.enqueue(markEvent('CA1', n));
+    assert.ok(await sink.drain(5000));
+  } finally {
+    await sink.close();
+  }
+  assert.deepEqual(statuses, [204, 204, 204]);
+  await until(() => out.split('\n').filter((l) => l.startsWith('event ')).length === 3, 'three events logged');
+  const post = async (body: string, signature: string) => (await fetch(url, { method: 'POST', body, headers: { 'callmood-signature': signature } })).status;
+  const body = JSON.stringify({ id: 'dup-1', type: 'mark', callSid: 'CA9', event: markEvent('CA9', 0) });
+  const now = Math.floor(Date.now() / 1000);
+  assert.equal(await post(body, signWebhook(body, SECRET, now)), 204);
+  assert.equal(await post(body, signWebhook(body, SECRET, now)), 204, 'a duplicate is acknowledged');
+  assert.equal(await post(body.replace('CA9', 'CA8'), signWebhook(body, SECRET, now)), 401, 'altered body');
+  assert.equal(await post(body, signWebhook(body, 'wrong_secret_0123456789', now)), 401, 'wrong secret');
+  assert.equal(await post(body, signWebhook(body, SECRET, now - 600)), 401, 'replayed old request');
+  assert.equal(await post(body, ''), 401, 'no signature');
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(out.split('\n').filter((l) => l.startsWith('event dup-1 ')).length, 1, 'the duplicate handled once');
+});
