@@ -9,7 +9,7 @@ import { ARCHITECTURES, MAX_WEIGHT_BYTES, buildModel, paramCount, toInferenceMod
 import { MODEL_FILES, loadModel, saveModel, type ModelMetadataInput } from '../src/model/io.js';
 import { clipProbabilities, predictWindows } from '../src/model/predict.js';
 import {
-  ReduceLROnPlateau, computeClassWeights, getLearningRate, setLearningRate, trainModel, type EpochInfo, type TrainOptions,
+  ReduceLROnPlateau, computeClassWeights, getLearningRate, maskWindow, setLearningRate, trainModel, type EpochInfo, type TrainOptions,
 } from '../src/model/train.js';
 import type { WindowSet } from '../src/data/types.js';
 import { EMOTION_LABELS } from '../src/data/types.js';
@@ -289,6 +289,25 @@ test('toInferenceModel folds BatchNorm into fused convs: same outputs at 120 × 
   const lstm = buildModel(tf, 'lstm', { frames: FRAMES, dims: DIMS, classes: 7, seed: 5 });
   assert.equal(toInferenceModel(tf, lstm), lstm);
   lstm.dispose();
+});
+
+test('maskWindow zeroes at most one run of frames and one band of coefficients, repeatably', () => {
+  let sawTime = false;
+  let sawDims = false;
+  for (let k = 0; k < 50; k++) {
+    const w = new Float32Array(120 * 40).fill(1);
+    maskWindow(w, 120, 40, { time: 12, dims: 6 }, rng(k));
+    const again = new Float32Array(120 * 40).fill(1);
+    maskWindow(again, 120, 40, { time: 12, dims: 6 }, rng(k));
+    assert.equal(maxAbsDiff(w, again), 0);
+    const zeroFrames = Array.from({ length: 120 }, (_, f) => w.subarray(f * 40, f * 40 + 40).every((v) => v === 0)).filter(Boolean).length;
+    const zeroDims = Array.from({ length: 40 }, (_, d) => Array.from({ length: 120 }, (_, f) => w[f * 40 + d]).every((v) => v === 0)).filter(Boolean).length;
+    // A full-width band would zero every frame; with dims ≤ 6 of 40 that cannot happen.
+    assert.ok(zeroFrames <= 12 && zeroDims <= 6, `frames ${zeroFrames}, dims ${zeroDims}`);
+    sawTime ||= zeroFrames > 0;
+    sawDims ||= zeroDims > 0;
+  }
+  assert.ok(sawTime && sawDims, 'masks were drawn');
 });
 
 test('bad model directories give clear CallmoodErrors naming the file and field', async () => {

@@ -54,6 +54,8 @@ export interface TrainPipelineOptions {
   windowHop: number;
   minSpeechRatio: number;
   augment?: AugmentOptions;
+  /** SpecAugment-style masks on training windows (see TrainOptions.masking); default none. */
+  masking?: { time: number; dims: number };
   feature?: Partial<FeatureConfig>;
   cacheDir?: string | null;
   workers?: number;
@@ -172,6 +174,7 @@ export async function trainFromManifest(o: TrainPipelineOptions): Promise<{ meta
     patience: o.patience,
     plateau: { factor: 0.5, patience: 2, minLr: 1e-5 },
     classWeights: 'balanced',
+    masking: o.masking,
     onEpoch: o.onEpoch,
   });
   const corpora = unique(known.map((c) => c.corpus));
@@ -195,7 +198,7 @@ export async function trainFromManifest(o: TrainPipelineOptions): Promise<{ meta
       split: o.split,
       calm: o.calm,
       filter: o.filter,
-      augment: o.augment ?? {},
+      augment: o.masking ? { ...o.augment, masking: o.masking } : (o.augment ?? {}),
       speechGate: DEFAULT_SPEECH_GATE_OPTIONS,
       hyperparameters: { batchSize: o.batchSize, learningRate: o.learningRate, patience: o.patience, windowHop: o.windowHop },
       backend: backend.name,

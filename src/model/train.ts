@@ -88,6 +88,12 @@ export interface TrainOptions {
   plateau: PlateauOptions;
   /** `balanced`: each class weighted n / (classes present × its count) in the loss; `none`: all 1. */
   classWeights: 'balanced' | 'none';
+  /**
+   * SpecAugment-style masks on training windows (default none): per window, one run of up to `time` frames and one
+   * band of up to `dims` coefficients set to 0 (the normalised mean), widths and places drawn from the seeded
+   * stream. Meant to stop the model leaning on one speaker's spectral detail.
+   */
+  masking?: { time: number; dims: number };
   /** Called after each epoch; may return a promise, which is awaited. */
   onEpoch?: (info: EpochInfo) => void | Promise<void>;
 }
@@ -209,6 +215,8 @@ export async function trainModel(tf: Tf, opts: TrainOptions): Promise<TrainResul
   // Independent streams, each derived from the seed, for the batch order and for dropout masks.
   const orderRand = mulberry32(layerSeed(seed, 0x10000));
   const dropRand = mulberry32(layerSeed(seed, 0x10001));
+  const maskRand = mulberry32(layerSeed(seed, 0x10002));
+  const masking = opts.masking;
   // TF.js's Dropout reads its `seed` field on every call and seeds a fresh generator with it, so a fixed seed would
   // drop the same units on every batch: we set a new seed per batch and put the built ones back at the end.
   const dropouts = model.layers.filter((l) => l.getClassName() === 'Dropout') as unknown as { seed?: number }[];
@@ -241,6 +249,7 @@ export async function trainModel(tf: Tf, opts: TrainOptions): Promise<TrainResul
           xb.set(train.x.subarray(i * per, (i + 1) * per), j * per);
           yb[j] = train.y[i];
           wb[j] = weights[yb[j]];
+          if (masking) maskWindow(xb.subarray(j * per, (j + 1) * per), train.frames, train.dims, masking, maskRand);
         }
         for (const d of dropouts) d.seed = Math.floor(dropRand() * 0x7fffffff);
         const [l, c] = step(tf, model, optimizer, vars, xb, yb, wb, [m, train.frames, train.dims], classes);
@@ -302,6 +311,16 @@ export async function trainModel(tf: Tf, opts: TrainOptions): Promise<TrainResul
     });
   }
   return { model, history, bestEpoch: best.epoch, stopReason, classWeights: weights };
+}
+
+/** Zeroes one run of ≤ `m.time` frames and one band of ≤ `m.dims` coefficients of a frames × dims window. */
+export function maskWindow(w: Float32Array, frames: number, dims: number, m: { time: number; dims: number }, rand: () => number): void {
+  const t = Math.floor(rand() * (Math.min(m.time, frames) + 1));
+  const t0 = Math.floor(rand() * (frames - t + 1));
+  for (let f = t0; f < t0 + t; f++) w.fill(0, f * dims, (f + 1) * dims);
+  const d = Math.floor(rand() * (Math.min(m.dims, dims) + 1));
+  const d0 = Math.floor(rand() * (dims - d + 1));
+  if (d > 0) for (let f = 0; f < frames; f++) w.fill(0, f * dims + d0, f * dims + d0 + d);
 }
 
 /** One Adam step on one batch; returns [mean weighted cross-entropy, correct windows]. */
@@ -396,6 +415,10 @@ function validate(opts: TrainOptions): void {
   if (!(p.minLr >= 0 && Number.isFinite(p.minLr))) bad(`plateau.minLr must be a finite number ≥ 0; got ${String(p.minLr)}`);
   if (p.minDelta !== undefined && !(p.minDelta >= 0)) bad(`plateau.minDelta must be ≥ 0; got ${String(p.minDelta)}`);
   if (p.cooldown !== undefined && !(Number.isInteger(p.cooldown) && p.cooldown >= 0)) bad(`plateau.cooldown must be an integer ≥ 0; got ${String(p.cooldown)}`);
+  if (opts.masking !== undefined) {
+    const { time, dims } = opts.masking;
+    if (!(Number.isInteger(time) && time >= 0 && Number.isInteger(dims) && dims >= 0)) bad(`masking.time and masking.dims must be integers ≥ 0; got ${String(time)}, ${String(dims)}`);
+  }
   if (opts.classWeights !== 'balanced' && opts.classWeights !== 'none') bad(`classWeights must be balanced or none; got ${String(opts.classWeights)}`);
   for (const [name, s] of [['train', opts.train], ['val', opts.val]] as const) {
     if (s.n < 1) bad(`${name} has no windows`);

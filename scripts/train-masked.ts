@@ -1,0 +1,28 @@
+/**
+ * `callmood train` with SpecAugment-style window masks (TrainOptions.masking), for the model card's lever
+ * experiments (scripts/experiments.sh A3). Everything else is callmood train's defaults.
+ *
+ *   node --import tsx scripts/train-masked.ts MANIFEST CORPUS ARCH OUT MASK_FRAMES MASK_DIMS EPOCHS PATIENCE
+ */
+import { DEFAULT_TRAIN_OPTIONS, trainFromManifest } from '../src/model/pipeline.js';
+import type { Arch } from '../src/model/architectures.js';
+
+const [manifest, corpus, arch, out, time, dims, epochs, patience] = process.argv.slice(2);
+if (patience === undefined) {
+  process.stderr.write('usage: train-masked.ts MANIFEST CORPUS ARCH OUT MASK_FRAMES MASK_DIMS EPOCHS PATIENCE\n');
+  process.exit(2);
+}
+const { metadata, history } = await trainFromManifest({
+  ...DEFAULT_TRAIN_OPTIONS,
+  manifest,
+  arch: arch as Arch,
+  out,
+  filter: { corpus: corpus.split(',') },
+  epochs: Number(epochs),
+  patience: Number(patience),
+  masking: { time: Number(time), dims: Number(dims) },
+  cacheDir: '.cache/features',
+  onEpoch: (e) => process.stderr.write(`epoch ${e.epoch}/${e.epochs} loss ${e.loss.toFixed(3)} val_acc ${e.valAcc.toFixed(3)} val_uar ${e.valUar.toFixed(3)}${e.best ? ' *' : ''} (${e.seconds.toFixed(0)} s)\n`),
+  log: (m) => process.stderr.write(`${m}\n`),
+});
+process.stdout.write(`saved ${out}: best epoch ${metadata.training.bestEpoch}/${history.length}\n`);
