@@ -440,7 +440,9 @@ test('a backlog larger than the memory window waits on disk, compaction keeps ev
 test('SIGKILL mid-delivery and a restart on the same outbox: every event arrives, in order per call', async () => {
   const crm = new FakeCrm(SECRET);
   await crm.start();
-  crm.respond = () => ({ status: 200, delayMs: 2 });
+  // After 100 deliveries the CRM stops answering, so the kill surely lands with requests in flight.
+  let hold = true;
+  crm.respond = () => (hold && crm.delivered().length >= 100 ? 'hang' : { status: 200, delayMs: 1 });
   const dir = tmp();
   const calls = 5;
   const perCall = 80;
@@ -456,8 +458,8 @@ test('SIGKILL mid-delivery and a restart on the same outbox: every event arrives
   };
   const first = child('enqueue');
   try {
-    await crm.until(() => first.out().includes('durable'), 15_000, 'the child to enqueue');
-    await crm.until(() => crm.delivered().length >= 60, 10_000, 'deliveries to start');
+    await crm.until(() => first.out().includes('durable'), 30_000, `the child to enqueue: ${first.err()}`);
+    await crm.until(() => crm.received.length >= 102, 30_000, 'deliveries to start');
     first.p.kill('SIGKILL');
     assert.equal(await first.exited, null);
   } finally {
@@ -465,9 +467,10 @@ test('SIGKILL mid-delivery and a restart on the same outbox: every event arrives
   }
   const sentBefore = crm.delivered().length;
   assert.ok(sentBefore < calls * perCall, `killed mid-delivery (${sentBefore} sent)`);
+  hold = false;
   const second = child('resume');
   try {
-    await crm.until(() => second.out().includes('drained'), 15_000, `the restarted child to drain: ${second.err()}`);
+    await crm.until(() => second.out().includes('drained'), 30_000, `the restarted child to drain: ${second.err()}`);
     assert.equal(await second.exited, 0, second.err());
   } finally {
     second.p.kill('SIGKILL');
@@ -527,4 +530,34 @@ test("the README's receiver snippet accepts callmood's deliveries once each and 
   assert.equal(await post(body, ''), 401, 'no signature');
   await new Promise((r) => setTimeout(r, 50));
   assert.equal(out.split('\n').filter((l) => l.startsWith('event dup-1 ')).length, 1, 'the duplicate handled once');
+});
+
+test('during an outage the backlog stays on disk: memory holds one window, and all of it goes out once the CRM is back', async (t) => {
+  const crm = new FakeCrm(SECRET);
+  await crm.start();
+  t.after(() => crm.stop());
+  let down = false;
+  crm.respond = () => (down ? { status: 503 } : { status: 200 });
+  const calls = ['CA1', 'CA2', 'CA3', 'CA4'];
+  const sink = await WebhookSink.open({ outboxDir: tmp(), memoryWindow: 100, endpoints: [endpoint(crm, { maxAttempts: 1000, backoff: { baseMs: 5, maxMs: 30, jitter: 0.5 } })] });
+  let maxInMemory = 0;
+  let failures = 0;
+  sink.on('attempt-failed', () => {
+    failures++;
+    maxInMemory = Math.max(maxInMemory, sink.stats().crm.inMemory);
+  });
+  try {
+    for (const c of calls) sink.enqueue(markEvent(c, 0));
+    await crm.until(() => crm.delivered().length === 4);
+    down = true;
+    for (let n = 1; n < 150; n++) for (const c of calls) sink.enqueue(markEvent(c, n));
+    await crm.until(() => failures >= 100, 5000, 'retries during the outage');
+    assert.ok(maxInMemory <= 100, `in memory during the outage: ${maxInMemory}`);
+    assert.equal(sink.stats().crm.pending, 4 * 149);
+    down = false;
+    assert.ok(await sink.drain(10_000));
+    assert.equal(checkOrder(crm.received, calls, 150), null);
+  } finally {
+    await sink.close();
+  }
 });

@@ -103,6 +103,8 @@ interface CallQueue {
   head: number;
   state: 'idle' | 'ready' | 'sending' | 'waiting';
   timer: NodeJS.Timeout | null;
+  /** Wall time of the first failure since this call's last success, 0 when its last attempt succeeded. */
+  failingSince: number;
 }
 
 interface PostResult {
@@ -145,11 +147,21 @@ class Endpoint {
       settings,
       log,
       (entries) => deliverable(this, entries),
-      // The CRM took an event lately (so this is no outage) and nothing in memory can be sent now.
-      () => this.sending === 0 && this.ready.length === 0 && Date.now() - this.lastSuccessAt < Math.max(10_000, 2 * o.backoff.maxMs),
+      () => this.starving(),
     );
     const Agent = this.url.protocol === 'https:' ? https.Agent : http.Agent;
     this.agent = new Agent({ keepAlive: true, maxSockets: o.concurrency });
+  }
+
+  /**
+   * Nothing in memory can be sent now, yet the CRM is not down: every call now failing began failing before the
+   * CRM last took an event, so their failures are their own. In an outage the calls begin failing after the last
+   * success, and the backlog rightly stays on disk.
+   */
+  private starving(): boolean {
+    if (this.sending > 0 || this.ready.length > 0 || this.lastSuccessAt === 0) return false;
+    for (const q of this.calls.values()) if (q.failingSince >= this.lastSuccessAt) return false;
+    return true;
   }
 }
 
@@ -334,7 +346,7 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
     for (const e of entries) {
       let q = ep.calls.get(e.callSid);
       if (!q) {
-        q = { callSid: e.callSid, items: [], head: 0, state: 'idle', timer: null };
+        q = { callSid: e.callSid, items: [], head: 0, state: 'idle', timer: null, failingSince: 0 };
         ep.calls.set(e.callSid, q);
       }
       q.items.push(e);
@@ -388,6 +400,7 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
       }
       ep.stats.delivered++;
       ep.lastSuccessAt = Date.now();
+      q.failingSince = 0;
       ep.outbox.ack(e);
       this.emit('delivered', { endpoint: ep.o.name, id: e.id, callSid: e.callSid, type: e.type, status: r.status, attempts: e.attempts, latencyMs: Date.now() - e.createdAtMs });
       this.advance(ep, q);
@@ -397,6 +410,7 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
       return;
     }
     ep.stats.failedAttempts++;
+    if (q.failingSince === 0) q.failingSince = Date.now();
     const status = r.status;
     const error = r.error ?? `HTTP ${status}`;
     const permanent = status !== null && status < 500 && status !== 408 && status !== 429;
