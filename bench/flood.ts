@@ -4,19 +4,20 @@
  * `--sample-ms` it reads the server's RSS and the windows waiting for the model; at the end it prints one JSON
  * line: the flooder's pace (× real time), peak RSS growth and queued windows, and the real-time calls' latency.
  *
- *   node --import tsx bench/flood.ts [--calls 20] [--seconds 30] [--flood-seconds 600] [--set stream.hopMs=500]
+ *   node --import tsx bench/flood.ts [--calls 20] [--seconds 30] [--flood-seconds 600] [--set stream.hopMs=500] [--root CHECKOUT]
  */
 import type { CallmoodEvent } from '../src/stream/events.js';
 import { callAudio, startBenchServer } from '../src/bench/calls.js';
 import { encodePayloads, followEvents, simulateCall } from '../src/telephony/simulator.js';
 
-const o = { calls: 20, seconds: 30, floodSeconds: 600, sampleMs: 500, config: {} as Record<string, unknown> };
+const o = { calls: 20, seconds: 30, floodSeconds: 600, sampleMs: 500, config: {} as Record<string, unknown>, root: undefined as string | undefined };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i += 2) {
   const [a, v] = [argv[i], argv[i + 1]];
   if (a === '--calls') o.calls = Number(v);
   else if (a === '--seconds') o.seconds = Number(v);
   else if (a === '--flood-seconds') o.floodSeconds = Number(v);
+  else if (a === '--root') o.root = v;
   else if (a === '--set') {
     const [path, raw] = v.split('=');
     const keys = path.split('.');
@@ -26,7 +27,7 @@ for (let i = 0; i < argv.length; i += 2) {
   } else throw new Error(`unknown option ${a}`);
 }
 
-const server = await startBenchServer({ config: { ...o.config, maxCalls: o.calls + 10 } });
+const server = await startBenchServer({ config: { ...o.config, maxCalls: o.calls + 10 }, serverRoot: o.root });
 try {
   const url = `ws://127.0.0.1:${server.port}/media`;
   const normal = encodePayloads(await callAudio(o.seconds));
@@ -78,6 +79,7 @@ try {
       floodEmotions,
       floodErrors,
       floodEnded: floodEnd !== null,
+      root: o.root ?? null,
       rssGrowthMb: Number(((rssPeak - rss0) / 1e6).toFixed(1)),
       queuedWindowsPeak: queuedPeak,
       realtimeP50Ms: q(0.5),

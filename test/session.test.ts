@@ -355,3 +355,23 @@ test('every message refreshes lastMessageAt (stall detection), even bad ones', a
   h.msg.raw('garbage');
   assert.ok(Date.now() - h.session.lastMessageAt < 1000);
 });
+
+test('leadMs: a stream sent faster than real time runs ahead of the wall clock; one sent in real time does not', async () => {
+  const flood = harness();
+  flood.msg.start();
+  assert.equal(flood.session.leadMs, 0, 'no media yet');
+  // 10 s of audio in one go, as a flooding client sends it.
+  for (let t = 0; t < 10_000; t += 20) flood.msg.media(t);
+  const lead = flood.session.leadMs;
+  assert.ok(lead > 9000 && lead <= 10_000, `lead ${lead}`);
+
+  const live = harness();
+  live.msg.start();
+  const t0 = Date.now();
+  // 200 ms in 20 ms chunks, each sent when its audio is complete.
+  for (let t = 0; t < 200; t += 20) {
+    while (Date.now() - t0 < t) await new Promise((r) => setTimeout(r, 2));
+    live.msg.media(t);
+  }
+  assert.ok(live.session.leadMs <= 25, `live lead ${live.session.leadMs}`);
+});

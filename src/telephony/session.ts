@@ -69,6 +69,8 @@ export class MediaSession {
   readonly stats = { mediaMessages: 0, gapsFilled: 0, gapMs: 0, dropped: 0, protocolErrors: 0, sequenceGaps: 0 };
   /** Wall-clock ms of the last message (for stall detection by the owner). */
   lastMessageAt = Date.now();
+  /** Wall-clock ms at which call time 0 fell, from the first media chunk (its timestamp back from its arrival). */
+  private wallOrigin = -1;
 
   constructor(private readonly hooks: SessionHooks, options: Partial<SessionOptions> = {}) {
     this.opts = { ...DEFAULT_SESSION_OPTIONS, ...options };
@@ -80,6 +82,16 @@ export class MediaSession {
   /** The call this stream belongs to, once `start` has arrived. */
   get callSid(): string | null {
     return this.start?.start.callSid ?? null;
+  }
+
+  /**
+   * How far this stream's audio runs ahead of the wall clock, ms: call time received minus the time since call time
+   * 0. Twilio sends in real time, so a live stream stays near 0 (negative when it arrives late). A client sending
+   * faster than real time makes it grow: the owner can pause reading the socket until it is back near 0, so one
+   * flooding stream cannot take the event loop from every other call.
+   */
+  get leadMs(): number {
+    return this.wallOrigin < 0 ? 0 : this.callTimeMs() - (Date.now() - this.wallOrigin);
   }
 
   /** True after call-end was emitted. */
@@ -183,6 +195,7 @@ export class MediaSession {
       return;
     }
     this.stats.mediaMessages++;
+    if (this.wallOrigin < 0) this.wallOrigin = this.lastMessageAt - timestamp;
     const durationMs = samples.length / 8;
     if (!state.started) {
       // The first chunk sets where this track's audio begins; earlier time is silence, but not a gap in the stream
