@@ -14,7 +14,7 @@ import {
   encodePcm16le,
 } from '../src/audio/codecs.js';
 import { ErrorCodes } from '../src/errors.js';
-import { assertCallmoodError } from './helpers.js';
+import { assertCallmoodError, rng } from './helpers.js';
 
 const { mulaw, alaw } = alawmulaw;
 
@@ -76,4 +76,40 @@ test('16-bit PCM: odd byte counts are refused, values round-trip', () => {
   assertCallmoodError(() => decodePcm16le(new Uint8Array(3)), ErrorCodes.INVALID_AUDIO, /even number of bytes, got 3/);
   const x = Float32Array.of(0, 0.5, -0.5, -1, 32767 / 32768);
   assert.deepEqual(Array.from(decodePcm16le(encodePcm16le(x))), Array.from(x));
+});
+
+test('the payload decoder agrees with Node base64 + the μ-law table on valid payloads, and refuses what the strict alphabet refuses', () => {
+  const strict = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+  const r = rng(9);
+  const dec = new MulawPayloadDecoder(400);
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+  const odd = ['=', '-', '_', ' ', '\n', 'é', '\u0100', '\uffff', '!', '\0'];
+  let valid = 0;
+  let invalid = 0;
+  for (let k = 0; k < 3000; k++) {
+    let text: string;
+    if (k % 2 === 0) {
+      const bytes = Uint8Array.from({ length: 1 + Math.floor(r() * 300) }, () => Math.floor(r() * 256));
+      text = Buffer.from(bytes).toString('base64');
+    } else {
+      const len = 4 * (1 + Math.floor(r() * 40));
+      text = Array.from({ length: len }, () => alphabet[Math.floor(r() * 64)]).join('');
+      // Damage it: a stray character somewhere, padding in the wrong place, or a length off by one.
+      const what = Math.floor(r() * 4);
+      const at = Math.floor(r() * len);
+      if (what === 0) text = text.slice(0, at) + odd[Math.floor(r() * odd.length)] + text.slice(at + 1);
+      else if (what === 1) text = text.slice(0, at) + '=' + text.slice(at + 1);
+      else if (what === 2) text = text.slice(0, -1);
+      else text = text.slice(0, -3) + '===';
+    }
+    if (strict.test(text)) {
+      valid++;
+      const expected = Array.from(Buffer.from(text, 'base64'), (b) => MULAW_TO_FLOAT[b]);
+      assert.deepEqual(Array.from(dec.decode(text)), expected, text);
+    } else {
+      invalid++;
+      assertCallmoodError(() => dec.decode(text), ErrorCodes.INVALID_AUDIO, /not valid base64/);
+    }
+  }
+  assert.ok(valid > 1000 && invalid > 1000, `${valid} valid, ${invalid} invalid`);
 });
