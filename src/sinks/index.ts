@@ -16,6 +16,7 @@ export {
 /** Its options (the `webhooks` key), defaults and validation. */
 export {
   resolveWebhookOptions,
+  rejectWebhookSecrets,
   routeMatcher,
   DEFAULT_WEBHOOK_OPTIONS,
   DEFAULT_WEBHOOK_ENDPOINT,

@@ -6,7 +6,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { loadConfigFile } from '../config/load.js';
 import type { Logger } from '../telephony/server.js';
-import { DEFAULT_WEBHOOK_OPTIONS, type WebhookOptionsInput } from './webhook-options.js';
+import { DEFAULT_WEBHOOK_OPTIONS, rejectWebhookSecrets, type WebhookOptionsInput } from './webhook-options.js';
 import { countOutbox, type OutboxCounts } from './outbox.js';
 import { WebhookSink } from './webhooks.js';
 
@@ -21,17 +21,7 @@ export function loadWebhookConfig(file: string): WebhookOptionsInput {
   if (typeof w !== 'object' || Array.isArray(w)) {
     throw new CallmoodError(ErrorCodes.INVALID_OPTION, `config file ${file}: webhooks must be an object {outboxDir, endpoints: [...]}`);
   }
-  const eps = (w as { endpoints?: unknown }).endpoints;
-  if (Array.isArray(eps)) {
-    for (const [i, e] of eps.entries()) {
-      if (e && typeof e === 'object' && 'secret' in e && (e as { secret: unknown }).secret !== null) {
-        throw new CallmoodError(
-          ErrorCodes.INVALID_OPTION,
-          `config file ${file}: webhooks.endpoints[${i}].secret is a secret and may not be in a config file; put it in an environment variable and name that variable in secretEnv`,
-        );
-      }
-    }
-  }
+  rejectWebhookSecrets(w, `config file ${file}`);
   return w as WebhookOptionsInput;
 }
 

@@ -214,6 +214,23 @@ export function resolveWebhookOptions(input: WebhookOptionsInput = {}, env: Node
   return deepFreeze({ ...(top as unknown as WebhookOptions), endpoints });
 }
 
+/**
+ * Throws INVALID_OPTION when a `webhooks` section read from a file (`where` names it) holds an endpoint `secret`:
+ * files name the environment variable (`secretEnv`) instead. For `loadConfigFile` to call on the `webhooks` key.
+ */
+export function rejectWebhookSecrets(webhooks: unknown, where: string): void {
+  const eps = (webhooks as { endpoints?: unknown } | null)?.endpoints;
+  if (!Array.isArray(eps)) return;
+  for (const [i, e] of eps.entries()) {
+    if (e && typeof e === 'object' && 'secret' in e && (e as { secret: unknown }).secret !== null) {
+      throw new CallmoodError(
+        ErrorCodes.INVALID_OPTION,
+        `${where}: webhooks.endpoints[${i}].secret is a secret and may not be in a config file; put it in an environment variable and name that variable in secretEnv`,
+      );
+    }
+  }
+}
+
 /** The compiled routing of one endpoint: which events it takes. */
 export function routeMatcher(routes: readonly string[]): (e: CallmoodEvent) => boolean {
   const types = new Set(routes.filter((r) => !r.includes(':')));
