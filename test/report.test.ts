@@ -103,7 +103,8 @@ test('call report: one self-contained page with the timeline SVG, speech, decisi
   assert.match(svg, /<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
   assert.match(svg, /caller \(inbound\)/);
   assert.match(svg, /agent \(outbound\)/);
-  assert.match(svg, /stroke="#d62728"/, 'the angry line');
+  const angryLine = svg.match(/<path[^>]*stroke="#d62728"[^>]*>/)?.[0] ?? '';
+  assert.equal(/\sd="([^"]*)"/.exec(angryLine)?.[1].match(/M/g)?.length, 2, 'the angry line, broken at the pause between 4.25 s and 6.8 s');
   assert.match(svg, /soften_offer 1/, 'the decision is marked on the timeline');
   assert.match(svg, /stroke-dasharray="5,3"/, 'as a dashed rule');
   assert.match(svg, /fill="#9ecae1"/, 'speech regions shaded');
