@@ -84,7 +84,9 @@ export function replayCommand(program: Command): void {
       'after',
       `
 The callSid of a recording is CA + 32 hex digits of SHA-256 of its name (its path relative to the folder, or its file
-name), unless the file name holds a Twilio CallSid (CA + 32 hex), which is then used. Events come in call-time order.`,
+name), unless the file name holds a Twilio CallSid (CA + 32 hex), which is then used. Events come in call-time order.
+Exit code: 0 when every recording was replayed, 1 when any failed (each is listed with its reason), 2 for a usage
+error (bad option, policy file or model).`,
     )
     .action(async (target: string, o: ReplayCliOptions) => {
       const code = await replay(target, o);

@@ -15,7 +15,9 @@ import { startModuleWorker } from '../util/worker.js';
 import type { CallmoodEvent, Track } from '../stream/events.js';
 import { renderCallReport } from '../report/call-report.js';
 import { digestEvents, type CallDigest } from '../report/digest.js';
-import { loadReplayModel, replayFile, type EventObserver, type ReplayModel, type ReplayOptions, type ReplayResult } from './replay.js';
+import { resolveModelDir } from '../config/load.js';
+import { readMetadata } from '../model/io.js';
+import { loadReplayModel, replayFile, resolveReplayOptions, type EventObserver, type ReplayModel, type ReplayOptions, type ReplayResult } from './replay.js';
 import { policyObserverFactory } from './policy.js';
 
 /** One recording to replay. */
@@ -121,8 +123,16 @@ function reportMeta(r: ReplayResult, ctx: ReplayContext): Record<string, string>
   };
 }
 
+/** Checks, on this thread and before any worker starts, what would fail every job: the options, the policy file, the model's metadata. */
+export async function checkSettings(settings: RunSettings): Promise<void> {
+  resolveReplayOptions(settings.replay);
+  if (settings.policyFile) await policyObserverFactory(settings.policyFile);
+  await readMetadata(resolveModelDir(settings.modelDir));
+}
+
 /** Replays every job (see the module comment); resolves to the outcomes in job order. */
 export async function runReplays(jobs: readonly ReplayJob[], settings: RunSettings, options: RunOptions = {}): Promise<JobOutcome[]> {
+  await checkSettings(settings);
   const outcomes: JobOutcome[] = new Array(jobs.length);
   const workers = Math.min(options.workers ?? availableParallelism(), jobs.length);
   const done = (i: number, o: JobOutcome) => {
@@ -140,6 +150,7 @@ export async function runReplays(jobs: readonly ReplayJob[], settings: RunSettin
     return outcomes;
   }
   let next = 0;
+  let stopped = false;
   const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
   const url = new URL(`./worker.${ext}`, import.meta.url).href;
   // Each lane is one worker taking the next job when it is free; a worker that dies fails its job and is replaced.
@@ -147,7 +158,7 @@ export async function runReplays(jobs: readonly ReplayJob[], settings: RunSettin
     let worker: Worker | null = null;
     let replacements = 0;
     try {
-      while (next < jobs.length) {
+      while (next < jobs.length && !stopped) {
         worker ??= await startWorker(url, settings);
         const i = next++;
         try {
@@ -159,11 +170,17 @@ export async function runReplays(jobs: readonly ReplayJob[], settings: RunSettin
           if (++replacements > 3) throw new CallmoodError(ErrorCodes.INTERNAL, `replay workers died ${replacements} times; stopping`);
         }
       }
+    } catch (err) {
+      // What fails a whole lane (a worker that cannot start) would fail the others too: they stop taking jobs.
+      stopped = true;
+      throw err;
     } finally {
       if (worker) await worker.terminate();
     }
   };
-  await Promise.all(Array.from({ length: workers }, lane));
+  const lanes = await Promise.allSettled(Array.from({ length: workers }, lane));
+  const failed = lanes.find((l) => l.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
   return outcomes;
 }
 
