@@ -160,6 +160,8 @@ export async function runReplays(jobs: readonly ReplayJob[], settings: RunSettin
     try {
       while (next < jobs.length && !stopped) {
         worker ??= await startWorker(url, settings);
+        // The other lanes may have taken the last jobs while this worker started.
+        if (next >= jobs.length || stopped) break;
         const i = next++;
         try {
           done(i, await ask(worker, jobs[i]));
