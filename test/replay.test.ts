@@ -182,7 +182,12 @@ test('a folder with a corrupt file: the others are replayed in worker threads, t
   // The command line over the same folder: exit code 1, every good call's events and report, the failure on the summary page.
   const reports = join(dir, 'reports');
   const events = join(dir, 'events.jsonl');
-  const cli = await run(['replay', folder, '--report-dir', reports, '--json', events, '--workers', '2']);
+  // Worker threads are covered above; the usage errors run meanwhile.
+  const [cli, bad, single] = await Promise.all([
+    run(['replay', folder, '--report-dir', reports, '--json', events, '--workers', '1']),
+    run(['replay', join(folder, 'a-dual.wav'), '--channels', 'caller=middle']),
+    run(['replay', folder, '--report', join(dir, 'x.html')]),
+  ]);
   assert.equal(cli.code, 1, cli.stderr);
   assert.match(cli.stdout, /broken\.flac {2}FAILED {2}CALLMOOD_ERR_CORRUPT_FILE/);
   assert.match(cli.stderr, /replayed 2 of 3 recording\(s\).*1 failed/);
@@ -198,10 +203,8 @@ test('a folder with a corrupt file: the others are replayed in worker threads, t
   assert.match(readFileSync(join(reports, 'a-dual.wav.html'), 'utf8'), /<svg/);
 
   // Usage errors exit with 2 and say what is allowed.
-  const bad = await run(['replay', join(folder, 'a-dual.wav'), '--channels', 'caller=middle']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /CALLMOOD_ERR_INVALID_OPTION: --channels 'caller=middle': 'middle' is not a channel; allowed: .*caller=left,agent=right/);
-  const single = await run(['replay', folder, '--report', join(dir, 'x.html')]);
   assert.equal(single.code, 2);
   assert.match(single.stderr, /is a folder: use --report-dir/);
 });
