@@ -3,7 +3,7 @@
  * loopback. The server runs in its own process so its CPU and memory are measured apart from the clients'.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../config/load.js';
@@ -36,6 +36,33 @@ export interface CallsBenchResult {
   clientCpuMsPerCallSecond: number;
   /** The clients' share of all CPU used in the run (clients / (clients + server)). */
   clientCpuShare: number;
+  /**
+   * Of `cpuMsPerCallSecond`, the server's main thread (sockets, parsing, resampling, features, events) and its other
+   * threads (the inference worker, GC helpers): the main thread is one thread, so it caps the calls first. From
+   * /proc (Linux), at its 10 ms tick; NaN elsewhere.
+   */
+  mainThreadMsPerCallSecond: number;
+  otherThreadsMsPerCallSecond: number;
+}
+
+/** CPU ms of a process's main thread and of all its other threads, from /proc/PID/task/TID/stat; NaN if unreadable. */
+function threadCpuMs(pid: number): { main: number; other: number } {
+  try {
+    const tick = 1000 / 100; // USER_HZ is 100 on Linux
+    let main = 0;
+    let other = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      // Fields after the parenthesised command: state is field 3, utime 14, stime 15.
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ms = (Number(f[11]) + Number(f[12])) * tick;
+      if (Number(tid) === pid) main += ms;
+      else other += ms;
+    }
+    return { main, other };
+  } catch {
+    return { main: NaN, other: NaN };
+  }
 }
 
 /** What `benchCalls` runs. */
@@ -86,6 +113,8 @@ export async function callAudio(seconds: number): Promise<Float32Array> {
 
 /** A `callmood serve` child process on loopback, for the benchmarks. */
 export interface BenchServer {
+  /** The server's process id. */
+  pid: number;
   port: number;
   /** http://127.0.0.1:port */
   base: string;
@@ -141,7 +170,7 @@ export async function startBenchServer(opts: { config?: Record<string, unknown>;
       if (h.modelLoaded) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    return { port, base, authToken, eventsToken, metric: (name) => metric(base, name), stop };
+    return { pid: child.pid!, port, base, authToken, eventsToken, metric: (name) => metric(base, name), stop };
   } catch (err) {
     await stop();
     throw err;
@@ -172,6 +201,7 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
     const rssBefore = await metric(base, 'callmood_process_resident_memory_bytes');
     const cpuBefore = await metric(base, 'callmood_process_cpu_seconds_total');
     const clientBefore = process.cpuUsage();
+    const threadsBefore = threadCpuMs(server.pid);
     let rssPeak = rssBefore;
     const sampler = setInterval(() => {
       metric(base, 'callmood_process_resident_memory_bytes').then((v) => (rssPeak = Math.max(rssPeak, v)), () => {});
@@ -193,6 +223,7 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
     for (let i = 0; i < 100 && endAt.size < opts.calls; i++) await new Promise((r) => setTimeout(r, 50));
     clearInterval(sampler);
     const cpuAfter = await metric(base, 'callmood_process_cpu_seconds_total');
+    const threadsAfter = threadCpuMs(server.pid);
     const clientUsage = process.cpuUsage(clientBefore);
     const clientCpuMs = (clientUsage.user + clientUsage.system) / 1000;
     const serverCpuMs = (cpuAfter - cpuBefore) * 1000;
@@ -214,6 +245,8 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
       maxEndLagMs,
       clientCpuMsPerCallSecond: clientCpuMs / (opts.calls * opts.seconds),
       clientCpuShare: clientCpuMs / (clientCpuMs + serverCpuMs),
+      mainThreadMsPerCallSecond: (threadsAfter.main - threadsBefore.main) / (opts.calls * opts.seconds),
+      otherThreadsMsPerCallSecond: (threadsAfter.other - threadsBefore.other) / (opts.calls * opts.seconds),
     };
   } finally {
     await server.stop();
