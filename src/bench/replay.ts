@@ -36,9 +36,9 @@ export interface ReplayBenchResult {
   wallS: number;
   windows: number;
   batches: number;
-  /** Share of the wall time spent inside the model. */
+  /** Share of the CPU time spent inside the model. */
   inferenceShare: number;
-  /** Wall ms per window inside the model. */
+  /** CPU ms per window inside the model. */
   msPerWindow: number;
   /** Realtime factor with the model's time taken out of the CPU time: what the rest (read, decode, resample, MFCC, gate, events) allows. */
   realtimeFactorWithoutModel: number;
@@ -87,7 +87,7 @@ export async function benchReplay(opts: Partial<ReplayBenchOptions> = {}): Promi
     const cpu = process.cpuUsage(cpu0);
     const cpuS = (cpu.user + cpu.system) / 1e6;
     const wallS = wallMs / 1000;
-    const inferenceShare = r.stats.inferenceMs / wallMs;
+    const modelS = r.stats.inferenceCpuMs / 1000;
     return {
       realtimeFactor: o.seconds / cpuS,
       seconds: o.seconds,
@@ -96,10 +96,9 @@ export async function benchReplay(opts: Partial<ReplayBenchOptions> = {}): Promi
       wallS,
       windows: r.stats.windows,
       batches: r.stats.batches,
-      inferenceShare,
-      msPerWindow: r.stats.windows > 0 ? r.stats.inferenceMs / r.stats.windows : 0,
-      // The model runs on this thread, so its wall time is CPU time of this process.
-      realtimeFactorWithoutModel: o.seconds / Math.max(1e-3, cpuS - r.stats.inferenceMs / 1000),
+      inferenceShare: modelS / cpuS,
+      msPerWindow: r.stats.windows > 0 ? r.stats.inferenceCpuMs / r.stats.windows : 0,
+      realtimeFactorWithoutModel: o.seconds / (cpuS - modelS),
       backend,
     };
   } finally {

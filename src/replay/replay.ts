@@ -145,8 +145,8 @@ export interface ReplayResult {
   events: CallmoodEvent[];
   /** The call-end event (also the last of the stream's own events). */
   callEnd: CallEndEvent;
-  /** Windows scored, batches run, and wall-clock ms spent inside the model (for the benchmark). */
-  stats: { windows: number; batches: number; inferenceMs: number };
+  /** Windows scored, batches run, and ms spent inside the model: wall clock, and CPU of this process (for the benchmark). */
+  stats: { windows: number; batches: number; inferenceMs: number; inferenceCpuMs: number };
 }
 
 const ORDER: Record<CallmoodEvent['type'], number> = {
@@ -189,7 +189,7 @@ export async function replayAudio(
 
   // The batcher is this call's alone (so its batches depend on this file only) over the shared engine, which it must
   // not close.
-  const stats = { windows: 0, batches: 0, inferenceMs: 0 };
+  const stats = { windows: 0, batches: 0, inferenceMs: 0, inferenceCpuMs: 0 };
   const engine = model.engine;
   const batcher = new MicroBatcher(
     {
@@ -197,8 +197,13 @@ export async function replayAudio(
       classes: engine.classes,
       predict: async (x, n) => {
         const t0 = performance.now();
+        const c0 = process.cpuUsage();
+        // An in-process engine computes inside this call, so the CPU time around it is the model's.
+        const pending = engine.predict(x, n);
+        const c1 = process.cpuUsage(c0);
+        stats.inferenceCpuMs += (c1.user + c1.system) / 1000;
         try {
-          return await engine.predict(x, n);
+          return await pending;
         } finally {
           stats.inferenceMs += performance.now() - t0;
           stats.batches++;
