@@ -3,6 +3,7 @@
 #   scripts/experiments.sh A1  across corpora, RAVDESS → TESS (normalisation and calm chosen here)
 #   scripts/experiments.sh A2  the seed's TESS protocol for each architecture, and TESS → RAVDESS
 #   scripts/experiments.sh B   by-speaker held-out test (cnn), then the shipped model (models/default)
+#   scripts/experiments.sh A3  a lever for unseen speakers, RAVDESS → TESS: SpecAugment-style masks (cnn-fast)
 #   scripts/experiments.sh by-speaker ARCH   the by-speaker held-out test for one architecture
 #   scripts/experiments.sh ship  the shipped model only (models/default, arch $SHIP_ARCH, default cnn-fast)
 # Each part uses one core; they can run side by side. DATA defaults to ../shared/data.
@@ -39,6 +40,14 @@ part_a1() {
   cm train --manifest "$M" --corpus ravdess --arch "$arch" --channel mixed --normalization adaptive --calm neutral "${quick[@]}" --out "$W/rav-calm-neutral$sfx"
   curves "rav-calm-neutral$sfx"
   evaluate "rav-calm-neutral$sfx" "rav-calm-neutral$sfx.on-tess.clean" --corpus tess --channel clean
+}
+
+part_a3() {
+  # SpecAugment-style masks (up to 12 frames and 6 of the 40 coefficients per window) against rav-adaptive-cnn-fast
+  # from A1 (same data, arch, epochs and seed; masks are the only difference).
+  node --import tsx scripts/train-masked.ts "$M" ravdess cnn-fast "$W/rav-mask-cnn-fast" 12 6 15 4
+  curves rav-mask-cnn-fast
+  evaluate rav-mask-cnn-fast rav-mask-cnn-fast.on-tess.clean --corpus tess --channel clean
 }
 
 part_a2() {
@@ -102,8 +111,9 @@ ship() {
 case "${1:-}" in
   A1) part_a1 ;;
   A2) part_a2 ;;
+  A3) part_a3 ;;
   B) by_speaker cnn; SHIP_ARCH=${SHIP_ARCH:-cnn} ship ;;
   by-speaker) by_speaker "${2:?arch}" ;;
   ship) ship ;;
-  *) echo "usage: $0 A1|A2|B|by-speaker ARCH|ship" >&2; exit 2 ;;
+  *) echo "usage: $0 A1|A2|A3|B|by-speaker ARCH|ship" >&2; exit 2 ;;
 esac

@@ -17,8 +17,11 @@ const root = fileURLToPath(new URL('../', import.meta.url));
 const modelDir = `${root}models/default`;
 const manifest = `${root}test/fixtures/heldout/manifest.csv`;
 
-/** Floors for the 24 held-out clips, clean audio; measured when the model was trained: accuracy 0.375 (9/24), anger AUC 0.925. */
-const FLOOR = { accuracy: 0.3, angerAuc: 0.7 };
+/**
+ * Floors for the 24 held-out clips, clean audio. Measured: the cnn-fast model shipped now, accuracy 0.500 (12/24)
+ * and anger AUC 0.975; the cnn before it, 0.375 and 0.925. The floors let a retrain vary but stop a broken model.
+ */
+const FLOOR = { accuracy: 0.35, angerAuc: 0.8 };
 
 test('the shipped model is small, knows the seven labels, and never heard the held-out caller', async () => {
   const md = await readMetadata(modelDir);
