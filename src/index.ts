@@ -100,3 +100,5 @@ export { CallControl, escalationTwiml, goodbyeTwiml, type CallUpdate, type Contr
 export { loadConfigFile } from './config/load.js';
 /** A Twilio-like client: stream a recording to a callmood server and follow its events. */
 export { simulateCall, followEvents, type SimulatedCall } from './telephony/simulator.js';
+/** CRM webhooks: durable outbox, signed at-least-once delivery in order per call, dead letters; the receiver's signature check. */
+export * from './sinks/index.js';

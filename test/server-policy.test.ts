@@ -11,6 +11,10 @@ import { loadChannels } from '../src/audio/load.js';
 import { parsePolicy } from '../src/policy/index.js';
 import type { ActionEvent, ActionResultEvent, CallmoodEvent } from '../src/stream/events.js';
 import { startFakeTwilioApi, twilioError, type FakeTwilioApi } from './helpers/twilio-api.js';
+import { FakeCrm } from './helpers/webhook-crm.js';
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const TOKEN = 'policy-test-token';
 const ACCOUNT = 'AC' + '1'.repeat(32);
@@ -127,6 +131,66 @@ test('dry run: the same decisions are reported, nothing is carried out', async (
       assert.equal(server.health().policy?.dryRun, true);
     });
   } finally {
+    await api.close();
+  }
+});
+
+test('the CRM gets the call and the policy decisions as signed webhooks; a CRM that hangs slows no call and loses nothing', async () => {
+  const angry = await speech(ANGRY);
+  const secret = 'crm-secret-for-tests-0123';
+  const crm = new FakeCrm(secret);
+  await crm.start();
+  // First the CRM hangs on every request: the call must go on at full speed regardless.
+  crm.respond = () => 'hang';
+  const outboxDir = mkdtempSync(join(tmpdir(), 'callmood-outbox-'));
+  const webhooks = {
+    outboxDir,
+    endpoints: [{ name: 'crm', url: crm.url, events: ['call-start', 'call-end', 'action', 'action-result'], secretEnv: 'CRM_SECRET', timeoutMs: 500, backoff: { baseMs: 50, maxMs: 200 } }],
+  };
+  const api = await startFakeTwilioApi();
+  const options = { authToken: TOKEN, engine: 'in-process' as const, webhooks, control: { accountSid: ACCOUNT, apiBaseUrl: api.url } };
+  const runtime = { logger: () => {}, processMetrics: false, env: { CRM_SECRET: secret }, policy: POLICY, actionHandlers: { note: () => {} } };
+  const sid = 'CA' + 'e'.repeat(32);
+  let server = createCallmood(options, runtime);
+  const events: CallmoodEvent[] = [];
+  server.on('event', (e) => events.push(e));
+  try {
+    let addr = await server.listen(0, '127.0.0.1');
+    const got = await call(`ws://127.0.0.1:${addr.port}/media`, sid, angry, events);
+    const emotions = got.filter((e) => e.type === 'emotion');
+    // The whole call, its actions and their outcomes went through while the CRM had acknowledged nothing.
+    assert.ok(emotions.length > 10 && got.some((e) => e.type === 'call-end'), 'the call ran to its end');
+    assert.ok(got.some((e) => e.type === 'action-result' && e.action === 'escalate' && e.outcome === 'done'));
+    const expected = got.filter((e) => ['call-start', 'call-end', 'action', 'action-result'].includes(e.type)).length;
+    assert.ok(expected >= 4);
+    assert.ok(crm.delivered().length === 0);
+    // Stop the server while the CRM still hangs: the events stay in the outbox.
+    await server.close();
+    assert.ok(readdirSync(outboxDir).length > 0, 'the outbox holds the undelivered events');
+
+    // The CRM recovers; a new server on the same outbox delivers everything, in order, signed.
+    crm.respond = () => ({ status: 200 });
+    server = createCallmood(options, runtime);
+    addr = await server.listen(0, '127.0.0.1');
+    await crm.until(() => new Set(crm.delivered().map((r) => r.id)).size >= expected, 15_000, 'every event delivered after the restart');
+    const firsts: string[] = [];
+    const seen = new Set<string>();
+    for (const r of crm.delivered()) {
+      if (seen.has(r.id)) continue;
+      seen.add(r.id);
+      firsts.push(r.type);
+    }
+    assert.equal(firsts.length, expected);
+    assert.equal(firsts[0], 'call-start');
+    assert.equal(firsts.at(-1) === 'call-end' || firsts.at(-1) === 'action-result', true);
+    assert.deepEqual(firsts.filter((t) => t !== 'action-result'), got.filter((e) => ['call-start', 'call-end', 'action'].includes(e.type)).map((e) => e.type), 'in order per call');
+    assert.ok(crm.received.every((r) => r.signatureOk), 'every request is signed with the endpoint secret');
+    const health = server.health();
+    assert.equal(health.webhooks.crm.pending, 0);
+    assert.match((await server.metrics.text()).body, /callmood_webhook_delivered_total\{endpoint="crm"\} [1-9]/);
+  } finally {
+    await server.close();
+    await crm.stop();
     await api.close();
   }
 });

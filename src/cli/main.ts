@@ -11,6 +11,7 @@ import { modelCommands } from './model.js';
 import { serveCommand } from './serve.js';
 import { simulateCommand } from './simulate.js';
 import { policyCommands } from './policy.js';
+import { webhooksCommand } from './webhooks.js';
 
 
 const program = new Command();
@@ -26,6 +27,7 @@ simulateCommand(program);
 benchCommand(program);
 serveCommand(program);
 policyCommands(program);
+webhooksCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CallmoodError) {

@@ -7,6 +7,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import type { CallmoodOptionsInput } from './options.js';
+import { rejectWebhookSecrets } from '../sinks/webhook-options.js';
 
 const SECRET_FIELDS: Record<string, string> = { authToken: 'TWILIO_AUTH_TOKEN', eventsToken: 'CALLMOOD_EVENTS_TOKEN' };
 
@@ -35,6 +36,7 @@ export function loadConfigFile(file: string): CallmoodOptionsInput {
       throw new CallmoodError(ErrorCodes.INVALID_OPTION, `config file ${file}: ${field} is a secret and may not be in a config file; set ${env} in the environment`);
     }
   }
+  rejectWebhookSecrets(o.webhooks, `config file ${file}`);
   return o as CallmoodOptionsInput;
 }
 

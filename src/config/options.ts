@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { deepFreeze, describeValue, valueAt } from '../util/values.js';
+import { DEFAULT_WEBHOOK_OPTIONS, resolveWebhookOptions, type WebhookOptions, type WebhookOptionsInput } from '../sinks/webhook-options.js';
 
 /** A TwiML verb that may run before or after the `<Stream>` verb (built with twilio's VoiceResponse, so escaped). */
 export type TwimlVerb =
@@ -166,14 +167,16 @@ export interface CallmoodOptions {
   policy: PolicySettings;
   /** Call control for the policy's escalate and end_call. */
   control: ControlSettings;
+  /** CRM webhooks: which events go to which URL, signed, through a durable outbox (see src/sinks/README.md). */
+  webhooks: WebhookOptions;
 }
 
 /** Options as given: any field may be left out, nested objects too. */
 export type CallmoodOptionsInput = Partial<{
-  [K in keyof CallmoodOptions]: CallmoodOptions[K] extends Record<string, string> | unknown[] | string | number | boolean | null
+  [K in Exclude<keyof CallmoodOptions, 'webhooks'>]: CallmoodOptions[K] extends Record<string, string> | unknown[] | string | number | boolean | null
     ? CallmoodOptions[K]
     : Partial<CallmoodOptions[K]>;
-}>;
+}> & { webhooks?: WebhookOptionsInput };
 
 /** The defaults: `config/default.json` holds the same values. */
 export const DEFAULT_OPTIONS: Readonly<CallmoodOptions> = deepFreeze({
@@ -197,6 +200,7 @@ export const DEFAULT_OPTIONS: Readonly<CallmoodOptions> = deepFreeze({
   feed: { maxBufferedBytes: 1024 * 1024, heartbeatMs: 30_000 },
   policy: { enabled: true, file: null, dryRun: false, handlerTimeoutMs: 10_000 },
   control: { accountSid: null, apiBaseUrl: null, maxAttempts: 5, baseBackoffMs: 250, maxBackoffMs: 8000, timeoutMs: 10_000 },
+  webhooks: DEFAULT_WEBHOOK_OPTIONS,
 } satisfies CallmoodOptions);
 
 
@@ -282,6 +286,8 @@ const schema = z.strictObject({
     maxBackoffMs: int(1, 600_000, 'ms'),
     timeoutMs: int(100, 120_000, 'ms'),
   }),
+  // Checked by resolveWebhookOptions, whose errors name the endpoint and the field.
+  webhooks: z.unknown(),
 });
 
 /** The schema's leaf at a path, to find its allowed text. */
@@ -349,6 +355,7 @@ export function resolveOptions(input: CallmoodOptionsInput = {}, env: NodeJS.Pro
     );
   }
   const o = parsed.data as CallmoodOptions;
+  o.webhooks = resolveWebhookOptions(merged.webhooks as WebhookOptionsInput, env) as WebhookOptions;
   if (o.validateSignatures && !o.authToken) {
     throw new CallmoodError(
       ErrorCodes.INVALID_OPTION,

@@ -5,6 +5,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { InferenceEngine } from '../stream/batcher.js';
 import type { CallmoodEvent } from '../stream/events.js';
+import type { WebhookSink } from '../sinks/webhooks.js';
 
 /** Live numbers the gauges read at scrape time. */
 export interface LiveCounts {
@@ -87,6 +88,26 @@ export class CallmoodMetrics {
       registers,
     });
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'callmood_' });
+  }
+
+  /** Counts the deliveries of a webhook sink: delivered, failed attempts, dead letters, and pending per endpoint. */
+  watchWebhooks(sink: WebhookSink): void {
+    const registers = [this.registry];
+    const delivered = new Counter({ name: 'callmood_webhook_delivered_total', help: 'Webhook events the CRM acknowledged (2xx), by endpoint.', labelNames: ['endpoint'], registers });
+    const failed = new Counter({ name: 'callmood_webhook_failed_attempts_total', help: 'Webhook delivery attempts that failed (retried or not), by endpoint.', labelNames: ['endpoint'], registers });
+    const dead = new Counter({ name: 'callmood_webhook_dead_letters_total', help: 'Webhook events moved to the dead-letter file, by endpoint.', labelNames: ['endpoint'], registers });
+    new Gauge({
+      name: 'callmood_webhook_pending',
+      help: 'Webhook events in the outbox not yet acknowledged, by endpoint.',
+      labelNames: ['endpoint'],
+      registers,
+      collect() {
+        for (const [endpoint, st] of Object.entries(sink.stats())) this.set({ endpoint }, st.pending);
+      },
+    });
+    sink.on('delivered', (i) => delivered.inc({ endpoint: i.endpoint }));
+    sink.on('attempt-failed', (i) => failed.inc({ endpoint: i.endpoint }));
+    sink.on('dead-letter', (d) => dead.inc({ endpoint: d.endpoint }));
   }
 
   /** Counts one event. */

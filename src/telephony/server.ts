@@ -27,6 +27,7 @@ import { EmotionTrack, modelProfile, type ModelProfile } from '../stream/track.j
 import type { CallEndReason, CallmoodEvent, EventBase, Track } from '../stream/events.js';
 import { DEFAULT_POLICY, PolicyEngine, PolicyRuntime, loadPolicyFile, type ActionHandler, type PolicyConfig } from '../policy/index.js';
 import { CallControl } from './control.js';
+import { WebhookSink, type EndpointStats } from '../sinks/webhooks.js';
 import { MediaSession, CloseCodes } from './session.js';
 import { SignatureGuard, publicBaseUrl, type WebhookParams } from './signature.js';
 import { EventsFeed, rejectUpgrade } from './events-feed.js';
@@ -85,6 +86,8 @@ export interface CallmoodHealth {
   /** The inference worker(s): a dead worker restarts; `failed` (restarts exhausted) makes `ok` false so the process is replaced. Null in-process or before loading. */
   engine: EngineHealth | null;
   uptimeS: number;
+  /** CRM webhooks per endpoint (pending = in the outbox, not yet acknowledged); empty when none are configured. */
+  webhooks: Record<string, EndpointStats>;
   /** The dialog policy: null when off. */
   policy: { rules: number; dryRun: boolean; pendingActions: number; callControl: boolean } | null;
 }
@@ -151,6 +154,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
   private closing: Promise<void> | null = null;
   /** The dialog policy over this server's events (null when `policy.enabled` is false). */
   readonly policy: PolicyRuntime | null;
+  /** CRM webhook delivery (durable outbox); with no endpoints configured it does nothing. */
+  readonly webhooks: WebhookSink;
 
   constructor(options: CallmoodOptionsInput = {}, runtime: CallmoodRuntime = {}) {
     super();
@@ -168,6 +173,11 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     }
     if (!this.feed.enabled) this.log('info', 'CALLMOOD_FEED_OFF', `event feed ${this.options.paths.events} is off: no CALLMOOD_EVENTS_TOKEN`);
     this.policy = this.createPolicy(runtime);
+    this.webhooks = new WebhookSink(this.options.webhooks, { logger: this.log, env: runtime.env ?? process.env });
+    this.metrics.watchWebhooks(this.webhooks);
+    for (const ep of this.options.webhooks.endpoints) {
+      this.log('info', 'CALLMOOD_WEBHOOKS', `webhook ${ep.name} → ${new URL(ep.url).origin}: ${ep.events.join(', ')}`);
+    }
   }
 
   /** Loads and checks the policy at start-up, so a bad rule stops the server before any call. */
@@ -215,6 +225,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
   }
 
   private async load(): Promise<void> {
+    // Events left in the outbox by an earlier run are being sent again before the first call.
+    await this.webhooks.ready;
     const dir = resolveModelDir(this.options.modelDir);
     const t0 = performance.now();
     const engine = this.options.engine === 'worker' ? await WorkerEngine.load(dir) : await InProcessEngine.load(dir);
@@ -301,6 +313,7 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
       backend: this.engine instanceof WorkerEngine ? this.engine.backend : this.engine ? 'in-process' : null,
       engine,
       uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
+      webhooks: this.webhooks.stats(),
       policy: this.policy
         ? { rules: this.policy.engine.config.rules.length, dryRun: this.policy.engine.dryRun, pendingActions: this.policy.pending, callControl: this.policy.hasControl }
         : null,
@@ -335,6 +348,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     for (const c of this.conns) this.closeSocket(c, CloseCodes.GOING_AWAY, 'server shutting down');
     // Actions under way (REST calls, handlers) settle and publish their outcomes before the feed closes.
     await this.policy?.close(this.options.drainTimeoutMs);
+    // What is not delivered yet stays in the outbox for the next start; nothing is lost by stopping.
+    await this.webhooks.close().catch((err: unknown) => this.log('error', 'CALLMOOD_WEBHOOKS_CLOSE', `webhooks: ${(err as Error).message}`));
     // Every call-end is queued on the feed sockets by now; their close frames follow the data.
     await this.feed.close();
     if (this.batcher) {
@@ -380,6 +395,12 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
       this.feed.publish(e);
     } catch (err) {
       this.log('error', 'CALLMOOD_FEED_ERROR', `event feed: ${(err as Error).message}`);
+    }
+    try {
+      // Never waits: the outbox write and the delivery happen off this path.
+      void this.webhooks.enqueue(e).catch((err: unknown) => this.log('error', 'CALLMOOD_WEBHOOKS_DISK', `webhook outbox write: ${(err as Error).message}`));
+    } catch (err) {
+      this.log('error', 'CALLMOOD_WEBHOOKS_ERROR', `webhooks: ${(err as Error).message}`);
     }
     // The policy sees the event after everyone else, so its actions follow the event that caused them everywhere.
     this.policy?.observe(e);
