@@ -1,7 +1,7 @@
-import { createWriteStream, mkdirSync, statSync, writeFileSync, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, statSync, writeFileSync, type WriteStream } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { basename, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { integer } from './args.js';
@@ -114,8 +114,25 @@ async function replay(target: string, o: ReplayCliOptions): Promise<number> {
   const files = isDir ? await listRecordings(target) : [{ path: target, name: basename(target) }];
   if (files.length === 0) throw new CallmoodError(ErrorCodes.FILE_READ, `${target}: no recordings in this folder (looked for ${AUDIO_EXTENSIONS.join(' ')})`);
 
+  const cannot = (what: string, err: unknown) =>
+    new CallmoodError(ErrorCodes.INVALID_OPTION, `${what}: cannot write there: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   const reportDir = o.reportDir ? resolve(o.reportDir) : null;
-  if (reportDir) mkdirSync(reportDir, { recursive: true });
+  if (reportDir) {
+    try {
+      mkdirSync(reportDir, { recursive: true });
+    } catch (err) {
+      throw cannot(`--report-dir ${o.reportDir}`, err);
+    }
+  }
+  if (o.report && !existsSync(dirname(resolve(o.report)))) throw cannot(`--report ${o.report}`, Object.assign(new Error('no such folder'), { code: 'ENOENT' }));
+  if (o.json && o.json !== '-') {
+    // Fail now, not after the replay: an unwritable events file is a usage error.
+    try {
+      writeFileSync(o.json, '');
+    } catch (err) {
+      throw cannot(`--json ${o.json}`, err);
+    }
+  }
   const taken = new Set<string>();
   const jobs: ReplayJob[] = files.map((f) => {
     if (reportDir) {
@@ -127,7 +144,7 @@ async function replay(target: string, o: ReplayCliOptions): Promise<number> {
 
   let out: WriteStream | NodeJS.WriteStream | null = null;
   if (o.json === '-') out = process.stdout;
-  else if (o.json) out = createWriteStream(o.json);
+  else if (o.json) out = createWriteStream(o.json, { flags: 'a' });
   const lines = process.stdout;
   const pending = new Map<number, JobOutcome>();
   let written = 0;

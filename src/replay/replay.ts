@@ -163,11 +163,14 @@ const ORDER: Record<CallmoodEvent['type'], number> = {
 };
 const TRACK_ORDER = (e: CallmoodEvent) => ('track' in e && e.track === 'outbound' ? 1 : 0);
 
+/** call-start first and call-end last, as live; the last frames complete against silence and may end past the audio. */
+const AT = (e: CallmoodEvent) => (e.type === 'call-start' ? -Infinity : e.type === 'call-end' ? Infinity : e.timeMs);
+
 /** Orders events by call time, then by type (see the module comment), then inbound before outbound. Stable. */
 export function sortEvents(events: CallmoodEvent[]): CallmoodEvent[] {
   return events
     .map((e, i) => ({ e, i }))
-    .sort((a, b) => a.e.timeMs - b.e.timeMs || ORDER[a.e.type] - ORDER[b.e.type] || TRACK_ORDER(a.e) - TRACK_ORDER(b.e) || a.i - b.i)
+    .sort((a, b) => AT(a.e) - AT(b.e) || ORDER[a.e.type] - ORDER[b.e.type] || TRACK_ORDER(a.e) - TRACK_ORDER(b.e) || a.i - b.i)
     .map((x) => x.e);
 }
 
@@ -284,7 +287,7 @@ export async function replayAudio(
     }
     events.push(...added);
   }
-  const callEnd = ordered[ordered.length - 1] as CallEndEvent;
+  const callEnd = ordered.find((e): e is CallEndEvent => e.type === 'call-end')!;
   return {
     name,
     callSid,
