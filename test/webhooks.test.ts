@@ -489,7 +489,7 @@ test('SIGKILL mid-delivery and a restart on the same outbox: every event arrives
 });
 
 test("the README's receiver snippet accepts callmood's deliveries once each and rejects forged and replayed requests", async (t) => {
-  const readme = readFileSync(join(root, 'src/sinks/README.md'), 'utf8');
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
   const snippet = /```js\n(import \{ createHmac[\s\S]*?)```/.exec(readme)?.[1];
   assert.ok(snippet, 'the snippet is in the README');
   const dir = tmp();
