@@ -113,6 +113,24 @@ test('callSid: stable from the file name, or the CallSid the name holds', () => 
   assert.equal(replayIds(`recording-${sid.toUpperCase()}-dual.flac`).callSid, sid);
 });
 
+test('event order: call-start first, call-end last, else call time, then speech-start, emotion, speech-end, inbound first', () => {
+  const b = { callSid: 'CA1', streamSid: 'MZ1', customParameters: {} };
+  const ev = (type: string, timeMs: number, track?: string) => ({ ...b, type, timeMs, ...(track ? { track } : {}) }) as unknown as CallmoodEvent;
+  const shuffled = [
+    ev('speech-end', 2010, 'inbound'),
+    ev('call-end', 2000),
+    ev('emotion', 1500, 'outbound'),
+    ev('emotion', 1500, 'inbound'),
+    ev('speech-start', 1500, 'inbound'),
+    ev('speech-end', 1500, 'outbound'),
+    ev('call-start', 0),
+  ];
+  assert.deepEqual(
+    sortEvents(shuffled).map((e) => `${e.type}@${e.timeMs}${'track' in e ? `/${e.track}` : ''}`),
+    ['call-start@0', 'speech-start@1500/inbound', 'emotion@1500/inbound', 'emotion@1500/outbound', 'speech-end@1500/outbound', 'speech-end@2010/inbound', 'call-end@2000'],
+  );
+});
+
 test('the observer hook: its events come right after the event that caused them; a policy file runs as a dry run', async () => {
   const path = writeCall(dir, 'observed.wav', [angry]);
   const seen: string[] = [];
@@ -183,10 +201,11 @@ test('a folder with a corrupt file: the others are replayed in worker threads, t
   const reports = join(dir, 'reports');
   const events = join(dir, 'events.jsonl');
   // Worker threads are covered above; the usage errors run meanwhile.
-  const [cli, bad, single] = await Promise.all([
+  const [cli, bad, single, unwritable] = await Promise.all([
     run(['replay', folder, '--report-dir', reports, '--json', events, '--workers', '1']),
     run(['replay', join(folder, 'a-dual.wav'), '--channels', 'caller=middle']),
     run(['replay', folder, '--report', join(dir, 'x.html')]),
+    run(['replay', folder, '--json', join(dir, 'no-such-folder', 'e.jsonl')]),
   ]);
   assert.equal(cli.code, 1, cli.stderr);
   assert.match(cli.stdout, /broken\.flac {2}FAILED {2}CALLMOOD_ERR_CORRUPT_FILE/);
@@ -207,6 +226,8 @@ test('a folder with a corrupt file: the others are replayed in worker threads, t
   assert.match(bad.stderr, /CALLMOOD_ERR_INVALID_OPTION: --channels 'caller=middle': 'middle' is not a channel; allowed: .*caller=left,agent=right/);
   assert.equal(single.code, 2);
   assert.match(single.stderr, /is a folder: use --report-dir/);
+  assert.equal(unwritable.code, 2);
+  assert.match(unwritable.stderr, /CALLMOOD_ERR_INVALID_OPTION: --json .*e\.jsonl: cannot write there: ENOENT/);
 });
 
 function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
