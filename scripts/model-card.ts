@@ -98,6 +98,22 @@ if (t && md) {
 } else {
   lines.push('Training time of the shipped model: not run yet.');
 }
+const runs = existsSync(`${E}/default.bench-runs.jsonl`)
+  ? readFileSync(`${E}/default.bench-runs.jsonl`, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { msPerWindow: number; msPerWindowBatched: number; batch: number; loadAverage?: number[] })
+  : [];
+if (runs.length > 0) {
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const s = runs.map((r) => r.msPerWindow);
+  const b = runs.map((r) => r.msPerWindowBatched);
+  const loads = runs.flatMap((r) => r.loadAverage ?? []);
+  lines.push('');
+  lines.push(
+    `Speed of the shipped model over ${runs.length} runs of \`callmood bench model --json\` (\`scripts/speed.sh\`, wasm, folded as served): ` +
+      `one window at a time median ${med(s).toFixed(2)} ms (${Math.min(...s).toFixed(2)}–${Math.max(...s).toFixed(2)}), ` +
+      `batches of ${runs[0].batch} median ${med(b).toFixed(3)} ms per window (${Math.min(...b).toFixed(3)}–${Math.max(...b).toFixed(3)})` +
+      (loads.length ? `; load average ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)} on the 2 shared cores.` : '.'),
+  );
+}
 if (bench) {
   lines.push('');
   lines.push(
