@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { availableParallelism, loadavg } from 'node:os';
 import type * as tfjs from '@tensorflow/tfjs';
 import { initBackend } from '../src/model/backend.js';
-import { CNN_FAST_SPEC, CNN_SPEC, buildCnn, paramCount, toInferenceModel, type CnnSpec } from '../src/model/architectures.js';
+import { CNN_FAST_SPEC, CNN_MID_SPEC, CNN_SPEC, buildCnn, paramCount, toInferenceModel, type CnnSpec } from '../src/model/architectures.js';
 import { mulberry32 } from '../src/util/random.js';
 
 const { values: args } = parseArgs({
@@ -37,7 +37,7 @@ const VARIANTS: Record<string, CnnSpec> = {
   'half pool4 (32,48,64)': { blocks: [b(32, 5, 4), b(48, 5, 2), b(64, 3, 2)] },
   'cnn-fast: stride2 pool4 (32,64,96)': CNN_FAST_SPEC,
   'stride2 (48,64,96)': { blocks: [b(48, 5, 1, 2), b(64, 5, 2), b(96, 3, 2)] },
-  'stride2 pool2 (48,64,96)': { blocks: [b(48, 5, 2, 2), b(64, 5, 2), b(96, 3, 1)] },
+  'cnn-mid: stride2 pool2 (48,64,96)': CNN_MID_SPEC,
 };
 
 const { tf, name, reason } = await initBackend({ log: () => {} });
