@@ -102,3 +102,5 @@ export { loadConfigFile } from './config/load.js';
 export { simulateCall, followEvents, type SimulatedCall } from './telephony/simulator.js';
 /** CRM webhooks: durable outbox, signed at-least-once delivery in order per call, dead letters; the receiver's signature check. */
 export * from './sinks/index.js';
+/** Offline replay of recorded calls through the live emotion stream and a dry-run policy; folders over worker threads. */
+export * from './replay/index.js';

@@ -202,7 +202,7 @@ test('a folder with a corrupt file: the others are replayed in worker threads, t
   const events = join(dir, 'events.jsonl');
   // Worker threads are covered above; the usage errors run meanwhile.
   const [cli, bad, single, unwritable] = await Promise.all([
-    run(['replay', folder, '--report-dir', reports, '--json', events, '--workers', '1']),
+    run(['replay', folder, '--report-dir', reports, '--json', events, '--workers', '1', '--no-policy']),
     run(['replay', join(folder, 'a-dual.wav'), '--channels', 'caller=middle']),
     run(['replay', folder, '--report', join(dir, 'x.html')]),
     run(['replay', folder, '--json', join(dir, 'no-such-folder', 'e.jsonl')]),
@@ -232,7 +232,7 @@ test('a folder with a corrupt file: the others are replayed in worker threads, t
 
 function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'test/helpers/replay-cli.ts'), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

@@ -10,6 +10,7 @@ import { benchCommand } from './bench.js';
 import { modelCommands } from './model.js';
 import { serveCommand } from './serve.js';
 import { simulateCommand } from './simulate.js';
+import { replayCommand } from './replay.js';
 import { policyCommands } from './policy.js';
 import { webhooksCommand } from './webhooks.js';
 
@@ -24,6 +25,7 @@ program
 featuresCommand(program);
 modelCommands(program);
 simulateCommand(program);
+replayCommand(program);
 benchCommand(program);
 serveCommand(program);
 policyCommands(program);

@@ -6,8 +6,8 @@ import { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { integer } from './args.js';
 import { CallmoodError, ErrorCodes } from '../errors.js';
-import { loadConfigFile } from '../config/load.js';
-import { DEFAULT_OPTIONS } from '../config/options.js';
+import { loadConfigFile, resolvePackagePath } from '../config/load.js';
+import { DEFAULT_OPTIONS, type CallmoodOptionsInput } from '../config/options.js';
 import { clock, pct } from '../report/html.js';
 import { renderSummaryPage, type SummaryRow } from '../report/summary-page.js';
 import { parseChannelSpec, DEFAULT_CHANNEL_SPEC } from '../replay/channels.js';
@@ -54,7 +54,7 @@ interface ReplayCliOptions {
   json?: string;
   report?: string;
   reportDir?: string;
-  policy?: string;
+  policy?: string | boolean;
   model?: string;
   config?: string;
   workers?: number;
@@ -75,7 +75,8 @@ export function replayCommand(program: Command): void {
     .option('--json <file>', "write every event as JSON lines ('-' = stdout); latencyMs and atMs are this replay's wall clock, not comparable with a live call")
     .option('--report <file.html>', "one recording's HTML report")
     .option('--report-dir <dir>', "a report per recording and index.html across them (for a folder)")
-    .option('--policy <file>', 'a dialog policy file, run as a dry run: its decisions are reported, never carried out')
+    .option('--policy <file>', "a dialog policy file (default: the config's policy, else the shipped one), run as a dry run: its decisions are reported, never carried out")
+    .option('--no-policy', 'run no dialog policy')
     .option('--model <dir>', `model directory (default: the config's, else ${DEFAULT_OPTIONS.modelDir})`)
     .option('--config <file>', "a serve config file: replay with its model and stream settings, to hear what that server would hear")
     .option('--workers <n>', 'worker threads for a folder (default: one per core)', integer('--workers', 1, 256))
@@ -94,6 +95,13 @@ error (bad option, policy file or model).`,
     });
 }
 
+/** The policy file a replay runs: `--policy`, none with `--no-policy`, else the config's, else the shipped one. */
+function replayPolicyFile(flag: string | boolean | undefined, config: CallmoodOptionsInput): string | null {
+  if (flag === false || config.policy?.enabled === false) return null;
+  if (typeof flag === 'string') return flag;
+  return resolvePackagePath(config.policy?.file ?? 'config/policy.json');
+}
+
 async function replay(target: string, o: ReplayCliOptions): Promise<number> {
   if (o.channels !== undefined) parseChannelSpec(o.channels);
   if (o.report && o.reportDir) throw new CallmoodError(ErrorCodes.INVALID_OPTION, '--report and --report-dir: give one (--report for one recording, --report-dir for a folder)');
@@ -108,7 +116,8 @@ async function replay(target: string, o: ReplayCliOptions): Promise<number> {
   const settings: RunSettings = {
     modelDir: o.model ?? (config.modelDir as string | undefined) ?? DEFAULT_OPTIONS.modelDir,
     replay: { channels: o.channels ?? null, stream: { ...DEFAULT_OPTIONS.stream, ...(config.stream as object | undefined) } },
-    policyFile: o.policy ?? null,
+    // As `serve` would: the flag, else the config's policy, else the shipped one.
+    policyFile: replayPolicyFile(o.policy, config),
     keepEvents: o.json !== undefined,
   };
   const files = isDir ? await listRecordings(target) : [{ path: target, name: basename(target) }];

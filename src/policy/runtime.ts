@@ -15,6 +15,9 @@ import { CallControl, escalationTwiml, goodbyeTwiml, type ControlResult } from '
 import type { Logger } from '../telephony/server.js';
 import type { PolicyEngine } from './engine.js';
 
+/** What an action-result says of a dry-run decision (live and in replays). */
+export const DRY_RUN_DETAIL = 'dry run: decided, not carried out';
+
 /** A custom action's handler: what the plugin API registers under a name. */
 export type ActionHandler = (action: ActionEvent) => unknown | Promise<unknown>;
 
@@ -104,7 +107,7 @@ export class PolicyRuntime {
   }
 
   private async perform(a: ActionEvent): Promise<{ outcome: ActionResultEvent['outcome']; attempts: number; detail: string }> {
-    if (a.dryRun) return { outcome: 'skipped', attempts: 0, detail: 'dry run: decided, not carried out' };
+    if (a.dryRun) return { outcome: 'skipped', attempts: 0, detail: DRY_RUN_DETAIL };
     const rule = this.engine.config.rules.find((r) => r.name === a.rule);
     if (!rule) return { outcome: 'failed', attempts: 0, detail: `internal: no rule named ${a.rule}` };
     const spec = rule.do;

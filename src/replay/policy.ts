@@ -6,10 +6,9 @@
  */
 import type { ActionEvent, ActionResultEvent } from '../stream/events.js';
 import { loadPolicyFile, PolicyEngine, type PolicyConfig } from '../policy/index.js';
+import { DRY_RUN_DETAIL } from '../policy/runtime.js';
 import type { EventObserver } from './replay.js';
 
-/** What the live runtime says of a dry-run decision. */
-export const DRY_RUN_DETAIL = 'dry run: decided, not carried out';
 
 function skipped(a: ActionEvent): ActionResultEvent {
   return {

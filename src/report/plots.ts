@@ -45,7 +45,7 @@ function invalid(message: string): CallmoodError {
 }
 
 /** Compiles a Vega-Lite spec and renders it to an SVG string without a canvas. */
-async function renderSvg(spec: TopLevelSpec): Promise<string> {
+export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
   try {
     return await view.toSVG();

@@ -7,8 +7,8 @@
  * is about 310 KB; vega.min.js and vega-lite.min.js alone are 767 KB, before any data) and makes it readable with
  * scripts off, in any browser or mail client, offline; what is drawn is exactly what the tests checked.
  */
-import * as vega from 'vega';
-import { compile, type TopLevelSpec } from 'vega-lite';
+import type { TopLevelSpec } from 'vega-lite';
+import { renderSvg } from './plots.js';
 import type { CallmoodEvent, Track } from '../stream/events.js';
 
 /** Colours per label: anger red and drawn thicker, neutral grey; other labels get the next free colour. */
@@ -171,11 +171,5 @@ export async function timelineSvg(input: TimelineInput): Promise<Timeline> {
     vconcat: panels,
     resolve: { scale: { color: 'shared' } },
   } as TopLevelSpec;
-  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
-  try {
-    const svg = await view.toSVG();
-    return { svg, grouped };
-  } finally {
-    view.finalize();
-  }
+  return { svg: await renderSvg(spec), grouped };
 }
