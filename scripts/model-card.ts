@@ -78,6 +78,22 @@ for (const [label, file] of [
   ['cnn-fast: RAVDESS → TESS, adaptive, calm trained as neutral, clean', 'rav-calm-neutral-cnn-fast.on-tess.clean.json'],
 ]) lines.push(row(label, file));
 lines.push('');
+lines.push('### Seed spread of the yardstick: RAVDESS → TESS, clean, adaptive normalisation, per architecture');
+lines.push('');
+lines.push('Seed 1 of `cnn` and `cnn-fast` is A1\'s run; the others are `scripts/seeds.sh ARCH SEED` (same settings, another seed).');
+lines.push('');
+lines.push('| architecture | seed | clips | accuracy | balanced accuracy | anger AUC |');
+lines.push('|---|---:|---:|---:|---:|---:|');
+for (const arch of ['cnn', 'cnn-mid', 'cnn-fast']) {
+  for (const seed of [1, 2, 3]) {
+    const file = seed === 1 && arch === 'cnn' ? 'rav-adaptive.on-tess.clean.json'
+      : seed === 1 && arch === 'cnn-fast' ? 'rav-adaptive-cnn-fast.on-tess.clean.json'
+      : `rav-adaptive-${arch}-seed${seed}.on-tess.clean.json`;
+    const r = read<Eval>(file);
+    if (r) lines.push(`| ${arch} | ${seed} | ${r.n} | ${pct(r.accuracy)} | ${pct(r.balancedAccuracy)} | ${num(r.anger.auc)} |`);
+  }
+}
+lines.push('');
 lines.push('### The shipped model on a caller it never heard (CREMA-D actor 1071, all 82 clips)');
 lines.push('');
 lines.push(header());
