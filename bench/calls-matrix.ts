@@ -3,7 +3,7 @@
  * hours, so only figures from the same run are compared). Prints one JSON line per run, tagged with its label.
  *
  *   node --import tsx bench/calls-matrix.ts --calls 150,200,300,500 --seconds 20 \
- *     [--label after] [--root /tmp/base] [--model DIR] [--set stream.hopMs=500] [--set batch.maxBatch=128]
+ *     [--label after] [--root /tmp/base] [--model DIR] [--node-arg --cpu-prof] [--set stream.hopMs=500] [--set batch.maxBatch=128]
  *
  * `--root` starts the server from another checkout (e.g. `git archive` of the previous commit with node_modules
  * linked), so "before" and "after" run back to back on the same machine state.
@@ -11,7 +11,7 @@
 import { benchCalls } from '../src/bench/calls.js';
 
 function parseArgs(argv: string[]) {
-  const o = { calls: [150], seconds: 20, label: 'run', root: undefined as string | undefined, config: {} as Record<string, unknown>, model: undefined as string | undefined };
+  const o = { calls: [150], seconds: 20, label: 'run', root: undefined as string | undefined, config: {} as Record<string, unknown>, model: undefined as string | undefined, nodeArgs: [] as string[] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[++i];
@@ -21,6 +21,7 @@ function parseArgs(argv: string[]) {
     else if (a === '--label') o.label = v;
     else if (a === '--root') o.root = v;
     else if (a === '--model') o.model = v;
+    else if (a === '--node-arg') o.nodeArgs.push(v);
     else if (a === '--set') {
       const [path, raw] = v.split('=');
       const keys = path.split('.');
@@ -35,6 +36,6 @@ function parseArgs(argv: string[]) {
 const o = parseArgs(process.argv.slice(2));
 for (const calls of o.calls) {
   const started = new Date().toISOString();
-  const r = await benchCalls({ calls, seconds: o.seconds, config: o.config, serverRoot: o.root, modelDir: o.model });
+  const r = await benchCalls({ calls, seconds: o.seconds, config: o.config, serverRoot: o.root, modelDir: o.model, serverNodeArgs: o.nodeArgs });
   process.stdout.write(`${JSON.stringify({ label: o.label, started, config: o.config, ...r })}\n`);
 }
