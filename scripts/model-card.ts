@@ -107,7 +107,7 @@ if (t && md) {
   lines.push(
     `Training the shipped model (\`scripts/experiments.sh ship\`, arch \`${md.arch}\`): ${tr.clips.train} training and ${tr.clips.val} validation clips, ` +
       `${tr.windows.train} and ${tr.windows.val} windows, ${tr.epochs} epochs (best ${tr.bestEpoch}); ` +
-      `${(tr.durations.trainingSeconds / 60).toFixed(1)} min of training, ${(t.trainingWallSeconds / 60).toFixed(1)} min wall-clock including feature extraction, on the wasm backend, ` +
+      `${(tr.durations.trainingSeconds / 60).toFixed(1)} min of training, ${(t.trainingWallSeconds / 60).toFixed(1)} min wall-clock including feature extraction (from the feature cache), on the wasm backend, ` +
       'while other runs shared the 2 cores.',
   );
 } else {
