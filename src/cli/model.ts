@@ -61,7 +61,7 @@ export function modelCommands(program: Command): void {
     program
       .command('train')
       .description('train an emotion model from a manifest and save it (TF.js files, metadata, training curves)')
-      .addOption(new Option('--arch <arch>', 'architecture').choices([...ARCHITECTURES]).default('cnn'))
+      .addOption(new Option('--arch <arch>', 'architecture (cnn-fast is the shipped one)').choices([...ARCHITECTURES]).default('cnn-fast'))
       .requiredOption('--out <dir>', 'output directory, e.g. models/mine'),
   )
     .addOption(new Option('--channel <channel>', 'training audio: clean, telephone, or mixed (80% telephone)').choices(['clean', 'telephone', 'mixed']).default(DEFAULT_TRAIN_OPTIONS.channel))
