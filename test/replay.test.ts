@@ -10,6 +10,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_OPTIONS } from '../src/config/options.js';
 import { createCallmood } from '../src/telephony/server.js';
 import { simulateCall } from '../src/telephony/simulator.js';
 import { ErrorCodes } from '../src/errors.js';
@@ -41,9 +42,12 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** A finer hop than the default, for more windows per short clip; replay and the live server get the same. */
+const FINE = { ...DEFAULT_OPTIONS.stream, hopMs: 250, smoothing: 0.3 };
+
 /** Streams `audio` to a real server as Twilio would and returns the events it published for the call. */
 async function liveEvents(audio: { inbound: Float32Array; outbound?: Float32Array }, ids: { callSid: string; streamSid: string }): Promise<CallmoodEvent[]> {
-  const server = createCallmood({ authToken: TOKEN, engine: 'in-process' }, { logger: () => {}, processMetrics: false, env: {} });
+  const server = createCallmood({ authToken: TOKEN, engine: 'in-process', stream: FINE }, { logger: () => {}, processMetrics: false, env: {} });
   const got: CallmoodEvent[] = [];
   server.on('event', (e) => got.push(e));
   try {
@@ -63,7 +67,7 @@ test('a μ-law recording replayed gives the events of the same audio streamed li
     ['live-dual.wav', [angry, neutral]],
   ] as const) {
     const path = writeCall(dir, file, [...channels]);
-    const replayed = await replayFile(path, model, { accountSid: 'AC' + '1'.repeat(32) });
+    const replayed = await replayFile(path, model, { accountSid: 'AC' + '1'.repeat(32), stream: FINE });
     const live = await liveEvents({ inbound: channels[0], ...(channels[1] ? { outbound: channels[1] } : {}) }, replayed);
     const emotions = replayed.events.filter((e) => e.type === 'emotion');
     assert.ok(emotions.length >= 4 * channels.length, `${file}: only ${emotions.length} emotion events`);

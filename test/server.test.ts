@@ -166,6 +166,8 @@ before(async () => {
       eventsToken: FEED,
       stallTimeoutMs: STALL_MS,
       twiml: { parameters: { tenant: 'acme' } },
+      // A finer hop than the default gives more windows per short clip to check.
+      stream: { hopMs: 250, smoothing: 0.3 },
     },
     { logger: (level, code, message) => logs.push({ level, code, message }), processMetrics: false, env: {} },
   );
@@ -321,7 +323,7 @@ test('both_tracks keeps the tracks apart: each track gives exactly its solo even
 });
 
 test("engine: 'in-process' serves the same events as the worker thread", async () => {
-  const local = createCallmood({ authToken: TOKEN, engine: 'in-process' }, { logger: () => {}, processMetrics: false, env: {} });
+  const local = createCallmood({ authToken: TOKEN, engine: 'in-process', stream: { hopMs: 250, smoothing: 0.3 } }, { logger: () => {}, processMetrics: false, env: {} });
   const got: CallmoodEvent[] = [];
   local.on('event', (e) => got.push(e));
   try {

@@ -66,6 +66,13 @@ export interface SessionLimits {
   maxGapFillMs: number;
   /** Protocol errors tolerated on one stream before it is closed (1008). */
   maxProtocolErrors: number;
+  /**
+   * Windows one track may have waiting for the model; more are skipped, counted and reported as one INFERENCE error
+   * per run of skips (null = no cap). Bounds the memory and latency one runaway stream can cost the other calls.
+   */
+  maxPendingWindows: number | null;
+  /** A stream whose audio runs this far ahead of the wall clock (sent faster than real time) has its socket paused, ms. */
+  maxLeadMs: number;
 }
 
 /** Per-track emotion stream settings (see EmotionTrack). */
@@ -191,11 +198,13 @@ export const DEFAULT_OPTIONS: Readonly<CallmoodOptions> = deepFreeze({
   stallTimeoutMs: 10_000,
   // Twilio's media messages are about 400 bytes; 64 KiB leaves room for anything sane and nothing absurd.
   maxMessageBytes: 64 * 1024,
-  maxCalls: 200,
+  maxCalls: 500,
   maxBodyBytes: 64 * 1024,
   drainTimeoutMs: 15_000,
-  session: { maxPayloadBytes: 8000, maxGapFillMs: 10_000, maxProtocolErrors: 100 },
-  stream: { hopMs: 250, smoothing: 0.3, minSpeechMs: 100, minSpeechRatio: null },
+  session: { maxPayloadBytes: 8000, maxGapFillMs: 10_000, maxProtocolErrors: 100, maxPendingWindows: 8, maxLeadMs: 2000 },
+  // A 500 ms hop halves inference against 250 ms; smoothing 0.51 keeps the 250 ms run's time constant (bench/hop.ts:
+  // smoothed-label changes within ±250 ms of it).
+  stream: { hopMs: 500, smoothing: 0.51, minSpeechMs: 100, minSpeechRatio: null },
   batch: { maxBatch: 64, maxWaitMs: 5 },
   feed: { maxBufferedBytes: 1024 * 1024, heartbeatMs: 30_000 },
   policy: { enabled: true, file: null, dryRun: false, handlerTimeoutMs: 10_000 },
@@ -263,6 +272,8 @@ const schema = z.strictObject({
     maxPayloadBytes: int(160, 1_000_000, 'bytes'),
     maxGapFillMs: int(0, 600_000, 'ms'),
     maxProtocolErrors: int(1, 1_000_000),
+    maxPendingWindows: allowed(z.number().int().min(1).max(10_000).nullable(), 'null or an integer in [1, 10000]'),
+    maxLeadMs: int(100, 600_000, 'ms'),
   }),
   stream: z.strictObject({
     hopMs: allowed(z.number().min(10).max(5000), 'ms in [10, 5000]'),

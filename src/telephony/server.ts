@@ -109,6 +109,10 @@ interface Connection {
   resolveDone: () => void;
   counted: { media: number; dropped: number; gaps: number };
   killTimer: NodeJS.Timeout | null;
+  /** Reading is paused: the stream's audio ran more than maxLeadMs ahead of the wall clock. */
+  paused: boolean;
+  /** Messages that arrived after the pause (the rest of the socket read that was being parsed), handled on resume. */
+  backlog: string[];
 }
 
 /** ws close reasons are limited to 123 bytes of UTF-8. */
@@ -464,8 +468,14 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
       resolveDone,
       counted: { media: 0, dropped: 0, gaps: 0 },
       killTimer: null,
+      paused: false,
+      backlog: [],
     };
-    const streamOptions = { ...this.options.stream, minSpeechRatio: this.options.stream.minSpeechRatio ?? undefined };
+    const streamOptions = {
+      ...this.options.stream,
+      minSpeechRatio: this.options.stream.minSpeechRatio ?? undefined,
+      maxPendingWindows: this.options.session.maxPendingWindows ?? undefined,
+    };
     conn.session = new MediaSession(
       {
         emit: (e) => {
@@ -495,8 +505,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     ws.on('message', (data: RawData) => {
       try {
         const text = Buffer.isBuffer(data) ? data.toString('utf8') : Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data).toString('utf8');
-        conn.session.handleMessage(text);
-        this.countMedia(conn);
+        if (conn.paused) conn.backlog.push(text);
+        else this.handle(conn, text);
       } catch (err) {
         this.internalError(conn, err);
       }
@@ -510,6 +520,15 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     });
     ws.on('close', () => {
       if (conn.killTimer) clearTimeout(conn.killTimer);
+      // What a paused stream had already sent (one socket read at most) is still its call's audio.
+      if (conn.backlog.length > 0) {
+        const rest = conn.backlog.splice(0);
+        try {
+          for (const text of rest) conn.session.handleMessage(text);
+        } catch (err) {
+          this.log('error', (err as CallmoodError).code ?? ErrorCodes.INTERNAL, `closing ${conn.base?.callSid ?? conn.remote}: ${(err as Error).message}`);
+        }
+      }
       void this.endConnection(conn, conn.endReason ?? 'disconnected').finally(() => this.conns.delete(conn));
     });
   }
@@ -551,6 +570,39 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     conn.endReason ??= 'error';
     void this.endConnection(conn, 'error');
     this.closeSocket(conn, 1011, 'internal error');
+  }
+
+  private handle(conn: Connection, text: string): void {
+    conn.session.handleMessage(text);
+    this.countMedia(conn);
+    this.throttle(conn);
+  }
+
+  /**
+   * Flow control: Twilio sends 20 ms every 20 ms; a client sending far faster (a replay tool, a bug, an attack) would
+   * otherwise queue its windows ahead of every other call. Once its audio runs more than maxLeadMs ahead of the wall
+   * clock, its socket is paused until the clock catches up halfway (TCP pushes back on the sender meanwhile). ws
+   * still hands over the rest of the read it was parsing; those messages wait in the backlog (one socket read at
+   * most) and are handled on resume, so the lead never passes maxLeadMs by more than one message.
+   */
+  private throttle(conn: Connection): void {
+    const max = this.options.session.maxLeadMs;
+    const lead = conn.session.leadMs;
+    if (conn.paused || lead <= max) return;
+    conn.paused = true;
+    conn.ws.pause();
+    setTimeout(() => this.resume(conn), Math.min(lead - max / 2, this.options.stallTimeoutMs / 2)).unref();
+  }
+
+  private resume(conn: Connection): void {
+    conn.paused = false;
+    try {
+      while (conn.backlog.length > 0 && !conn.paused) this.handle(conn, conn.backlog.shift()!);
+    } catch (err) {
+      this.internalError(conn, err);
+      return;
+    }
+    if (!conn.paused && conn.ws.readyState === WebSocket.OPEN) conn.ws.resume();
   }
 
   private countMedia(conn: Connection): void {
