@@ -2,29 +2,19 @@
  * Reading a JSON config file (e.g. `config/default.json`) into options, and finding the model directory. A config
  * file may not hold secrets: they belong in the environment, where they stay out of repositories and images.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import type { CallmoodOptionsInput } from './options.js';
 import { rejectWebhookSecrets } from '../sinks/webhook-options.js';
+import { readJsonFile } from '../util/json-file.js';
 
 const SECRET_FIELDS: Record<string, string> = { authToken: 'TWILIO_AUTH_TOKEN', eventsToken: 'CALLMOOD_EVENTS_TOKEN' };
 
 /** Reads a JSON config file. Throws INVALID_OPTION (unreadable, not JSON, not an object, holds a secret). */
 export function loadConfigFile(file: string): CallmoodOptionsInput {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new CallmoodError(ErrorCodes.INVALID_OPTION, `config file ${file}: cannot read it: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new CallmoodError(ErrorCodes.INVALID_OPTION, `config file ${file}: not valid JSON: ${(err as Error).message}`, { cause: err });
-  }
+  const raw = readJsonFile(file, ErrorCodes.INVALID_OPTION, 'config file');
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new CallmoodError(ErrorCodes.INVALID_OPTION, `config file ${file}: must hold a JSON object of options`);
   }

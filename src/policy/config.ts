@@ -6,10 +6,10 @@
  * emotion state count *speech* time (the audio each scored window added, times its share of speech), never silence,
  * so a caller who says one loud word and then waits does not trip a "3 s of anger" rule.
  */
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { deepFreeze, describeValue, valueAt } from '../util/values.js';
+import { readJsonFile } from '../util/json-file.js';
 import { EMOTION_LABELS } from '../data/types.js';
 import type { ActionKind, Track } from '../stream/events.js';
 
@@ -233,18 +233,7 @@ export function parsePolicy(raw: unknown, source = 'policy'): PolicyConfig {
 
 /** Reads and validates a policy JSON file. Throws INVALID_POLICY (unreadable, not JSON, breaks the schema). */
 export function loadPolicyFile(file: string): PolicyConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new CallmoodError(ErrorCodes.INVALID_POLICY, `policy file ${file}: cannot read it: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new CallmoodError(ErrorCodes.INVALID_POLICY, `policy file ${file}: not valid JSON: ${(err as Error).message}`, { cause: err });
-  }
+  const raw = readJsonFile(file, ErrorCodes.INVALID_POLICY, 'policy file');
   return parsePolicy(raw, `policy file ${file}`);
 }
 

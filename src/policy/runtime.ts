@@ -18,6 +18,24 @@ import type { PolicyEngine } from './engine.js';
 /** What an action-result says of a dry-run decision (live and in replays). */
 export const DRY_RUN_DETAIL = 'dry run: decided, not carried out';
 
+/** The `action-result` event of an action: its identity, the outcome, and the wall-clock time it settled. */
+export function actionResult(a: ActionEvent, r: { outcome: ActionResultEvent['outcome']; attempts: number; detail: string }): ActionResultEvent {
+  return {
+    type: 'action-result',
+    callSid: a.callSid,
+    streamSid: a.streamSid,
+    timeMs: a.timeMs,
+    customParameters: a.customParameters,
+    actionId: a.actionId,
+    action: a.action,
+    rule: a.rule,
+    outcome: r.outcome,
+    attempts: r.attempts,
+    detail: r.detail,
+    atMs: Date.now(),
+  };
+}
+
 /** A custom action's handler: what the plugin API registers under a name. */
 export type ActionHandler = (action: ActionEvent) => unknown | Promise<unknown>;
 
@@ -83,20 +101,7 @@ export class PolicyRuntime {
           detail: `internal: ${(err as Error).message}`,
         }))
         .then((r) => {
-          const result: ActionResultEvent = {
-            type: 'action-result',
-            callSid: a.callSid,
-            streamSid: a.streamSid,
-            timeMs: a.timeMs,
-            customParameters: a.customParameters,
-            actionId: a.actionId,
-            action: a.action,
-            rule: a.rule,
-            outcome: r.outcome,
-            attempts: r.attempts,
-            detail: r.detail,
-            atMs: Date.now(),
-          };
+          const result = actionResult(a, r);
           const level = r.outcome === 'failed' ? 'error' : 'info';
           this.host.log(level, r.outcome === 'failed' ? 'CALLMOOD_ACTION_FAILED' : 'CALLMOOD_ACTION_RESULT', `${a.action} for ${a.callSid}: ${r.outcome} (${r.detail})`);
           this.host.publish(result);

@@ -6,26 +6,13 @@
  */
 import type { ActionEvent, ActionResultEvent } from '../stream/events.js';
 import { loadPolicyFile, PolicyEngine, type PolicyConfig } from '../policy/index.js';
-import { DRY_RUN_DETAIL } from '../policy/runtime.js';
+import { DRY_RUN_DETAIL, actionResult } from '../policy/runtime.js';
 import type { EventObserver } from './replay.js';
 
 
+/** As the live runtime reports a dry-run decision; `atMs` is this replay's wall clock, not comparable across runs. */
 function skipped(a: ActionEvent): ActionResultEvent {
-  return {
-    type: 'action-result',
-    callSid: a.callSid,
-    streamSid: a.streamSid,
-    timeMs: a.timeMs,
-    customParameters: a.customParameters,
-    actionId: a.actionId,
-    action: a.action,
-    rule: a.rule,
-    outcome: 'skipped',
-    attempts: 0,
-    detail: DRY_RUN_DETAIL,
-    // Wall clock, as live: when this replay settled it. Not comparable across runs.
-    atMs: Date.now(),
-  };
+  return actionResult(a, { outcome: 'skipped', attempts: 0, detail: DRY_RUN_DETAIL });
 }
 
 /** An observer over a policy: a fresh dry-run engine per call. */
