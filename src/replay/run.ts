@@ -192,59 +192,44 @@ interface WorkerMessage {
   outcome?: JobOutcome;
 }
 
-function startWorker(url: string, settings: RunSettings): Promise<Worker> {
-  const worker = startModuleWorker(url, { settings });
+/** The worker's next message that `pick` takes (undefined = not this one), or its error, or its exit. */
+function nextFromWorker<T>(worker: Worker, pick: (m: WorkerMessage) => T | undefined, onExit: (code: number) => Error): Promise<T> {
   return new Promise((resolve, reject) => {
     const onMessage = (m: WorkerMessage) => {
+      const v = pick(m);
+      if (v === undefined) return;
       cleanup();
-      if (m.ready) resolve(worker);
-      else {
-        void worker.terminate();
-        reject(new CallmoodError((m.error?.code as ErrorCode) ?? ErrorCodes.INTERNAL, m.error?.message ?? 'the replay worker did not start'));
-      }
+      resolve(v);
     };
     const onError = (err: Error) => {
       cleanup();
       reject(err);
     };
-    const onExit = (code: number) => {
+    const onExitCode = (code: number) => {
       cleanup();
-      reject(new CallmoodError(ErrorCodes.INTERNAL, `the replay worker exited with code ${code} while starting`));
+      reject(onExit(code));
     };
     const cleanup = () => {
       worker.off('message', onMessage);
       worker.off('error', onError);
-      worker.off('exit', onExit);
+      worker.off('exit', onExitCode);
     };
     worker.on('message', onMessage);
     worker.on('error', onError);
-    worker.on('exit', onExit);
+    worker.on('exit', onExitCode);
   });
 }
 
+async function startWorker(url: string, settings: RunSettings): Promise<Worker> {
+  const worker = startModuleWorker(url, { settings });
+  const m = await nextFromWorker(worker, (msg) => msg, (code) => new CallmoodError(ErrorCodes.INTERNAL, `the replay worker exited with code ${code} while starting`));
+  if (m.ready) return worker;
+  void worker.terminate();
+  throw new CallmoodError((m.error?.code as ErrorCode) ?? ErrorCodes.INTERNAL, m.error?.message ?? 'the replay worker did not start');
+}
+
 function ask(worker: Worker, job: ReplayJob): Promise<JobOutcome> {
-  return new Promise((resolve, reject) => {
-    const onMessage = (m: WorkerMessage) => {
-      if (!m.outcome) return;
-      cleanup();
-      resolve(m.outcome);
-    };
-    const onError = (err: Error) => {
-      cleanup();
-      reject(err);
-    };
-    const onExit = (code: number) => {
-      cleanup();
-      reject(new Error(`exit code ${code}`));
-    };
-    const cleanup = () => {
-      worker.off('message', onMessage);
-      worker.off('error', onError);
-      worker.off('exit', onExit);
-    };
-    worker.on('message', onMessage);
-    worker.on('error', onError);
-    worker.on('exit', onExit);
-    worker.postMessage({ job });
-  });
+  const answer = nextFromWorker(worker, (m) => m.outcome, (code) => new Error(`exit code ${code}`));
+  worker.postMessage({ job });
+  return answer;
 }
