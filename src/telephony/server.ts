@@ -583,7 +583,7 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
    * otherwise queue its windows ahead of every other call. Once its audio runs more than maxLeadMs ahead of the wall
    * clock, its socket is paused until the clock catches up halfway (TCP pushes back on the sender meanwhile). ws
    * still hands over the rest of the read it was parsing; those messages wait in the backlog (one socket read at
-   * most) and are handled on resume, so the lead never passes maxLeadMs by more than one message.
+   * most) and are handled on resume, so the lead is checked at every message, not per socket read.
    */
   private throttle(conn: Connection): void {
     const max = this.options.session.maxLeadMs;
