@@ -8,7 +8,7 @@
  * `--root` starts the server from another checkout (e.g. `git archive` of the previous commit with node_modules
  * linked), so "before" and "after" run back to back on the same machine state.
  */
-import { benchCalls } from '../src/bench/calls.js';
+import { benchCalls, setOption } from '../src/bench/calls.js';
 
 function parseArgs(argv: string[]) {
   const o = { calls: [150], seconds: 20, label: 'run', root: undefined as string | undefined, config: {} as Record<string, unknown>, model: undefined as string | undefined, nodeArgs: [] as string[] };
@@ -22,13 +22,8 @@ function parseArgs(argv: string[]) {
     else if (a === '--root') o.root = v;
     else if (a === '--model') o.model = v;
     else if (a === '--node-arg') o.nodeArgs.push(v);
-    else if (a === '--set') {
-      const [path, raw] = v.split('=');
-      const keys = path.split('.');
-      let node = o.config;
-      for (const k of keys.slice(0, -1)) node = (node[k] ??= {}) as Record<string, unknown>;
-      node[keys[keys.length - 1]] = JSON.parse(raw);
-    } else throw new Error(`unknown option ${a}`);
+    else if (a === '--set') setOption(o.config, v);
+    else throw new Error(`unknown option ${a}`);
   }
   return o;
 }

@@ -7,7 +7,7 @@
  *   node --import tsx bench/flood.ts [--calls 20] [--seconds 30] [--flood-seconds 600] [--set stream.hopMs=500] [--root CHECKOUT]
  */
 import type { CallmoodEvent } from '../src/stream/events.js';
-import { callAudio, startBenchServer } from '../src/bench/calls.js';
+import { callAudio, setOption, startBenchServer } from '../src/bench/calls.js';
 import { encodePayloads, followEvents, simulateCall } from '../src/telephony/simulator.js';
 
 const o = { calls: 20, seconds: 30, floodSeconds: 600, sampleMs: 500, config: {} as Record<string, unknown>, root: undefined as string | undefined };
@@ -18,13 +18,8 @@ for (let i = 0; i < argv.length; i += 2) {
   else if (a === '--seconds') o.seconds = Number(v);
   else if (a === '--flood-seconds') o.floodSeconds = Number(v);
   else if (a === '--root') o.root = v;
-  else if (a === '--set') {
-    const [path, raw] = v.split('=');
-    const keys = path.split('.');
-    let node = o.config;
-    for (const k of keys.slice(0, -1)) node = (node[k] ??= {}) as Record<string, unknown>;
-    node[keys[keys.length - 1]] = JSON.parse(raw);
-  } else throw new Error(`unknown option ${a}`);
+  else if (a === '--set') setOption(o.config, v);
+  else throw new Error(`unknown option ${a}`);
 }
 
 const server = await startBenchServer({ config: { ...o.config, maxCalls: o.calls + 10 }, serverRoot: o.root });

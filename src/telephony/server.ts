@@ -400,11 +400,13 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     } catch (err) {
       this.log('error', 'CALLMOOD_FEED_ERROR', `event feed: ${(err as Error).message}`);
     }
-    try {
-      // Never waits: the outbox write and the delivery happen off this path.
-      void this.webhooks.enqueue(e).catch((err: unknown) => this.log('error', 'CALLMOOD_WEBHOOKS_DISK', `webhook outbox write: ${(err as Error).message}`));
-    } catch (err) {
-      this.log('error', 'CALLMOOD_WEBHOOKS_ERROR', `webhooks: ${(err as Error).message}`);
+    // Never waits: the outbox write and the delivery happen off this path. With no endpoint there is nothing to do.
+    if (this.options.webhooks.endpoints.length > 0) {
+      try {
+        void this.webhooks.enqueue(e).catch((err: unknown) => this.log('error', 'CALLMOOD_WEBHOOKS_DISK', `webhook outbox write: ${(err as Error).message}`));
+      } catch (err) {
+        this.log('error', 'CALLMOOD_WEBHOOKS_ERROR', `webhooks: ${(err as Error).message}`);
+      }
     }
     // The policy sees the event after everyone else, so its actions follow the event that caused them everywhere.
     this.policy?.observe(e);
