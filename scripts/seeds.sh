@@ -2,6 +2,7 @@
 # Run-to-run spread of the cross-corpus yardstick (RAVDESS → TESS, clean): the A1 adaptive run again with other
 # seeds, per architecture, so that a difference between architectures can be told from seed noise.
 #   scripts/seeds.sh "ARCHS" "SEEDS"   e.g. scripts/seeds.sh "cnn-fast cnn" "2"
+#   FEATURE_RATE=8000 scripts/seeds.sh cnn-fast "1 2 3"   the same with 8 kHz features (files named *-8k-seedN.*)
 # Files: models/experiments/rav-adaptive-ARCH-seedN.* (the seed-1 runs are A1's rav-adaptive[-ARCH].*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,11 +11,14 @@ M="$DATA/manifest.csv"
 E=models/experiments
 W=.cache/experiments
 cm() { node --import tsx src/cli/main.ts "$@"; }
+RATE=${FEATURE_RATE:-16000}
+sfx=""
+[ "$RATE" = 16000 ] || sfx="-$((RATE / 1000))k"
 for seed in ${2:-2}; do
   for arch in ${1:-cnn-fast cnn}; do
-    name="rav-adaptive-$arch-seed$seed"
+    name="rav-adaptive-$arch$sfx-seed$seed"
     cm train --manifest "$M" --corpus ravdess --arch "$arch" --channel mixed --normalization adaptive --epochs 15 --patience 4 \
-      --seed "$seed" --out "$W/$name"
+      --seed "$seed" --feature-rate "$RATE" --out "$W/$name"
     cp "$W/$name/training-curves.svg" "$E/$name.training-curves.svg"
     cp "$W/$name/metadata.json" "$E/$name.metadata.json"
     cm evaluate --model "$W/$name" --manifest "$M" --corpus tess --channel clean --json "$E/$name.on-tess.clean.json" > "$E/$name.on-tess.clean.txt"

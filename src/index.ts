@@ -30,6 +30,7 @@ export { telephoneChannel, DEFAULT_TELEPHONE_OPTIONS, type TelephoneOptions } fr
 /** Feature configuration: the value a model carries so serving computes exactly its training features. */
 export {
   DEFAULT_FEATURE_CONFIG,
+  NARROWBAND_FEATURE_CONFIG,
   resolveFeatureConfig,
   featureConfigKey,
   featureDims,

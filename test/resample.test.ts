@@ -158,6 +158,13 @@ describe('output length', () => {
   it('is the identity when the rates are equal', () => {
     const x = speechLikeSignal(8000, 0.3);
     assert.deepEqual(resample(x, 8000, 8000), x);
+    // … computed by the filter as well as by the shortcut that skips it.
+    const r = new StreamingResampler(8000, 8000);
+    const y = Float32Array.from([...r.push(x), ...r.flush()]);
+    assert.deepEqual(y, x);
+    const bad = x.slice();
+    bad[100] = NaN;
+    assert.throws(() => resample(bad, 8000, 8000), (e: unknown) => e instanceof CallmoodError && e.code === ErrorCodes.INVALID_AUDIO && /sample 100/.test(e.message));
   });
 });
 

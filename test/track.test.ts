@@ -12,6 +12,7 @@ import { InProcessEngine } from '../src/stream/engine.js';
 import { EmotionTrack, type ModelProfile } from '../src/stream/track.js';
 import type { CallmoodEvent, TrackSummary } from '../src/stream/events.js';
 import { ErrorCodes } from '../src/errors.js';
+import { DEFAULT_FEATURE_CONFIG, NARROWBAND_FEATURE_CONFIG } from '../src/features/config.js';
 import { assertCallmoodError, chunked, rng } from './helpers.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -39,9 +40,9 @@ after(async () => {
 
 const base = () => ({ callSid: 'CA00000000000000000000000000000001', streamSid: 'MZ1', customParameters: { k: 'v' } });
 
-async function run(chunks: Float32Array[]): Promise<{ events: CallmoodEvent[]; summary: TrackSummary }> {
+async function run(chunks: Float32Array[], p: ModelProfile = profile): Promise<{ events: CallmoodEvent[]; summary: TrackSummary }> {
   const events: CallmoodEvent[] = [];
-  const t = new EmotionTrack(profile, (w) => batcher.infer(w), (e) => events.push(e), base, 'inbound');
+  const t = new EmotionTrack(p, (w) => batcher.infer(w), (e) => events.push(e), base, 'inbound');
   let endMs = 0;
   for (const c of chunks) {
     endMs += c.length / 8;
@@ -83,14 +84,25 @@ function assertSameEvents(a: CallmoodEvent[], b: CallmoodEvent[], what: string):
   }
 }
 
-for (const clip of CLIPS) {
-  test(`${clip.split('/').pop()}: 20 ms chunks, one piece and odd chunk sizes give the same events`, async () => {
+/** The shipped model's profile with the features at the other rate: 8 kHz features take the line's audio as it is, 16 kHz ones resample it first. */
+function otherRateProfile(): ModelProfile {
+  const f = profile.window.feature;
+  const other = f.sampleRate === 8000 ? DEFAULT_FEATURE_CONFIG : NARROWBAND_FEATURE_CONFIG;
+  assert.notEqual(other.sampleRate, f.sampleRate);
+  return { ...profile, window: { ...profile.window, feature: other } };
+}
+
+const cases = [...CLIPS.map((clip) => ({ clip, other: false })), { clip: CLIPS[1], other: true }];
+for (const { clip, other: otherRate } of cases) {
+  const label = otherRate ? ' (features at the other rate)' : '';
+  test(`${clip.split('/').pop()}${label}: 20 ms chunks, one piece and odd chunk sizes give the same events`, async () => {
     const x = audio.get(clip)!;
-    const whole = await run([x]);
-    const twenty = await run(chunked(x, () => 160));
+    const p = otherRate ? otherRateProfile() : profile;
+    const whole = await run([x], p);
+    const twenty = await run(chunked(x, () => 160), p);
     const r = rng(7);
-    const odd = await run(chunked(x, () => 1 + r() * 997));
-    const tiny = await run(chunked(x, () => 1 + r() * 13));
+    const odd = await run(chunked(x, () => 1 + r() * 997), p);
+    const tiny = await run(chunked(x, () => 1 + r() * 13), p);
 
     const emotions = whole.events.filter((e) => e.type === 'emotion');
     assert.ok(emotions.length >= 2, `a ${x.length / 8000} s clip gives several scored windows, got ${emotions.length}`);

@@ -298,6 +298,17 @@ function parseWav(bytes: Uint8Array, name: string): PcmLayout {
 
 function fromLayout(bytes: Uint8Array, l: PcmLayout, name: string, container: 'wav' | 'aiff'): DecodedAudio {
   const { frames, blockAlign, littleEndian: le } = l;
+  if ((l.sample === 'mulaw' || l.sample === 'alaw') && l.channels === 2) {
+    // Twilio's dual-channel recordings: both channels in one pass over the bytes (half the memory traffic).
+    const table = l.sample === 'mulaw' ? MULAW_TO_FLOAT : ALAW_TO_FLOAT;
+    const a = new Float32Array(frames);
+    const b = new Float32Array(frames);
+    for (let f = 0, p = l.offset; f < frames; f++, p += 2) {
+      a[f] = table[bytes[p]];
+      b[f] = table[bytes[p + 1]];
+    }
+    return { sampleRate: l.sampleRate, channels: [a, b], container, encoding: l.encoding, durationS: frames / l.sampleRate };
+  }
   const view = new DataView(bytes.buffer, bytes.byteOffset + l.offset, frames * blockAlign);
   const channels: Float32Array[] = [];
   for (let c = 0; c < l.channels; c++) {

@@ -26,6 +26,7 @@
 import { Buffer } from 'node:buffer';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { UPSAMPLE2_WASM_BASE64 } from './wasm/upsample2-wasm.js';
+import { assertFiniteSamples } from './validate.js';
 
 /** Lowest sample rate accepted, in Hz (for either side). */
 export const MIN_RATE = 4000;
@@ -618,6 +619,12 @@ export class StreamingResampler {
  */
 export function resample(x: Float32Array, inRate: number, outRate: number): Float32Array {
   const r = new StreamingResampler(inRate, outRate);
+  // Equal rates: the filter's taps fall on its zeros except the centre one, so the output is the input bit for bit.
+  if (r.inRate === r.outRate) {
+    r.close();
+    assertFiniteSamples(x, 'resampler input');
+    return x.slice();
+  }
   const body = r.push(x).slice(); // the next call reuses the view's buffer
   const tail = r.flush();
   const all = new Float32Array(body.length + tail.length);

@@ -7,6 +7,7 @@ import { ARCHITECTURES, type Arch } from '../model/architectures.js';
 import { DEFAULT_TRAIN_OPTIONS, evaluateModel, trainFromManifest, writeJson, type CalmPolicy } from '../model/pipeline.js';
 import { formatEvaluationTable } from '../model/metrics.js';
 import type { ManifestFilter } from '../data/manifest.js';
+import { FEATURE_CONFIGS_BY_RATE } from '../features/config.js';
 
 /** Default data folder: the shared training data beside the project. */
 export const DEFAULT_MANIFEST = '../shared/data/manifest.csv';
@@ -76,6 +77,7 @@ export function modelCommands(program: Command): void {
     .option('--val-share <share>', 'share of speakers (or clips) for validation', numberIn('--val-share', 0.01, 0.5), DEFAULT_TRAIN_OPTIONS.valShare)
     .option('--window-hop <frames>', 'frames between training windows', integer('--window-hop', 1), DEFAULT_TRAIN_OPTIONS.windowHop)
     .option('--prior-frames <n>', 'adaptive normalisation: weight of the global statistics in frames', integer('--prior-frames', 0), DEFAULT_TRAIN_OPTIONS.priorFrames)
+    .addOption(new Option('--feature-rate <hz>', 'sample rate of the features: 8000 (the phone line\'s own) or 16000').choices(Object.keys(FEATURE_CONFIGS_BY_RATE)).default('16000'))
     .option('--cache <dir>', 'feature cache directory', '.cache/features')
     .option('--workers <n>', 'decoding worker threads', integer('--workers', 0))
     .action(async (o) => {
@@ -99,6 +101,7 @@ export function modelCommands(program: Command): void {
         patience: o.patience,
         seed: o.seed,
         windowHop: o.windowHop,
+        feature: FEATURE_CONFIGS_BY_RATE[o.featureRate as string],
         cacheDir: o.cache,
         workers: o.workers,
         heldOutSpeakers: o.excludeSpeaker ?? [],

@@ -88,6 +88,25 @@ export const DEFAULT_FEATURE_CONFIG: Readonly<FeatureConfig> = Object.freeze({
   deltaWindow: 2,
 });
 
+/**
+ * The same analysis at the telephone's own rate: 8 kHz, 25 ms / 10 ms (200 / 80 samples), a 256-point FFT (the
+ * same 31.25 Hz bin spacing as 512 points at 16 kHz), and the same 40 filters over 300–3400 Hz, all of which lie
+ * below 4 kHz. Live audio from a phone line is 8 kHz: features at 8 kHz need no resampling and half the FFT work.
+ */
+export const NARROWBAND_FEATURE_CONFIG: Readonly<FeatureConfig> = Object.freeze({
+  ...DEFAULT_FEATURE_CONFIG,
+  sampleRate: 8000,
+  winLength: 200,
+  hop: 80,
+  nFft: 256,
+});
+
+/** Feature configs a model can be trained with, by sample rate: 8000 (narrowband) or 16000 (the default). */
+export const FEATURE_CONFIGS_BY_RATE: Readonly<Record<string, Readonly<FeatureConfig>>> = Object.freeze({
+  '8000': NARROWBAND_FEATURE_CONFIG,
+  '16000': DEFAULT_FEATURE_CONFIG,
+});
+
 /** Merges `partial` over the default and validates the result; the error names the field and what is allowed. */
 export function resolveFeatureConfig(partial: Partial<FeatureConfig> = {}): Readonly<FeatureConfig> {
   const merged = { ...DEFAULT_FEATURE_CONFIG, ...partial };

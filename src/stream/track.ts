@@ -1,6 +1,6 @@
 /**
  * The emotion stream of one call track: 8 kHz audio in, events out. μ-law is decoded upstream; here the audio is
- * resampled to 16 kHz, turned into features frame by frame, gated for speech, normalised exactly as in training,
+ * resampled to the model's feature rate (none for an 8 kHz model), turned into features frame by frame, gated for speech, normalised exactly as in training,
  * and every `hopMs` the last window (1.2 s by default) goes to the shared model if it holds enough speech.
  *
  * Every time in an event comes from sample counts (frame k ends at (k·hop + winLength) / rate), never from the wall
@@ -75,7 +75,8 @@ export type InferFn = (window: Float32Array) => Promise<Float32Array>;
 
 /** The per-track emotion stream. */
 export class EmotionTrack {
-  private readonly resampler: StreamingResampler;
+  /** Null when the input is already at the features' rate (an 8 kHz model on a phone line). */
+  private readonly resampler: StreamingResampler | null;
   private readonly features: StreamingFeatures;
   private readonly gate: SpeechGate;
   private readonly normalizer: FrameNormalizer;
@@ -121,7 +122,7 @@ export class EmotionTrack {
     const o = resolveEmotionStreamOptions(options);
     const fc = profile.window.feature;
     this.features = new StreamingFeatures(fc);
-    this.resampler = new StreamingResampler(inputRate, this.features.config.sampleRate);
+    this.resampler = inputRate === this.features.config.sampleRate ? null : new StreamingResampler(inputRate, this.features.config.sampleRate);
     this.gate = new SpeechGate(fc, profile.speechGate ?? {});
     this.dims = this.features.dims;
     this.normalizer = new FrameNormalizer(profile.normalization, this.dims);
@@ -155,8 +156,8 @@ export class EmotionTrack {
   push(samples: Float32Array, _endMs?: number): void {
     if (this.closed) throw new CallmoodError(ErrorCodes.CLOSED, `emotion stream of track ${this.track} used after end()`);
     this.audioSamples += samples.length;
-    const wide = this.resampler.push(samples);
-    if (wide.length > 0) this.features.push(wide, this.onFrame);
+    const x = this.resampler ? this.resampler.push(samples) : samples;
+    if (x.length > 0) this.features.push(x, this.onFrame);
   }
 
   private readonly onFrame = (frame: Float32Array, k: number): void => {
@@ -276,8 +277,8 @@ export class EmotionTrack {
   async end(): Promise<TrackSummary> {
     if (!this.closed) {
       this.closed = true;
-      const tail = this.resampler.flush();
-      if (tail.length > 0) this.features.push(tail, this.onFrame);
+      const tail = this.resampler?.flush();
+      if (tail && tail.length > 0) this.features.push(tail, this.onFrame);
       this.features.flush(this.onFrame);
       if (this.runStart >= 0) this.trackSpeechRuns(this.framesSeen, false);
     }
