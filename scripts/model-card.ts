@@ -93,19 +93,44 @@ for (const arch of ['cnn', 'cnn-mid', 'cnn-fast']) {
   }
 }
 lines.push('');
+lines.push('### Features at 8 kHz against 16 kHz (cnn-fast)');
+lines.push('');
+lines.push('The same runs with `FEATURE_RATE=8000` (`scripts/seeds.sh cnn-fast "1 2 3"`, `scripts/experiments.sh by-speaker cnn-fast`, `scripts/experiments.sh ship`): ' +
+  'the features are computed from audio at 8 kHz (training clips resampled down, the telephone channel without its way back up) with the same 40 filters over 300–3400 Hz, 25 ms windows and 10 ms hop.');
+lines.push('');
+lines.push('| yardstick | 16 kHz features | 8 kHz features |');
+lines.push('|---|---:|---:|');
+const acc = (file: string) => read<Eval>(file);
+const cell = (r: Eval | null) => (r ? `${pct(r.accuracy)} (AUC ${num(r.anger.auc)})` : 'not run');
+const meanOf = (files: string[]) => {
+  const rs = files.map(acc).filter((r): r is Eval => r !== null);
+  if (rs.length === 0) return 'not run';
+  const m = rs.reduce((a, r) => a + r.accuracy, 0) / rs.length;
+  return `${pct(m)} mean of ${rs.length} (${rs.map((r) => pct(r.accuracy)).join(', ')})`;
+};
+lines.push(`| RAVDESS → TESS, clean, seeds 1–3 | ${meanOf(['rav-adaptive-cnn-fast.on-tess.clean.json', 'rav-adaptive-cnn-fast-seed2.on-tess.clean.json', 'rav-adaptive-cnn-fast-seed3.on-tess.clean.json'])} | ${meanOf([1, 2, 3].map((s) => `rav-adaptive-cnn-fast-8k-seed${s}.on-tess.clean.json`))} |`);
+for (const [label, f] of [['TESS YAF, clean', 'yaf.clean'], ['TESS YAF, telephone', 'yaf.telephone'], ['RAVDESS 21–24, clean', 'ravdess21-24.clean'], ['RAVDESS 21–24, telephone', 'ravdess21-24.telephone']]) {
+  lines.push(`| by speaker: ${label} | ${cell(acc(`by-speaker-cnn-fast.${f}.json`))} | ${cell(acc(`by-speaker-cnn-fast-8k.${f}.json`))} |`);
+}
+for (const ch of ['clean', 'telephone']) {
+  lines.push(`| shipped recipe: CREMA-D 1071, ${ch} | ${cell(acc(`default.crema-1071.${ch}.json`))} | ${cell(acc(`default-8k.crema-1071.${ch}.json`))} |`);
+}
+lines.push('');
 lines.push('### The shipped model on a caller it never heard (CREMA-D actor 1071, all 82 clips)');
 lines.push('');
+const md = existsSync('models/default/metadata.json') ? (JSON.parse(readFileSync('models/default/metadata.json', 'utf8')) as { arch: string; training: Record<string, unknown>; window: { feature: { sampleRate: number } } }) : null;
+// The ship part names its files after the feature rate: default.* (16 kHz), default-8k.* (8 kHz).
+const ship = md && md.window.feature.sampleRate !== 16000 ? `default-${md.window.feature.sampleRate / 1000}k` : 'default';
 lines.push(header());
-lines.push(row('models/default, clean', 'default.crema-1071.clean.json'));
-lines.push(row('models/default, telephone', 'default.crema-1071.telephone.json'));
-const t = read<{ trainingWallSeconds: number }>('default.time.json');
-const md = existsSync('models/default/metadata.json') ? (JSON.parse(readFileSync('models/default/metadata.json', 'utf8')) as { arch: string; training: Record<string, unknown> }) : null;
-const bench = read<{ msPerWindow: number; msPerWindowBatched: number; batch: number; params: number; weightBytes: number; backend: string }>('default.bench.json');
+lines.push(row(`models/default (${md ? md.window.feature.sampleRate / 1000 : '?'} kHz features), clean`, `${ship}.crema-1071.clean.json`));
+lines.push(row(`models/default (${md ? md.window.feature.sampleRate / 1000 : '?'} kHz features), telephone`, `${ship}.crema-1071.telephone.json`));
+const t = read<{ trainingWallSeconds: number }>(`${ship}.time.json`);
+const bench = read<{ msPerWindow: number; msPerWindowBatched: number; batch: number; params: number; weightBytes: number; backend: string }>(`${ship}.bench.json`);
 lines.push('');
 if (t && md) {
   const tr = md.training as { clips: { train: number; val: number }; windows: { train: number; val: number }; epochs: number; bestEpoch: number; durations: { trainingSeconds: number } };
   lines.push(
-    `Training the shipped model (\`scripts/experiments.sh ship\`, arch \`${md.arch}\`): ${tr.clips.train} training and ${tr.clips.val} validation clips, ` +
+    `Training the shipped model (\`${ship === 'default' ? '' : `FEATURE_RATE=${md.window.feature.sampleRate} `}scripts/experiments.sh ship\`, arch \`${md.arch}\`): ${tr.clips.train} training and ${tr.clips.val} validation clips, ` +
       `${tr.windows.train} and ${tr.windows.val} windows, ${tr.epochs} epochs (best ${tr.bestEpoch}); ` +
       `${(tr.durations.trainingSeconds / 60).toFixed(1)} min of training, ${(t.trainingWallSeconds / 60).toFixed(1)} min wall-clock including feature extraction (from the feature cache), on the wasm backend, ` +
       'while other runs shared the 2 cores.',

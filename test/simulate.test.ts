@@ -47,6 +47,34 @@ test('the simulator speaks as Twilio does: a signed two-track call streams and i
     assert.equal(end.stats.mediaMessages, 50);
     assert.deepEqual(Object.keys(end.summary).sort(), ['inbound', 'outbound']);
     assert.ok(feedEvents.every((e) => e.callSid === callSid && e.customParameters.who === 'test'));
+    // Frames masked with an all-zero key (the load test's cheaper sender) carry the same call.
+    const zeroSid = 'CA' + 'b'.repeat(32);
+    let zeroEnd: CallmoodEvent | undefined;
+    let zeroEnded!: () => void;
+    const zeroDone = new Promise<void>((r) => (zeroEnded = r));
+    const zeroFeed = await followEvents(`ws://127.0.0.1:${addr.port}/events`, {
+      token: FEED,
+      callSid: zeroSid,
+      onEvent: (e) => {
+        if (e.type === 'call-end') {
+          zeroEnd = e;
+          zeroEnded();
+        }
+      },
+    });
+    const zeroSent = await simulateCall(
+      { callSid: zeroSid, audio: { inbound: audio.channels[0], outbound: audio.channels[1] } },
+      { url, pace: 'fast', authToken: TOKEN, zeroMask: true },
+    );
+    await Promise.race([zeroDone, new Promise((r) => setTimeout(r, 10_000))]);
+    zeroFeed.close();
+    assert.equal(zeroSent.messages, sent.messages);
+    assert.ok(zeroEnd && zeroEnd.type === 'call-end' && end.type === 'call-end', 'the zero-mask call ended');
+    assert.equal(zeroEnd.reason, 'stop');
+    assert.equal(zeroEnd.stats.protocolErrors, 0);
+    assert.equal(zeroEnd.stats.mediaMessages, 50);
+    assert.equal(zeroEnd.summary.inbound?.audioMs, end.summary.inbound?.audioMs);
+    assert.equal(zeroEnd.summary.inbound?.speechMs, end.summary.inbound?.speechMs);
     // Without the right token the server refuses the stream before any socket opens.
     await assert.rejects(
       simulateCall({ audio: { inbound: audio.channels[0] } }, { url, pace: 'fast', authToken: 'wrong-token-123' }),

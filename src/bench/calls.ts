@@ -223,7 +223,7 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
         const callSid = `CA${String(i).padStart(32, '0')}`;
         const r = await simulateCall(
           { callSid, audio: {}, payloads: { inbound: payloads } },
-          { url: `ws://127.0.0.1:${port}/media`, pace: 'realtime', authToken, onChunk: (k) => { if (k === Math.ceil(audio.length / 160) - 1) stopAt.set(callSid, performance.now()); } },
+          { url: `ws://127.0.0.1:${port}/media`, pace: 'realtime', authToken, zeroMask: true, onChunk: (k) => { if (k === Math.ceil(audio.length / 160) - 1) stopAt.set(callSid, performance.now()); } },
         );
         return r;
       }),

@@ -40,6 +40,12 @@ export interface SimulateOptions {
   onChunk?: (chunkIndex: number, sentAt: number, scheduledAt: number) => void;
   /** Stop after this signal aborts (the socket is closed without `stop`). */
   signal?: AbortSignal;
+  /**
+   * Frames go out with an all-zero masking key, which saves the sender copying and masking every message. For load
+   * tests whose clients share the server's cores: the server unmasks every frame the same way whatever the key.
+   * Default false (random keys, as a browser or Twilio sends).
+   */
+  zeroMask?: boolean;
 }
 
 /** What was sent. */
@@ -95,7 +101,7 @@ export async function simulateCall(call: SimulatedCall, opts: SimulateOptions): 
   const total = Math.max(...tracks.map((t) => chunks[t].length));
   const headers: Record<string, string> = {};
   if (opts.authToken) headers['X-Twilio-Signature'] = signUpgrade(opts.authToken, opts.signedUrl ?? opts.url);
-  const ws = new WebSocket(opts.url, { headers });
+  const ws = new WebSocket(opts.url, { headers, ...(opts.zeroMask ? { generateMask: (mask: Buffer) => void mask.fill(0) } : {}) });
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());
     ws.once('unexpected-response', (_req, res) => reject(new CallmoodError(ErrorCodes.SIGNATURE, `server refused the stream: HTTP ${res.statusCode}`)));
