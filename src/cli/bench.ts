@@ -1,10 +1,11 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { positive } from './args.js';
 import { benchMfcc } from '../bench/mfcc.js';
 import { benchResample } from '../bench/resample.js';
 import { benchModel } from '../bench/model.js';
 import { benchCalls } from '../bench/calls.js';
 import { benchReplay, DEFAULT_REPLAY_BENCH } from '../bench/replay.js';
+import { FEATURE_CONFIGS_BY_RATE } from '../features/config.js';
 
 
 function print(result: object, json: boolean | undefined): void {
@@ -22,13 +23,14 @@ export function benchCommand(program: Command): void {
   const bench = program.command('bench').description('measure speed: audio seconds processed per CPU second');
   bench
     .command('mfcc')
-    .description('streaming MFCC at 16 kHz in 20 ms chunks, against the whole clip pushed at once')
+    .description('streaming MFCC in 20 ms chunks, against the whole clip pushed at once')
     .option('--json', 'print one JSON object')
     .option('--seconds <s>', 'seconds of audio per round', positive('--seconds'), 120)
     .option('--chunk-ms <ms>', 'chunk length in ms', positive('--chunk-ms'), 20)
     .option('--rounds <n>', 'timed rounds (best is reported)', positive('--rounds'), 5)
-    .action((o: { json?: boolean; seconds: number; chunkMs: number; rounds: number }) => {
-      print(benchMfcc({ seconds: o.seconds, chunkMs: o.chunkMs, rounds: Math.round(o.rounds) }), o.json);
+    .addOption(new Option('--feature-rate <hz>', 'the feature config: 16000 (the default config) or 8000 (narrowband)').choices(Object.keys(FEATURE_CONFIGS_BY_RATE)).default('16000'))
+    .action((o: { json?: boolean; seconds: number; chunkMs: number; rounds: number; featureRate: string }) => {
+      print(benchMfcc({ seconds: o.seconds, chunkMs: o.chunkMs, rounds: Math.round(o.rounds), config: FEATURE_CONFIGS_BY_RATE[o.featureRate] }), o.json);
     });
   bench
     .command('calls')
