@@ -25,7 +25,7 @@ export interface ReplayBenchOptions {
   modelDir: string;
 }
 
-export const DEFAULT_REPLAY_BENCH: Readonly<ReplayBenchOptions> = Object.freeze({ seconds: 600, channels: 2, maxBatch: 64, modelDir: 'models/default' });
+export const DEFAULT_REPLAY_BENCH: Readonly<ReplayBenchOptions> = Object.freeze({ seconds: 600, channels: 2, maxBatch: 32, modelDir: 'models/default' });
 
 /** Result: `realtimeFactor` = seconds of call per CPU second of this process. */
 export interface ReplayBenchResult {

@@ -62,11 +62,11 @@ export interface ReplayOptions {
   customParameters: Record<string, string>;
 }
 
-/** Defaults: the live server's stream settings, batches of 64, 60 s segments, no account, no parameters. */
+/** Defaults: the live server's stream settings, batches of 32 (see BatchSettings.maxBatch), 60 s segments, no account, no parameters. */
 export const DEFAULT_REPLAY_OPTIONS: Readonly<ReplayOptions> = Object.freeze({
   channels: null,
   stream: DEFAULT_OPTIONS.stream,
-  maxBatch: 64,
+  maxBatch: 32,
   segmentS: 60,
   accountSid: null,
   customParameters: Object.freeze({}) as Record<string, string>,

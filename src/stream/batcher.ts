@@ -26,8 +26,8 @@ export interface BatcherOptions {
   maxInFlight: number;
 }
 
-/** Defaults: batches of up to 64, at most 5 ms of gathering. */
-export const DEFAULT_BATCHER_OPTIONS: Readonly<BatcherOptions> = Object.freeze({ maxBatch: 64, maxWaitMs: 5, maxInFlight: 1 });
+/** Defaults: batches of up to 32 (the cheapest size per window on wasm; see BatchSettings), at most 5 ms of gathering. */
+export const DEFAULT_BATCHER_OPTIONS: Readonly<BatcherOptions> = Object.freeze({ maxBatch: 32, maxWaitMs: 5, maxInFlight: 1 });
 
 /**
  * Batch buffers live in shared memory: a worker engine reads the windows where the batcher wrote them, so a batch
