@@ -3,6 +3,7 @@
 # seeds, per architecture, so that a difference between architectures can be told from seed noise.
 #   scripts/seeds.sh "ARCHS" "SEEDS"   e.g. scripts/seeds.sh "cnn-fast cnn" "2"
 #   FEATURE_RATE=8000 scripts/seeds.sh cnn-fast "1 2 3"   the same with 8 kHz features (files named *-8k-seedN.*)
+#   FEATURE_KIND=logmel …   log-mel energies instead of MFCC (files named *-logmel-seedN.*)
 # Files: models/experiments/rav-adaptive-ARCH-seedN.* (the seed-1 runs are A1's rav-adaptive[-ARCH].*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,13 +13,15 @@ E=models/experiments
 W=.cache/experiments
 cm() { node --import tsx src/cli/main.ts "$@"; }
 RATE=${FEATURE_RATE:-16000}
+KIND=${FEATURE_KIND:-mfcc}
 sfx=""
 [ "$RATE" = 16000 ] || sfx="-$((RATE / 1000))k"
+[ "$KIND" = mfcc ] || sfx="$sfx-$KIND"
 for seed in ${2:-2}; do
   for arch in ${1:-cnn-fast cnn}; do
     name="rav-adaptive-$arch$sfx-seed$seed"
     cm train --manifest "$M" --corpus ravdess --arch "$arch" --channel mixed --normalization adaptive --epochs 15 --patience 4 \
-      --seed "$seed" --feature-rate "$RATE" --out "$W/$name"
+      --seed "$seed" --feature-rate "$RATE" --feature-kind "$KIND" --out "$W/$name"
     cp "$W/$name/training-curves.svg" "$E/$name.training-curves.svg"
     cp "$W/$name/metadata.json" "$E/$name.metadata.json"
     cm evaluate --model "$W/$name" --manifest "$M" --corpus tess --channel clean --json "$E/$name.on-tess.clean.json" > "$E/$name.on-tess.clean.txt"
