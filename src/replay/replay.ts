@@ -5,8 +5,8 @@
  *
  * Replay = live, by construction:
  * - An 8 kHz file (μ-law, A-law or PCM) enters each track at 8 kHz, as a live call's decoded μ-law does, and the
- *   track takes it to the model's feature rate exactly as live. μ-law WAV samples are decoded by the same table as Twilio payloads
- *   (MULAW_TO_FLOAT), so an 8 kHz μ-law recording feeds the track the very samples the live call fed it.
+ *   track takes it to the model's feature rate exactly as live. μ-law WAV samples are decoded by the same table as
+ *   Twilio payloads (MULAW_TO_FLOAT), so an 8 kHz μ-law recording feeds the track the very samples the live call fed it.
  * - A file at another rate enters the track at its own rate, and the track's resampler takes it to the model's
  *   feature rate (one resampling, not two).
  * - Audio goes in one segment (a minute by default) at a time; EmotionTrack's output does not depend on the chunking

@@ -1,7 +1,8 @@
 /**
  * The emotion stream of one call track: 8 kHz audio in, events out. μ-law is decoded upstream; here the audio is
- * resampled to the model's feature rate (none for an 8 kHz model), turned into features frame by frame, gated for speech, normalised exactly as in training,
- * and every `hopMs` the last window (1.2 s by default) goes to the shared model if it holds enough speech.
+ * resampled to the model's feature rate (not at all for an 8 kHz model), turned into features frame by frame, gated
+ * for speech, normalised exactly as in training, and every `hopMs` the last window (1.2 s by default) goes to the
+ * shared model if it holds enough speech.
  *
  * Every time in an event comes from sample counts (frame k ends at (k·hop + winLength) / rate), never from the wall
  * clock, so the same audio gives the same events whether it arrives live in 20 ms pieces or as a whole file.
