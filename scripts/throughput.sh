@@ -9,13 +9,18 @@ cd "$(dirname "$0")/.."
 mkdir -p bench/results
 cm() { node dist/src/cli/main.js "$@"; }
 npm run build > /dev/null
-stamp() { printf '{"started":"%s","loadBefore":%s,' "$(date -u +%FT%TZ)" "$(cut -d' ' -f1 /proc/loadavg)"; }
-for _ in $(seq "${1:-5}"); do
-  { stamp; cm bench replay --json | sed 's/^{//'; } >> bench/results/replay.jsonl
-done
+# run FILE ARGS…: one benchmark, its JSON line prefixed with when it started and the load before it; appended only
+# once the benchmark has finished, so a failed run leaves no half line.
+run() {
+  local file=$1 started load out
+  shift
+  started=$(date -u +%FT%TZ)
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  out=$(cm "$@")
+  printf '{"started":"%s","loadBefore":%s,%s\n' "$started" "$load" "${out#\{}" >> "$file"
+}
+for _ in $(seq "${1:-5}"); do run bench/results/replay.jsonl bench replay --json; done
 for n in ${2:-400 500}; do
-  for _ in $(seq "${3:-2}"); do
-    { stamp; cm bench calls --calls "$n" --seconds 20 --json | sed 's/^{//'; } >> bench/results/calls.jsonl
-  done
+  for _ in $(seq "${3:-2}"); do run bench/results/calls.jsonl bench calls --calls "$n" --seconds 20 --json; done
 done
 tail -n 20 bench/results/replay.jsonl bench/results/calls.jsonl
