@@ -4,7 +4,8 @@
 #   scripts/experiments.sh A2  the seed's TESS protocol for each architecture, and TESS → RAVDESS
 #   scripts/experiments.sh B   by-speaker held-out test (cnn), then the shipped model (models/default)
 #   scripts/experiments.sh A3  a lever for unseen speakers, RAVDESS → TESS: SpecAugment-style masks (cnn-fast)
-#   scripts/experiments.sh by-speaker ARCH   the by-speaker held-out test for one architecture
+#   scripts/experiments.sh by-speaker ARCH   the by-speaker held-out test for one architecture (SEED=N for another
+#                                            seed than 1; files named *-seedN.*)
 #   scripts/experiments.sh ship  the shipped model only (models/default, arch $SHIP_ARCH, default cnn-fast)
 # Parts A1–A3 use 16 kHz features (the card's figures for them were measured so). FEATURE_RATE sets the rate of the
 # by-speaker part (default 16000) and of the ship part (default 8000, the shipped model's); files of a run at 8 kHz
@@ -82,13 +83,14 @@ part_a2() {
 by_speaker() { # arch
   # By speaker: TESS YAF and RAVDESS actors 21-24 never in training or validation. The cnn's files keep their
   # first name (by-speaker.*); other architectures' carry theirs (by-speaker-ARCH.*).
-  local arch=$1 name=by-speaker
+  local arch=$1 name=by-speaker seed=${SEED:-1}
   [ "$arch" = cnn ] || name="by-speaker-$arch"
   name="$name$rsfx"
+  [ "$seed" = 1 ] || name="$name-seed$seed"
   local held=tess-YAF,ravdess-21,ravdess-22,ravdess-23,ravdess-24
   local t0=$SECONDS
   cm train --manifest "$M" --exclude-speaker $held --arch "$arch" --channel mixed --normalization adaptive \
-    --epochs 12 --patience 4 --window-hop 90 --feature-rate "$RATE" --out "$W/$name"
+    --epochs 12 --patience 4 --window-hop 90 --feature-rate "$RATE" --seed "$seed" --out "$W/$name"
   echo "{\"trainingWallSeconds\": $((SECONDS - t0))}" > "$E/$name.time.json"
   curves "$name"
   for ch in clean telephone; do

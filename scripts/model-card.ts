@@ -111,7 +111,13 @@ const meanOf = (files: string[]) => {
 lines.push(`| RAVDESS → TESS, clean, seeds 1–3 | ${meanOf(['rav-adaptive-cnn-fast.on-tess.clean.json', 'rav-adaptive-cnn-fast-seed2.on-tess.clean.json', 'rav-adaptive-cnn-fast-seed3.on-tess.clean.json'])} | ${meanOf([1, 2, 3].map((s) => `rav-adaptive-cnn-fast-8k-seed${s}.on-tess.clean.json`))} |`);
 lines.push(`| RAVDESS → TESS, clean, seeds 1–3, 40 log-mel energies instead of 40 MFCC (\`FEATURE_KIND=logmel\`) | not run | ${meanOf([1, 2, 3].map((s) => `rav-adaptive-cnn-fast-8k-logmel-seed${s}.on-tess.clean.json`))} |`);
 for (const [label, f] of [['TESS YAF, clean', 'yaf.clean'], ['TESS YAF, telephone', 'yaf.telephone'], ['RAVDESS 21–24, clean', 'ravdess21-24.clean'], ['RAVDESS 21–24, telephone', 'ravdess21-24.telephone']]) {
-  lines.push(`| by speaker: ${label} | ${cell(acc(`by-speaker-cnn-fast.${f}.json`))} | ${cell(acc(`by-speaker-cnn-fast-8k.${f}.json`))} |`);
+  // Seed 1 is by-speaker-cnn-fast[-8k].*, other seeds (SEED=N) add -seedN.
+  const seeds = (prefix: string) => [prefix, `${prefix}-seed2`, `${prefix}-seed3`].map((p) => `${p}.${f}.json`).filter((file) => acc(file) !== null);
+  const bySeed = (prefix: string) => {
+    const files = seeds(prefix);
+    return files.length > 1 ? meanOf(files) : cell(acc(files[0] ?? `${prefix}.${f}.json`));
+  };
+  lines.push(`| by speaker: ${label} | ${bySeed('by-speaker-cnn-fast')} | ${bySeed('by-speaker-cnn-fast-8k')} |`);
 }
 for (const ch of ['clean', 'telephone']) {
   lines.push(`| shipped recipe: CREMA-D 1071, ${ch} | ${cell(acc(`default.crema-1071.${ch}.json`))} | ${cell(acc(`default-8k.crema-1071.${ch}.json`))} |`);
