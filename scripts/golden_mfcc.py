@@ -84,6 +84,12 @@ REAL_CLIPS = [
 # Inputs that also get a `.alt.json` fixture with ALT_CONFIG.
 ALT_INPUTS = {"03-01-05-02-01-01-21", "synth_chirp"}
 
+# The shipped model's analysis at 8 kHz (NARROWBAND_FEATURE_CONFIG in src/features/config.ts).
+NARROW_CONFIG = dict(DEFAULT_CONFIG, sampleRate=8000, winLength=200, hop=80, nFft=256)
+# Real clips taken to 8 kHz (scipy's polyphase 2:1 decimation) and stored as float WAV `<name>.8k.wav`; each gets a
+# `<name>.8k.json` fixture with NARROW_CONFIG. The decimation only makes test input: both sides read the same WAV.
+NARROW_CLIPS = ["YAF_back_angry.flac", "03-01-05-02-01-01-21.flac"]
+
 REFERENCE = f"torchaudio {torchaudio.__version__} / torch {torch.__version__}"
 
 failures = []
@@ -130,12 +136,12 @@ def strip_peak_chunk(path):
         fh.write(b"RIFF" + struct.pack("<I", len(body)) + body)
 
 
-def write_and_reread_wav(name, x):
+def write_and_reread_wav(name, x, rate=SR):
     path = os.path.join(OUT_DIR, name + ".wav")
-    sf.write(path, x.astype(np.float32), SR, subtype="FLOAT")
+    sf.write(path, x.astype(np.float32), rate, subtype="FLOAT")
     strip_peak_chunk(path)
     y, sr = sf.read(path, dtype="float64", always_2d=False)
-    assert sr == SR and y.ndim == 1 and len(y) == len(x)
+    assert sr == rate and y.ndim == 1 and len(y) == len(x)
     if np.max(np.abs(y - x.astype(np.float32).astype(np.float64))) != 0:
         fail(f"{name}: WAV round trip is not exact")
     return y
@@ -368,12 +374,18 @@ def main():
         inputs.append((name, f"test/fixtures/audio/{fname}", read_real(fname)))
     for name, x in synth_signals().items():
         inputs.append((name, f"test/fixtures/golden/{name}.wav", write_and_reread_wav(name, x)))
+    for fname in NARROW_CLIPS:
+        name = os.path.splitext(fname)[0] + ".8k"
+        x = scipy.signal.resample_poly(read_real(fname), 1, 2)
+        inputs.append((name, f"test/fixtures/golden/{name}.wav", write_and_reread_wav(name, x, 8000)))
 
     worst_np = 0.0
     print()
     print(f"{'input':30s} {'cfg':4s} {'N':>6s} {'K':>4s}  MelSpectrogram: rel(E>floor)  abs(E)      |dlog|     numpy: |dlogMel|  |dmfcc|/(1+|mfcc|)")
     for name, source, x in inputs:
         jobs = [("default", DEFAULT_CONFIG, f"{name}.json")]
+        if name.endswith(".8k"):
+            jobs = [("8k", NARROW_CONFIG, f"{name}.json")]
         if name in ALT_INPUTS:
             jobs.append(("alt", ALT_CONFIG, f"{name}.alt.json"))
         for tag, cfg, fname in jobs:
@@ -392,7 +404,7 @@ def main():
             if dl > 1e-9 or dm > 1e-9:
                 fail(f"{name} [{tag}]: numpy re-implementation differs (logMel {dl:.3g}, mfcc {dm:.3g})")
             line = f"{name:30s} {tag:4s} {len(x):6d} {k:4d}  "
-            if tag == "default":
+            if tag in ("default", "8k"):
                 kk, rel, absd, dlog = crosscheck_melspectrogram(x, cfg, energies, name)
                 line += f"               {rel:9.2e}  {absd:9.2e}  {dlog:9.2e}"
                 if rel > 1e-9 or dlog > 1e-9:
@@ -404,7 +416,7 @@ def main():
             write_fixture(fname, source, cfg, k, logmel, out)
 
     print()
-    for tag, cfg in (("default", DEFAULT_CONFIG), ("alt", ALT_CONFIG)):
+    for tag, cfg in (("default", DEFAULT_CONFIG), ("alt", ALT_CONFIG), ("8k", NARROW_CONFIG)):
         fb = mel_fbanks(cfg, f"filterbank [{tag}]")
         nz = (fb > 0).sum(dim=0)
         m = int(nz.argmin())

@@ -41,9 +41,10 @@ function compareRows(name: string, rows: number[][], got: Float32Array, dims: nu
 
 const goldens = readdirSync(goldenDir).filter((f) => f.endsWith('.json'));
 
-test('golden fixtures exist for real clips and synthetic signals, default and alternative configs', () => {
+test('golden fixtures exist for real clips and synthetic signals, default, alternative and 8 kHz configs', () => {
   assert.ok(goldens.length >= 10, `found ${goldens.length}`);
   assert.ok(goldens.some((f) => f.includes('.alt.')));
+  assert.ok(goldens.some((f) => f.includes('.8k.')));
   assert.ok(goldens.some((f) => f.startsWith('YAF_')));
 });
 
@@ -51,7 +52,7 @@ for (const file of goldens) {
   test(`matches torchaudio within ${GOLDEN_TOL}: ${file}`, async (t) => {
     const g = JSON.parse(readFileSync(new URL(file, goldenDir), 'utf8')) as Golden;
     const audio = await readAudioFile(new URL(g.source, root).pathname);
-    assert.equal(audio.sampleRate, 16000);
+    assert.equal(audio.sampleRate, g.config.sampleRate);
     const x = audio.channels[0];
     const mf = computeFeatures(x, { ...g.config, kind: 'mfcc' });
     assert.equal(mf.frames, g.frames, 'frame count');
