@@ -298,16 +298,13 @@ function parseWav(bytes: Uint8Array, name: string): PcmLayout {
 
 function fromLayout(bytes: Uint8Array, l: PcmLayout, name: string, container: 'wav' | 'aiff'): DecodedAudio {
   const { frames, blockAlign, littleEndian: le } = l;
-  if ((l.sample === 'mulaw' || l.sample === 'alaw') && l.channels === 2) {
-    // Twilio's dual-channel recordings: both channels in one pass over the bytes (half the memory traffic).
+  if (l.sample === 'mulaw' || l.sample === 'alaw') {
+    // One pass over the interleaved bytes for all channels (Twilio's dual-channel recordings: half the memory traffic).
     const table = l.sample === 'mulaw' ? MULAW_TO_FLOAT : ALAW_TO_FLOAT;
-    const a = new Float32Array(frames);
-    const b = new Float32Array(frames);
-    for (let f = 0, p = l.offset; f < frames; f++, p += 2) {
-      a[f] = table[bytes[p]];
-      b[f] = table[bytes[p + 1]];
-    }
-    return { sampleRate: l.sampleRate, channels: [a, b], container, encoding: l.encoding, durationS: frames / l.sampleRate };
+    const channels = Array.from({ length: l.channels }, () => new Float32Array(frames));
+    const n = l.channels;
+    for (let f = 0, p = l.offset; f < frames; f++) for (let c = 0; c < n; c++, p++) channels[c][f] = table[bytes[p]];
+    return { sampleRate: l.sampleRate, channels, container, encoding: l.encoding, durationS: frames / l.sampleRate };
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset + l.offset, frames * blockAlign);
   const channels: Float32Array[] = [];
@@ -350,13 +347,6 @@ function fromLayout(bytes: Uint8Array, l: PcmLayout, name: string, container: 'w
           out[f] = v > 1 ? 1 : v < -1 ? -1 : v;
         }
         break;
-      case 'mulaw':
-      case 'alaw': {
-        const table = l.sample === 'mulaw' ? MULAW_TO_FLOAT : ALAW_TO_FLOAT;
-        const base = l.offset + first;
-        for (let f = 0, p = base; f < frames; f++, p += blockAlign) out[f] = table[bytes[p]];
-        break;
-      }
     }
     channels.push(out);
   }

@@ -618,13 +618,13 @@ export class StreamingResampler {
  * @throws CallmoodError UNSUPPORTED_RATE, INVALID_AUDIO
  */
 export function resample(x: Float32Array, inRate: number, outRate: number): Float32Array {
-  const r = new StreamingResampler(inRate, outRate);
   // Equal rates: the filter's taps fall on its zeros except the centre one, so the output is the input bit for bit.
-  if (r.inRate === r.outRate) {
-    r.close();
+  const [up, down] = resampleRatio(inRate, outRate);
+  if (up === down) {
     assertFiniteSamples(x, 'resampler input');
     return x.slice();
   }
+  const r = new StreamingResampler(inRate, outRate);
   const body = r.push(x).slice(); // the next call reuses the view's buffer
   const tail = r.flush();
   const all = new Float32Array(body.length + tail.length);
