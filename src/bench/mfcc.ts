@@ -23,8 +23,9 @@ export interface MfccBenchResult {
 }
 
 /**
- * Streams `seconds` of audio at the config's rate (16 kHz by default) through the MFCC in `chunkMs` chunks, `rounds` times, after one warm-up round,
- * timing the process's CPU time; batch rounds and JS-kernel rounds are interleaved so all see the same machine.
+ * Streams `seconds` of audio at the config's rate (16 kHz by default) through the MFCC in `chunkMs` chunks, `rounds`
+ * times, after one warm-up round, timing the process's CPU time; batch rounds and JS-kernel rounds are interleaved so
+ * all see the same machine.
  */
 export function benchMfcc(
   opts: { seconds?: number; chunkMs?: number; rounds?: number; config?: Partial<FeatureConfig> } = {},

@@ -91,7 +91,8 @@ export interface StreamSettings {
 export interface BatchSettings {
   /**
    * Largest batch run at once. 32: on wasm the shipped model costs less per window in batches of 32 than of 48 or 64
-   * (CPU µs per window, medians of 4 interleaved rounds: 146 at 32, 216 at 48, 219 at 64, 282 at 16).
+   * (`bench/batch-size.ts`, CPU µs per window, medians of 4 interleaved rounds: 146 at 32, 216 at 48, 219 at 64,
+   * 282 at 16; a second run 129, 191, 208 and 207).
    */
   maxBatch: number;
   /** Longest a window waits for others before its batch runs, ms. */
