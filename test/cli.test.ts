@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { readAudioFile } from '../src/audio/read.js';
 import { computeFeatures } from '../src/features/mfcc.js';
+import { NARROWBAND_FEATURE_CONFIG } from '../src/features/config.js';
+import { loadChannels } from '../src/audio/load.js';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -58,6 +60,15 @@ test('features saves .npy and JSON, honours --set, and resamples other rates', a
   // 0.5 s at 44.1 kHz → 8000 samples at 16 kHz → 48 frames of 13 + 13 deltas.
   assert.match(header, /'descr': '<f4'.*'shape': \(48, 26\)/);
   assert.equal(bytes.length, 10 + bytes.readUInt16LE(8) + 48 * 26 * 4);
+  // The shipped model's 8 kHz config: 0.5 s → 4000 samples at 8 kHz → 48 frames of 200 samples every 80; --set still applies.
+  const narrow = join(dir, 'n.npy');
+  const r8 = await cli('features', join(root, 'test/fixtures/formats/pcm16_44k1.wav'), '--out', narrow, '--feature-rate', '8000', '--set', 'nMfcc=13');
+  assert.equal(r8.code, 0, r8.stderr);
+  const b8 = readFileSync(narrow);
+  assert.match(b8.subarray(10, 10 + b8.readUInt16LE(8)).toString('latin1'), /'shape': \(48, 13\)/);
+  const expected8 = computeFeatures((await loadChannels(join(root, 'test/fixtures/formats/pcm16_44k1.wav'), 8000, 0)).channels[0], { ...NARROWBAND_FEATURE_CONFIG, nMfcc: 13 });
+  const got8 = new Float32Array(b8.buffer.slice(b8.byteOffset + 10 + b8.readUInt16LE(8), b8.byteOffset + b8.length));
+  assert.deepEqual(got8, expected8.data);
   const json = await cli('features', join(root, 'test/fixtures/formats/stereo_inverted.wav'), '--channel', 'all', '--format', 'json');
   assert.equal(json.code, 0, json.stderr);
   const parsed = JSON.parse(json.stdout) as { channels: { frames: number; dims: number; rows: number[][] }[] };

@@ -4,7 +4,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { loadChannels } from '../audio/load.js';
 import { telephoneChannel } from '../audio/telephone.js';
-import { resolveFeatureConfig, type FeatureConfig } from '../features/config.js';
+import { FEATURE_CONFIGS_BY_RATE, resolveFeatureConfig, type FeatureConfig } from '../features/config.js';
 import { computeFeatures } from '../features/mfcc.js';
 import { matrixToCsv, matrixToJson, matrixToNpy, type MatrixFormat } from '../features/io.js';
 
@@ -15,11 +15,12 @@ function parseChannel(v: string): number | 'all' {
   return n;
 }
 
-function readConfig(path: string | undefined, sets: string[]): Readonly<FeatureConfig> {
-  let partial: Record<string, unknown> = {};
+/** The config at `rate` (8000 or 16000), then the fields of `--config`, then each `--set`. */
+function readConfig(rate: string, path: string | undefined, sets: string[]): Readonly<FeatureConfig> {
+  let partial: Record<string, unknown> = { ...FEATURE_CONFIGS_BY_RATE[rate] };
   if (path) {
     try {
-      partial = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+      partial = { ...partial, ...(JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>) };
     } catch (e) {
       throw new CallmoodError(ErrorCodes.INVALID_OPTION, `--config ${path}: cannot read a JSON feature config (${(e as Error).message})`);
     }
@@ -43,12 +44,13 @@ export function featuresCommand(program: Command): void {
     .option('--channel <n|all>', "channel to analyse (0-based) or 'all'", parseChannel, 0)
     .addOption(new Option('--format <format>', 'output format (default: from --out extension, else csv)').choices(['csv', 'json', 'npy']))
     .option('-o, --out <path>', 'write to this file instead of standard output')
-    .option('--config <file.json>', 'feature config JSON (fields as in FeatureConfig; missing fields take defaults)')
+    .addOption(new Option('--feature-rate <hz>', "the config to start from: 16000 (the default config) or 8000 (the shipped model's)").choices(Object.keys(FEATURE_CONFIGS_BY_RATE)).default('16000'))
+    .option('--config <file.json>', 'feature config JSON (fields as in FeatureConfig; missing fields take those of --feature-rate)')
     .option('--set <key=value>', 'override one config field, e.g. --set nMfcc=13 (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--telephone', 'pass the audio through the telephone channel simulator first')
     .option('--summary', 'print only shape and per-coefficient mean/std')
-    .action(async (file: string, o: { channel: number | 'all'; format?: MatrixFormat; out?: string; config?: string; set: string[]; telephone?: boolean; summary?: boolean }) => {
-      const config = readConfig(o.config, o.set);
+    .action(async (file: string, o: { channel: number | 'all'; format?: MatrixFormat; out?: string; featureRate: string; config?: string; set: string[]; telephone?: boolean; summary?: boolean }) => {
+      const config = readConfig(o.featureRate, o.config, o.set);
       const loaded = await loadChannels(file, config.sampleRate, o.channel);
       const matrices = loaded.channels.map((c) =>
         computeFeatures(o.telephone ? telephoneChannel(c, config.sampleRate) : c, config),
