@@ -14,13 +14,7 @@
 # Results (evaluation JSON, confusion matrices, training curves) go to models/experiments/; the experiment models
 # themselves to .cache/experiments/ (not committed).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-DATA=${DATA:-../shared/data}
-M="$DATA/manifest.csv"
-E=models/experiments
-W=.cache/experiments
-mkdir -p "$E" "$W"
-cm() { node --import tsx src/cli/main.ts "$@"; }
+source "$(dirname "$0")/common.sh"
 # Part A's runs are small; 15 epochs with patience 4 keeps each within minutes on one core.
 quick=(--epochs 15 --patience 4)
 RATE=${FEATURE_RATE:-16000}

@@ -6,12 +6,7 @@
 #   FEATURE_KIND=logmel …   log-mel energies instead of MFCC (files named *-logmel-seedN.*)
 # Files: models/experiments/rav-adaptive-ARCH-seedN.* (the seed-1 runs are A1's rav-adaptive[-ARCH].*).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-DATA=${DATA:-../shared/data}
-M="$DATA/manifest.csv"
-E=models/experiments
-W=.cache/experiments
-cm() { node --import tsx src/cli/main.ts "$@"; }
+source "$(dirname "$0")/common.sh"
 RATE=${FEATURE_RATE:-16000}
 KIND=${FEATURE_KIND:-mfcc}
 sfx=""
