@@ -7,10 +7,12 @@ import { benchResample } from '../src/bench/resample.js';
 import { benchModel } from '../src/bench/model.js';
 import { benchCalls } from '../src/bench/calls.js';
 import { benchReplay } from '../src/bench/replay.js';
+import { NARROWBAND_FEATURE_CONFIG } from '../src/features/config.js';
 
 const line = (name: string, result: object) => process.stdout.write(`${name} ${JSON.stringify(result)}\n`);
 
 line('mfcc', benchMfcc());
+line('mfcc 8 kHz (the shipped model)', benchMfcc({ config: NARROWBAND_FEATURE_CONFIG }));
 line('resample 8000->16000', benchResample({ inRate: 8000, outRate: 16000 }));
 line('resample 48000->16000', benchResample({ inRate: 48000, outRate: 16000, seconds: 120 }));
 line('resample 44100->16000', benchResample({ inRate: 44100, outRate: 16000, seconds: 120 }));
