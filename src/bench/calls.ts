@@ -111,7 +111,6 @@ export async function callAudio(seconds: number): Promise<Float32Array> {
   return out;
 }
 
-/** A `callmood serve` child process on loopback, for the benchmarks. */
 /** Sets one server option from `path.to.key=JSON` (the bench scripts' `--set`), creating nested objects. */
 export function setOption(config: Record<string, unknown>, assignment: string): void {
   const at = assignment.indexOf('=');
@@ -121,6 +120,7 @@ export function setOption(config: Record<string, unknown>, assignment: string): 
   node[keys[keys.length - 1]] = JSON.parse(assignment.slice(at + 1));
 }
 
+/** A `callmood serve` child process on loopback, for the benchmarks. */
 export interface BenchServer {
   /** The server's process id. */
   pid: number;

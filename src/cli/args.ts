@@ -1,4 +1,5 @@
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
+import { FEATURE_CONFIGS_BY_RATE } from '../features/config.js';
 
 /** Option parsers: each error names the option, the value and what is allowed. */
 
@@ -27,3 +28,7 @@ export const positive = (name: string) => (v: string): number => {
 
 /** A comma-separated list. */
 export const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean);
+
+/** `--feature-rate <hz>`: which feature config (FEATURE_CONFIGS_BY_RATE) a command starts from. */
+export const featureRateOption = (description: string, defaultRate: '8000' | '16000'): Option =>
+  new Option('--feature-rate <hz>', description).choices(Object.keys(FEATURE_CONFIGS_BY_RATE)).default(defaultRate);

@@ -1,5 +1,5 @@
-import { Command, Option } from 'commander';
-import { positive } from './args.js';
+import { Command } from 'commander';
+import { featureRateOption, positive } from './args.js';
 import { benchMfcc } from '../bench/mfcc.js';
 import { benchResample } from '../bench/resample.js';
 import { benchModel } from '../bench/model.js';
@@ -28,7 +28,7 @@ export function benchCommand(program: Command): void {
     .option('--seconds <s>', 'seconds of audio per round', positive('--seconds'), 120)
     .option('--chunk-ms <ms>', 'chunk length in ms', positive('--chunk-ms'), 20)
     .option('--rounds <n>', 'timed rounds (best is reported)', positive('--rounds'), 5)
-    .addOption(new Option('--feature-rate <hz>', 'the feature config: 16000 (the default config) or 8000 (narrowband)').choices(Object.keys(FEATURE_CONFIGS_BY_RATE)).default('16000'))
+    .addOption(featureRateOption('the feature config: 16000 (the default config) or 8000 (narrowband)', '16000'))
     .action((o: { json?: boolean; seconds: number; chunkMs: number; rounds: number; featureRate: string }) => {
       print(benchMfcc({ seconds: o.seconds, chunkMs: o.chunkMs, rounds: Math.round(o.rounds), config: FEATURE_CONFIGS_BY_RATE[o.featureRate] }), o.json);
     });

@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { CallmoodError, ErrorCodes } from '../errors.js';
@@ -6,6 +6,8 @@ import { loadChannels } from '../audio/load.js';
 import { telephoneChannel } from '../audio/telephone.js';
 import { FEATURE_CONFIGS_BY_RATE, resolveFeatureConfig, type FeatureConfig } from '../features/config.js';
 import { computeFeatures } from '../features/mfcc.js';
+import { readJsonFile } from '../util/json-file.js';
+import { featureRateOption } from './args.js';
 import { matrixToCsv, matrixToJson, matrixToNpy, type MatrixFormat } from '../features/io.js';
 
 function parseChannel(v: string): number | 'all' {
@@ -18,13 +20,7 @@ function parseChannel(v: string): number | 'all' {
 /** The config at `rate` (8000 or 16000), then the fields of `--config`, then each `--set`. */
 function readConfig(rate: string, path: string | undefined, sets: string[]): Readonly<FeatureConfig> {
   let partial: Record<string, unknown> = { ...FEATURE_CONFIGS_BY_RATE[rate] };
-  if (path) {
-    try {
-      partial = { ...partial, ...(JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>) };
-    } catch (e) {
-      throw new CallmoodError(ErrorCodes.INVALID_OPTION, `--config ${path}: cannot read a JSON feature config (${(e as Error).message})`);
-    }
-  }
+  if (path) partial = { ...partial, ...(readJsonFile(path, ErrorCodes.INVALID_OPTION, '--config') as Record<string, unknown>) };
   for (const s of sets) {
     const eq = s.indexOf('=');
     if (eq < 1) throw new CallmoodError(ErrorCodes.INVALID_OPTION, `--set '${s}': expected key=value, e.g. --set nMfcc=13`);
@@ -44,7 +40,7 @@ export function featuresCommand(program: Command): void {
     .option('--channel <n|all>', "channel to analyse (0-based) or 'all'", parseChannel, 0)
     .addOption(new Option('--format <format>', 'output format (default: from --out extension, else csv)').choices(['csv', 'json', 'npy']))
     .option('-o, --out <path>', 'write to this file instead of standard output')
-    .addOption(new Option('--feature-rate <hz>', "the config to start from: 16000 (the default config) or 8000 (the shipped model's)").choices(Object.keys(FEATURE_CONFIGS_BY_RATE)).default('16000'))
+    .addOption(featureRateOption("the config to start from: 16000 (the default config) or 8000 (the shipped model's)", '16000'))
     .option('--config <file.json>', 'feature config JSON (fields as in FeatureConfig; missing fields take those of --feature-rate)')
     .option('--set <key=value>', 'override one config field, e.g. --set nMfcc=13 (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--telephone', 'pass the audio through the telephone channel simulator first')

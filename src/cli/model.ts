@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { integer, list, numberIn } from './args.js';
+import { featureRateOption, integer, list, numberIn } from './args.js';
 import cliProgress from 'cli-progress';
 import { ARCHITECTURES, type Arch } from '../model/architectures.js';
 import { DEFAULT_TRAIN_OPTIONS, evaluateModel, trainFromManifest, writeJson, type CalmPolicy } from '../model/pipeline.js';
@@ -77,7 +77,7 @@ export function modelCommands(program: Command): void {
     .option('--val-share <share>', 'share of speakers (or clips) for validation', numberIn('--val-share', 0.01, 0.5), DEFAULT_TRAIN_OPTIONS.valShare)
     .option('--window-hop <frames>', 'frames between training windows', integer('--window-hop', 1), DEFAULT_TRAIN_OPTIONS.windowHop)
     .option('--prior-frames <n>', 'adaptive normalisation: weight of the global statistics in frames', integer('--prior-frames', 0), DEFAULT_TRAIN_OPTIONS.priorFrames)
-    .addOption(new Option('--feature-rate <hz>', 'sample rate of the features: 8000 (the phone line\'s own) or 16000').choices(Object.keys(FEATURE_CONFIGS_BY_RATE)).default('8000'))
+    .addOption(featureRateOption("sample rate of the features: 8000 (the phone line's own) or 16000", '8000'))
     .addOption(new Option('--feature-kind <kind>', 'mfcc (40 cepstra) or logmel (the 40 log-mel energies themselves)').choices(['mfcc', 'logmel']).default('mfcc'))
     .option('--cache <dir>', 'feature cache directory', '.cache/features')
     .option('--workers <n>', 'decoding worker threads', integer('--workers', 0))
