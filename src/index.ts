@@ -8,7 +8,7 @@ export { CallmoodError, ErrorCodes, type ErrorCode } from './errors.js';
 /** A decoded recording with its channels kept apart. */
 export type { DecodedAudio } from './audio/types.js';
 /** Read WAV, FLAC, AIFF, Ogg Opus or MP3 from a path or from bytes. */
-export { readAudioFile, decodeAudio } from './audio/read.js';
+export { readAudioFile, decodeAudio, openAudioFile, openAudio, audioSource, type AudioSource } from './audio/read.js';
 /** Read a file and resample its channels to the feature rate. */
 export { loadChannels, type LoadedChannels } from './audio/load.js';
 /** Streaming resampler (any rate to any rate, chunked = whole) and its one-shot form. */

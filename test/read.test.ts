@@ -9,7 +9,9 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import alawmulaw from 'alawmulaw';
-import { readAudioFile, decodeAudio } from '../src/audio/read.js';
+import { readAudioFile, decodeAudio, openAudioFile, openAudio } from '../src/audio/read.js';
+import { readdirSync } from 'node:fs';
+import { encodeWav } from '../src/replay/wav.js';
 import { CallmoodError, ErrorCodes, type ErrorCode } from '../src/errors.js';
 import type { DecodedAudio } from '../src/audio/types.js';
 
@@ -320,6 +322,9 @@ describe('broken and unsupported files', () => {
     it(`${file} → ${code}`, async () => {
       await assertFails(read(file), code, file, message);
     });
+    it(`${file} → ${code} from openAudioFile too`, async () => {
+      await assertFails(openAudioFile(fixture(file)), code, file, message);
+    });
   }
 
   it('readAudioFile on a missing path → FILE_READ naming the path', async () => {
@@ -329,5 +334,62 @@ describe('broken and unsupported files', () => {
 
   it('readAudioFile on a directory → FILE_READ', async () => {
     await assertFails(readAudioFile(FORMATS), ErrorCodes.FILE_READ, FORMATS, /directory/);
+  });
+});
+
+describe('openAudioFile: a recording read a range of frames at a time', () => {
+  /** Reads the whole source in ranges of `step` frames into arrays as long as the file. */
+  async function readInRanges(path: string, step: number) {
+    const src = await openAudioFile(path);
+    const whole = Array.from({ length: src.channelCount }, () => new Float32Array(src.frames));
+    const buf = Array.from({ length: src.channelCount }, () => new Float32Array(step).fill(NaN));
+    for (let s = 0; s < src.frames; s += step) {
+      const end = Math.min(src.frames, s + step);
+      src.read(s, end, buf);
+      buf.forEach((b, c) => whole[c].set(b.subarray(0, end - s), s));
+    }
+    return { src, whole };
+  }
+
+  const broken = new Set(['empty.wav', 'no_samples.wav', 'truncated_header.wav', 'cut_short.wav', 'truncated.flac',
+    'truncated.opus', 'float32_nan.wav', 'random.bin', 'text.wav', 'ima_adpcm.wav', 'sun.au', 'vorbis.ogg']);
+  const files = readdirSync(FORMATS).filter((f) => !f.endsWith('.md') && !broken.has(f));
+
+  it('every readable fixture gives exactly readAudioFile\'s samples, in ranges of 1,237 frames', async () => {
+    assert.ok(files.length >= 15, `${files.length} fixtures`);
+    for (const f of files) {
+      const ref = await readAudioFile(fixture(f));
+      const { src, whole } = await readInRanges(fixture(f), 1237);
+      assert.equal(src.sampleRate, ref.sampleRate, f);
+      assert.equal(src.channelCount, ref.channels.length, f);
+      assert.equal(src.encoding, ref.encoding, f);
+      assert.equal(src.container, ref.container, f);
+      assert.ok(Math.abs(src.durationS - ref.durationS) < 1e-9, f);
+      ref.channels.forEach((ch, c) => assert.deepEqual(whole[c], ch, `${f} channel ${c}`));
+    }
+  });
+
+  it('G.711 with one, two and three channels, μ-law and 16-bit: the same samples as decoding the whole file', async () => {
+    const n = 5003;
+    const chans = [0, 1, 2].map((c) => Float32Array.from({ length: n }, (_, i) => 0.8 * Math.sin(0.01 * (c + 1) * i)));
+    for (const encoding of ['mulaw', 'pcm16'] as const) {
+      for (const k of [1, 2, 3]) {
+        const bytes = encodeWav(chans.slice(0, k), 8000, encoding);
+        const ref = await decodeAudio(bytes, 'x.wav');
+        const src = await openAudio(bytes, 'x.wav');
+        const out = Array.from({ length: k }, () => new Float32Array(777));
+        src.read(1000, 1777, out);
+        for (let c = 0; c < k; c++) assert.deepEqual(out[c], ref.channels[c].subarray(1000, 1777), `${encoding} ${k} channel(s), channel ${c}`);
+      }
+    }
+  });
+
+  it('a range outside the file is refused, naming what is allowed', async () => {
+    const src = await openAudioFile(fixture('mulaw_8k.wav'));
+    const out = [new Float32Array(src.frames + 10)];
+    for (const [a, b] of [[-1, 10], [10, 5], [0, src.frames + 1], [0.5, 3]]) {
+      assert.throws(() => src.read(a, b, out), (e: unknown) => e instanceof CallmoodError && e.code === ErrorCodes.INVALID_OPTION &&
+        e.message.includes(`allowed: 0 ≤ start ≤ end ≤ ${src.frames}`));
+    }
   });
 });

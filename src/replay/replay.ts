@@ -28,7 +28,7 @@
  */
 import { z } from 'zod';
 import { CallmoodError, ErrorCodes } from '../errors.js';
-import { readAudioFile } from '../audio/read.js';
+import { audioSource, openAudioFile, type AudioSource } from '../audio/read.js';
 import type { DecodedAudio } from '../audio/types.js';
 import { DEFAULT_OPTIONS, type StreamSettings } from '../config/options.js';
 import { resolveModelDir } from '../config/load.js';
@@ -175,16 +175,20 @@ export function sortEvents(events: CallmoodEvent[]): CallmoodEvent[] {
     .map((x) => x.e);
 }
 
-/** Replays decoded audio (see the module comment). `name` gives the call's ids; `observe` may add events. */
+/**
+ * Replays a recording, decoded or opened (see the module comment). `name` gives the call's ids; `observe` may add
+ * events.
+ */
 export async function replayAudio(
-  audio: DecodedAudio,
+  recording: DecodedAudio | AudioSource,
   name: string,
   model: ReplayModel,
   options: Partial<ReplayOptions> = {},
   hooks: { observe?: EventObserver } = {},
 ): Promise<ReplayResult> {
   const o = resolveReplayOptions(options);
-  const trackChannels = resolveChannels(o.channels ?? undefined, audio.channels.length, name);
+  const audio = 'read' in recording ? recording : audioSource(recording);
+  const trackChannels = resolveChannels(o.channels ?? undefined, audio.channelCount, name);
   const { callSid, streamSid } = replayIds(name);
   const base: Omit<EventBase, 'timeMs'> = { callSid, streamSid, customParameters: { ...o.customParameters } };
   const rate = audio.sampleRate;
@@ -234,23 +238,26 @@ export async function replayAudio(
     .filter((t) => trackChannels[t] !== undefined)
     .map((t) => ({
       track: t,
-      samples: audio.channels[trackChannels[t]!],
+      channel: trackChannels[t]!,
       stream: new EmotionTrack(model.profile, infer, emit, () => base, t, streamOptions, rate),
     }));
 
   // Field order as the live session writes them, so JSON lines of a replay and of a live call line up.
   const at = (timeMs: number): EventBase => ({ callSid, streamSid, timeMs, customParameters: base.customParameters });
   emit({ ...at(0), type: 'call-start', accountSid: o.accountSid, tracks: tracks.map((t) => t.track) });
-  const n = audio.channels[0]?.length ?? 0;
+  const n = audio.frames;
   const chunk = Math.max(1, Math.round(rate / 50));
   const segment = chunk * Math.max(1, Math.round(o.segmentS * 50));
+  // One buffer per channel, reused for every segment: the tracks take their samples synchronously and keep none.
+  const buffers = Array.from({ length: audio.channelCount }, () => new Float32Array(Math.min(n, segment)));
   let chunks = 0;
   try {
     for (let s = 0; s < n; s += segment) {
       const end = Math.min(n, s + segment);
+      audio.read(s, end, buffers);
       // A segment goes in as one piece: the stream's events do not depend on how its audio is cut (its times come
       // from sample counts; test/track.test.ts), and one push instead of 3,000 per minute saves the per-call overhead.
-      for (const t of tracks) t.stream.push(t.samples.subarray(s, end), (end / rate) * 1000);
+      for (const t of tracks) t.stream.push(buffers[t.channel].subarray(0, end - s), (end / rate) * 1000);
       chunks += tracks.length * Math.ceil((end - s) / chunk);
       if (outstanding > 0) await new Promise<void>((r) => (idle = r));
       idle = null;
@@ -291,7 +298,7 @@ export async function replayAudio(
     name,
     callSid,
     streamSid,
-    source: { container: audio.container, encoding: audio.encoding, sampleRate: rate, channels: audio.channels.length, durationS: audio.durationS },
+    source: { container: audio.container, encoding: audio.encoding, sampleRate: rate, channels: audio.channelCount, durationS: audio.durationS },
     channels: trackChannels,
     events,
     callEnd,
@@ -299,13 +306,16 @@ export async function replayAudio(
   };
 }
 
-/** Reads a recording (any format readAudioFile takes) and replays it; `name` defaults to the file's base name. */
+/**
+ * Opens a recording (any format readAudioFile takes) and replays it; `name` defaults to the file's base name. WAV and
+ * AIFF PCM and G.711 are decoded a segment at a time as the replay goes (see AudioSource).
+ */
 export async function replayFile(
   path: string,
   model: ReplayModel,
   options: Partial<ReplayOptions> = {},
   hooks: { observe?: EventObserver; name?: string } = {},
 ): Promise<ReplayResult> {
-  const audio = await readAudioFile(path);
+  const audio = await openAudioFile(path);
   return replayAudio(audio, hooks.name ?? path.split(/[\\/]/).pop() ?? path, model, options, hooks);
 }
