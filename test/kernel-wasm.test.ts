@@ -206,7 +206,9 @@ test('analyzers of several configs interleaved, across memory growth, keep agree
 
 test('memory: the default config takes one block, shared by every analyzer of that config', () => {
   const bytes = wasmPlanBytes(DEFAULT_FEATURE_CONFIG);
-  assert.ok(bytes > 0 && bytes < 40_000, `${bytes}`);
+  // Tables and scratch (about 35 KB) plus the stage, its float32 input and the results StreamingFeatures analyses
+  // blocks of frames with (about 59 KB).
+  assert.ok(bytes > 0 && bytes < 100_000, `${bytes}`);
   const mem = wasmKernelMemoryBytes();
   const many = Array.from({ length: 500 }, () => new WasmFrameAnalyzer(resolveFeatureConfig({})));
   assert.equal(wasmKernelMemoryBytes(), mem);

@@ -4,6 +4,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { readAudioFile } from '../src/audio/read.js';
 import {
   DEFAULT_FEATURE_CONFIG,
+  NARROWBAND_FEATURE_CONFIG,
   featureConfigKey,
   frameCount,
   resolveFeatureConfig,
@@ -244,4 +245,32 @@ test('the wasm and JavaScript frame kernels give the same features on a real cli
     ErrorCodes.INVALID_OPTION,
     /kernel is 'gpu'; allowed: 'wasm' or 'js'/,
   );
+});
+
+test('float64 input gives exactly the features of the same float32 samples (two pre-emphasis paths)', () => {
+  const x = speechLike(1.7, 3);
+  for (const cfg of [{}, NARROWBAND_FEATURE_CONFIG, { hop: 480 }]) {
+    for (const kernel of ['wasm', 'js'] as const) {
+      const a = computeFeatures(x, cfg, { kernel });
+      const b = computeFeatures(Float64Array.from(x) as unknown as Float32Array, cfg, { kernel });
+      assert.ok(a.frames > 10);
+      assert.equal(maxAbsDiff(a.data, b.data), 0, `${kernel} ${JSON.stringify(cfg)}`);
+    }
+  }
+});
+
+test('streams of one config interleaved in 20 ms pieces give what each gives alone (the shared wasm stage keeps nothing)', () => {
+  const xs = [speechLike(1.3, 21), speechLike(1.3, 22), speechLike(1.3, 23)];
+  const alone = xs.map((x) => computeFeatures(x, NARROWBAND_FEATURE_CONFIG).data);
+  const streams = xs.map(() => new StreamingFeatures(NARROWBAND_FEATURE_CONFIG));
+  const got: number[][] = xs.map(() => []);
+  const cbs: FrameCallback[] = got.map((g) => (f) => g.push(...f));
+  for (let at = 0; at < xs[0].length; at += 160) {
+    xs.forEach((x, s) => streams[s].push(x.subarray(at, at + 160), cbs[s]));
+  }
+  streams.forEach((s, i) => s.flush(cbs[i]));
+  for (let s = 0; s < xs.length; s++) {
+    assert.equal(got[s].length, alone[s].length, `stream ${s}: values`);
+    assert.equal(maxAbsDiff(got[s], alone[s]), 0, `stream ${s}`);
+  }
 });

@@ -1,6 +1,7 @@
 /**
- * WasmFrameAnalyzer: the per-frame stage of FrameAnalyzer (window → FFT power → mel → log → DCT) run by a
- * WebAssembly kernel (src/features/wasm/frame.c: float64, SIMD128, no imports). Same interface as FrameAnalyzer and
+ * WasmFrameAnalyzer: the per-frame stage of FrameAnalyzer (window → FFT power → mel → log → DCT), and the
+ * pre-emphasis and block framing StreamingFeatures drives it with, run by a WebAssembly kernel
+ * (src/features/wasm/frame.c: float64, SIMD128, no imports). Same interface as FrameAnalyzer and
  * the same numbers to ~1e-14: the FFT, mel sums and DCT sums are the same IEEE operations in the same order as the
  * JavaScript; only the log differs (fdlibm's algorithm in C vs V8's Math.log), by an ulp or so.
  *
@@ -11,17 +12,19 @@
  *
  * Memory: one WebAssembly instance per process (per worker thread), compiled synchronously on first use from the
  * bytes embedded as base64 in ./wasm/frame-wasm.ts (no file lookup, no download). Its memory starts at one 64 KiB
- * page (4 KiB stack, static data, then tables). Each distinct config gets one block of tables and scratch in it
- * (34,880 bytes for the default config); all analyzers with an equal config share that block, which is safe because
- * `analyze` runs to completion synchronously and keeps nothing between frames. So hundreds of live calls on the
- * default config cost 64 KiB in total, and creating an analyzer after the first allocates nothing in wasm. A block
+ * page (4 KiB stack, static data, then tables). Each distinct config gets one block of tables, scratch, and the
+ * stage StreamingFeatures analyses a block of frames from (93,760 bytes for the 16 kHz default config, 66,592 for
+ * the 8 kHz one); all analyzers with an equal config share that block, which is safe because `analyze` and
+ * `analyzeStage` run to completion synchronously and nothing stays in the block between calls. So hundreds of live
+ * calls on one config cost a few 64 KiB pages in total, and creating an analyzer after the first allocates nothing
+ * in wasm. A block
  * is never freed: the memory grows (in 64 KiB pages) with the number of distinct configs used in the process.
  */
 import { Buffer } from 'node:buffer';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { featureConfigKey, type FeatureConfig } from './config.js';
 import { melFilterbank } from './mel.js';
-import { analysisWindow, foldedDctCoefficient } from './tables.js';
+import { analysisWindow, blockFrames, foldedDctCoefficient, stageCapacity } from './tables.js';
 import { FRAME_WASM_BASE64 } from './wasm/frame-wasm.js';
 
 /**
@@ -43,6 +46,8 @@ interface KernelExports {
   __heap_base: { value: number };
   ctx_size(): number;
   analyze(ctx: number): void;
+  analyze_frames(ctx: number, src: number, frames: number, hop: number, winLength: number, dims: number, dst: number): void;
+  preemphasize(src: number, n: number, prev: number, a: number, dst: number): void;
 }
 
 /** The process's one kernel instance and a bump allocator over its memory. */
@@ -50,6 +55,7 @@ interface Kernel {
   exports: KernelExports;
   /** Views over the whole memory; replaced when it grows (growing detaches the old buffer). */
   f64: Float64Array;
+  f32: Float32Array;
   i32: Int32Array;
   /** Next free byte. */
   top: number;
@@ -67,7 +73,7 @@ function getKernel(): Kernel {
   const exports = instance.exports as unknown as KernelExports;
   if (exports.ctx_size() !== CTX_BYTES) throw new Error(`frame.wasm Ctx is ${exports.ctx_size()} bytes, expected ${CTX_BYTES}`);
   const buf = exports.memory.buffer;
-  kernel = { exports, f64: new Float64Array(buf), i32: new Int32Array(buf), top: align(exports.__heap_base.value) };
+  kernel = { exports, f64: new Float64Array(buf), f32: new Float32Array(buf), i32: new Int32Array(buf), top: align(exports.__heap_base.value) };
   return kernel;
 }
 
@@ -81,6 +87,7 @@ function alloc(k: Kernel, bytes: number): number {
   if (k.top > mem.buffer.byteLength) {
     mem.grow(Math.ceil((k.top - mem.buffer.byteLength) / 65536));
     k.f64 = new Float64Array(mem.buffer);
+    k.f32 = new Float32Array(mem.buffer);
     k.i32 = new Int32Array(mem.buffer);
   }
   return at;
@@ -115,7 +122,14 @@ interface Plan {
   xIdx: number;
   outIdx: number;
   winLength: number;
+  hop: number;
   dims: number;
+  /** The stage of a block (stageCapacity samples), its float32 input before pre-emphasis, and the block's results (blockFrames × dims). */
+  stage: number;
+  raw: number;
+  stageCapacity: number;
+  block: number;
+  blockFrames: number;
   bytes: number;
 }
 
@@ -166,6 +180,10 @@ function buildPlan(c: Readonly<FeatureConfig>): Plan {
   const folded = alloc(k, 16 * halfM);
   const dct = alloc(k, 16 * halfM * nPairs);
   const out = alloc(k, 16 * nPairs);
+  const dims = nOut > 0 ? nOut : nMels;
+  const stage = alloc(k, 8 * stageCapacity(c));
+  const raw = alloc(k, 4 * stageCapacity(c));
+  const block = alloc(k, 8 * blockFrames(c) * dims);
   const bytes = k.top - start;
   const { f64, i32 } = k; // views are current: every alloc is done
   // Bump allocation only ever hands out fresh (zero) memory; zeroing keeps the x tail and folded padding at 0 regardless.
@@ -212,7 +230,13 @@ function buildPlan(c: Readonly<FeatureConfig>): Plan {
     xIdx: x / 8,
     outIdx: (nOut > 0 ? out : logmel) / 8,
     winLength: c.winLength,
-    dims: nOut > 0 ? nOut : nMels,
+    hop: c.hop,
+    dims,
+    stage,
+    raw,
+    stageCapacity: stageCapacity(c),
+    block,
+    blockFrames: blockFrames(c),
     bytes,
   };
 }
@@ -224,11 +248,61 @@ function buildPlan(c: Readonly<FeatureConfig>): Plan {
 export class WasmFrameAnalyzer {
   /** Static values per frame (nMfcc for `mfcc`, nMels for `logmel`). */
   readonly staticDims: number;
+  /** Most frames one analyzeStage call takes. */
+  readonly blockFrames: number;
+  /** Samples the stage holds: winLength + (blockFrames − 1)·hop. */
+  readonly stageCapacity: number;
+  /** Index in stageData() of the stage's first sample. */
+  readonly stageOffset: number;
   private readonly plan: Plan;
 
   constructor(readonly config: Readonly<FeatureConfig>) {
     this.plan = getPlan(config);
     this.staticDims = this.plan.dims;
+    this.blockFrames = this.plan.blockFrames;
+    this.stageCapacity = this.plan.stageCapacity;
+    this.stageOffset = this.plan.stage / 8;
+  }
+
+  /**
+   * The array the stage lives in: the kernel's memory, shared by every analyzer of this config. Take it anew for
+   * each block (the memory may have grown since, which replaces it) and fill the block and run analyzeStage with
+   * no other stream's work in between.
+   */
+  stageData(): Float64Array {
+    return kernel!.f64;
+  }
+
+  /**
+   * Writes `count` samples of `src` from `from`, pre-emphasised (x − a·previous, `prev` before the first), into the
+   * stage from index `at` of stageData(). Float32 input is copied into the kernel's memory and pre-emphasised there.
+   */
+  preemphasize(src: Float32Array | Float64Array, from: number, count: number, prev: number, at: number): void {
+    const k = kernel!;
+    const a = this.config.preEmphasis;
+    if (src instanceof Float32Array) {
+      const raw = this.plan.raw;
+      k.f32.set(from === 0 && count === src.length ? src : src.subarray(from, from + count), raw / 4);
+      k.exports.preemphasize(raw, count, prev, a, this.plan.stage + 8 * (at - this.stageOffset));
+      return;
+    }
+    const stage = k.f64;
+    for (let j = 0; j < count; j++) {
+      const x = src[from + j];
+      stage[at + j] = x - a * prev;
+      prev = x;
+    }
+  }
+
+  /**
+   * Analyses `frames` (≤ blockFrames) frames of the stage, frame f being the winLength samples from f·hop, exactly
+   * as `analyze` would one by one; writes frames × staticDims values to `out`.
+   */
+  analyzeStage(frames: number, out: Float64Array): void {
+    const { ctx, stage, hop, winLength, dims, block } = this.plan;
+    const k = kernel!;
+    k.exports.analyze_frames(ctx, stage, frames, hop, winLength, dims, block);
+    out.set(k.f64.subarray(block / 8, block / 8 + frames * dims));
   }
 
   /** `frame`: winLength pre-emphasised samples starting at `offset`. Writes staticDims values to `out`. */

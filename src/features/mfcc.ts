@@ -1,6 +1,8 @@
 /**
  * The one MFCC / log-mel implementation: streaming. Push samples in chunks of any size and each frame comes out as
- * soon as its window is complete; batch is pushing a whole clip and flushing. Per frame it allocates nothing.
+ * soon as its window is complete; batch is pushing a whole clip and flushing. Samples are pre-emphasised into a
+ * stage and analysed a block of up to 32 frames per kernel call (with the wasm kernel both happen in its memory, so
+ * JavaScript touches no sample one by one). Per frame it allocates nothing; per block, a few array views.
  */
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { assertFiniteSamples } from '../audio/validate.js';
@@ -8,7 +10,7 @@ import { featureDims, frameCount, resolveFeatureConfig, type FeatureConfig } fro
 import { DeltaStage } from './deltas.js';
 import { RealFft } from './fft.js';
 import { melFilterbank, type MelFilterbank } from './mel.js';
-import { analysisWindow, foldedDctCoefficient } from './tables.js';
+import { analysisWindow, blockFrames, foldedDctCoefficient, stageCapacity } from './tables.js';
 import { WasmFrameAnalyzer } from './kernel-wasm.js';
 
 /** Which implementation runs the per-frame stage. */
@@ -31,6 +33,14 @@ function makeDct(c: FeatureConfig): Float64Array {
 export class FrameAnalyzer {
   /** Static values per frame (nMfcc for `mfcc`, nMels for `logmel`). */
   readonly staticDims: number;
+  /** Most frames one analyzeStage call takes. */
+  readonly blockFrames: number;
+  /** Samples the stage holds: winLength + (blockFrames − 1)·hop. */
+  readonly stageCapacity: number;
+  /** Index in stageData() of the stage's first sample. */
+  readonly stageOffset = 0;
+  private readonly stage: Float64Array;
+  private readonly frameOut: Float64Array;
   private readonly window: Float64Array;
   private readonly fft: RealFft;
   private readonly fb: MelFilterbank;
@@ -49,6 +59,36 @@ export class FrameAnalyzer {
     this.power = new Float64Array(this.fft.bins);
     this.logMel = new Float64Array(config.nMels);
     this.folded = new Float64Array(2 * Math.ceil(config.nMels / 2));
+    this.blockFrames = blockFrames(config);
+    this.stageCapacity = stageCapacity(config);
+    this.stage = new Float64Array(this.stageCapacity);
+    this.frameOut = new Float64Array(this.staticDims);
+  }
+
+  /** The array the stage lives in (this analyzer's own). */
+  stageData(): Float64Array {
+    return this.stage;
+  }
+
+  /** Writes `count` samples of `src` from `from`, pre-emphasised (`prev` before the first), into the stage from `at`. */
+  preemphasize(src: Float32Array | Float64Array, from: number, count: number, prev: number, at: number): void {
+    const { stage } = this;
+    const a = this.config.preEmphasis;
+    for (let j = 0; j < count; j++) {
+      const x = src[from + j];
+      stage[at + j] = x - a * prev;
+      prev = x;
+    }
+  }
+
+  /** Analyses `frames` (≤ blockFrames) frames of the stage, frame f from sample f·hop; frames × staticDims values to `out`. */
+  analyzeStage(frames: number, out: Float64Array): void {
+    const d = this.staticDims;
+    const hop = this.config.hop;
+    for (let f = 0; f < frames; f++) {
+      this.analyze(this.stage, f * hop, this.frameOut);
+      for (let i = 0; i < d; i++) out[f * d + i] = this.frameOut[i];
+    }
   }
 
   /** `frame`: winLength pre-emphasised samples starting at `offset`. Writes staticDims values to `out`. */
@@ -97,7 +137,7 @@ export class StreamingFeatures {
   readonly dims: number;
   readonly config: Readonly<FeatureConfig>;
   private readonly analyzer: FrameAnalyzer | WasmFrameAnalyzer;
-  /** Pre-emphasised samples of the window being filled. */
+  /** Pre-emphasised samples carried to the next block (fewer than winLength). */
   private readonly buf: Float64Array;
   private filled = 0;
   /** Samples still to drop before the next window starts (only when hop > winLength). */
@@ -106,6 +146,8 @@ export class StreamingFeatures {
   private framesIn = 0;
   private framesOut = 0;
   private readonly stat: Float64Array;
+  /** The static values of the frames of the block being delivered, blockFrames × staticDims. */
+  private readonly block: Float64Array;
   private readonly out: Float32Array;
   private readonly stages: DeltaStage[] = [];
   private onFrame: FrameCallback | null = null;
@@ -126,6 +168,7 @@ export class StreamingFeatures {
     this.dims = featureDims(this.config);
     this.buf = new Float64Array(this.config.winLength);
     this.stat = new Float64Array(this.analyzer.staticDims);
+    this.block = new Float64Array(this.analyzer.blockFrames * this.analyzer.staticDims);
     this.out = new Float32Array(this.dims);
     const d = this.analyzer.staticDims;
     const final = (v: Float64Array) => this.deliver(v);
@@ -146,12 +189,17 @@ export class StreamingFeatures {
     if (this.closed) throw new CallmoodError(ErrorCodes.CLOSED, 'feature stream used after close()');
     assertFiniteSamples(samples, 'feature stream input');
     this.onFrame = onFrame;
-    const { buf, config } = this;
-    const win = config.winLength;
-    const a = config.preEmphasis;
+    const { buf, config, analyzer, block } = this;
+    const { winLength: win, hop } = config;
+    const d = analyzer.staticDims;
+    const capacity = analyzer.stageCapacity;
     let prev = this.prev;
     let i = 0;
     const n = samples.length;
+    // Block by block: the carried samples and as many new ones as fit go into the stage, pre-emphasised; every frame
+    // complete in it is analysed in one call; the samples the next frame needs are carried over. The stage may be
+    // shared with other streams (the wasm kernel's), so nothing stays in it between blocks and no frame callback
+    // runs while it is in use.
     while (i < n) {
       if (this.skip > 0) {
         const k = Math.min(this.skip, n - i);
@@ -160,16 +208,26 @@ export class StreamingFeatures {
         prev = samples[i - 1];
         continue;
       }
-      const take = Math.min(win - this.filled, n - i);
-      let f = this.filled;
-      for (let j = 0; j < take; j++) {
-        const x = samples[i + j];
-        buf[f++] = x - a * prev;
-        prev = x;
-      }
-      this.filled = f;
+      const stage = analyzer.stageData();
+      const at = analyzer.stageOffset;
+      let len = this.filled;
+      if (len > 0) stage.set(buf.subarray(0, len), at);
+      const take = Math.min(capacity - len, n - i);
+      analyzer.preemphasize(samples, i, take, prev, at + len);
+      prev = samples[i + take - 1];
+      len += take;
       i += take;
-      if (f === win) this.completeFrame();
+      const frames = len >= win ? Math.floor((len - win) / hop) + 1 : 0;
+      if (frames > 0) analyzer.analyzeStage(frames, block);
+      const next = frames * hop;
+      if (next <= len) {
+        if (next < len) buf.set(stage.subarray(at + next, at + len));
+        this.filled = len - next;
+      } else {
+        this.filled = 0;
+        this.skip = next - len;
+      }
+      for (let f = 0; f < frames; f++) this.completeFrame(f * d);
     }
     this.prev = prev;
     this.onFrame = null;
@@ -200,27 +258,22 @@ export class StreamingFeatures {
     this.closed = true;
   }
 
-  private completeFrame(): void {
-    const { buf, config } = this;
-    this.analyzer.analyze(buf, 0, this.stat);
+  /** Frame `framesIn`, whose static values are at `offset` in the block. */
+  private completeFrame(offset: number): void {
     this.framesIn++;
-    const hop = config.hop;
-    const win = config.winLength;
-    if (hop < win) {
-      buf.copyWithin(0, hop, win);
-      this.filled = win - hop;
-    } else {
-      this.filled = 0;
-      this.skip = hop - win;
+    if (this.stages.length === 0) {
+      this.deliver(this.block, offset);
+      return;
     }
-    if (this.stages.length > 0) this.stages[0].push(this.stat);
-    else this.deliver(this.stat);
+    const { stat, block } = this;
+    for (let i = 0; i < stat.length; i++) stat[i] = block[offset + i];
+    this.stages[0].push(stat);
   }
 
-  private deliver(v: Float64Array): void {
+  private deliver(v: Float64Array, offset = 0): void {
     if (!this.onFrame) return;
     const out = this.out;
-    for (let i = 0; i < out.length; i++) out[i] = v[i];
+    for (let i = 0; i < out.length; i++) out[i] = v[offset + i];
     this.onFrame(out, this.framesOut++);
   }
 }

@@ -24,3 +24,16 @@ export function foldedDctCoefficient(c: FeatureConfig, k: number, m: number): nu
   const self = nMels % 2 === 1 && m === Math.ceil(nMels / 2) - 1 ? 0.5 : 1;
   return self * scale * Math.cos((Math.PI / nMels) * (m + 0.5) * k);
 }
+
+/**
+ * Frames StreamingFeatures analyses per block (one call into the kernel): up to 32, fewer for long hops so the
+ * stage, winLength + (frames − 1)·hop samples, stays near 4096 samples (32 KiB) or one window if that is longer.
+ */
+export function blockFrames(c: FeatureConfig): number {
+  return Math.max(1, Math.min(32, Math.floor(4096 / c.hop)));
+}
+
+/** Samples of the stage a block of blockFrames(c) frames is analysed from. */
+export function stageCapacity(c: FeatureConfig): number {
+  return c.winLength + (blockFrames(c) - 1) * c.hop;
+}

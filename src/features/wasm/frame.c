@@ -288,3 +288,35 @@ __attribute__((export_name("analyze"))) void analyze(const Ctx *c) {
     out[j + 3] = a3;
   }
 }
+
+/*
+ * Runs `frames` frames of one stream in a single call (what StreamingFeatures does with every block of samples):
+ * frame f is the winLength samples at src + f·hop, copied into c->x and analysed exactly as analyze() does; its
+ * `dims` results (the cepstra, or the log-mel for kind logmel) go to dst + f·dims. One call per block instead of one
+ * per frame saves the JavaScript ↔ wasm crossings and the per-frame copies on the JavaScript side.
+ */
+__attribute__((export_name("analyze_frames")))
+void analyze_frames(const Ctx *c, const double *src, int frames, int hop, int winLength, int dims, double *dst) {
+  double *x = c->x;
+  const double *res = c->nPairs > 0 ? (const double *)c->out : c->logmel;
+  for (int f = 0; f < frames; f++, src += hop, dst += dims) {
+    int i = 0;
+    for (; i + 2 <= winLength; i += 2) wasm_v128_store(x + i, wasm_v128_load(src + i));
+    if (i < winLength) x[i] = src[i];
+    analyze(c);
+    for (int k = 0; k < dims; k++) dst[k] = res[k];
+  }
+}
+
+/*
+ * Pre-emphasis of n float32 samples into dst: dst[j] = src[j] − a·src[j−1], src[−1] being `prev` (the sample before
+ * them), in double as StreamingFeatures computes it, so the results are the same bit for bit.
+ */
+__attribute__((export_name("preemphasize")))
+void preemphasize(const float *src, int n, double prev, double a, double *dst) {
+  for (int j = 0; j < n; j++) {
+    const double x = src[j];
+    dst[j] = x - a * prev;
+    prev = x;
+  }
+}
