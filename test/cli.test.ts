@@ -107,3 +107,14 @@ test('bench mfcc and bench resample print their figures as JSON', async () => {
   assert.equal(res.inRate, 8000);
   assert.equal(res.outRate, 16000);
 });
+
+test('bench replay reports the median of its timed runs, and each run', async () => {
+  const r = await cli('bench', 'replay', '--json', '--seconds', '20', '--runs', '3');
+  assert.equal(r.code, 0, r.stderr);
+  const res = JSON.parse(r.stdout) as { realtimeFactor: number; realtimeFactorRuns: number[]; windows: number; seconds: number };
+  assert.equal(res.seconds, 20);
+  assert.equal(res.realtimeFactorRuns.length, 3);
+  assert.ok(res.windows > 0, r.stdout);
+  const sorted = [...res.realtimeFactorRuns].sort((a, b) => a - b);
+  assert.ok(Math.abs(res.realtimeFactor - sorted[1]) < 1e-9 * sorted[1], r.stdout);
+});

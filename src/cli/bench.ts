@@ -59,8 +59,9 @@ export function benchCommand(program: Command): void {
     .option('--mono', 'the caller channel only')
     .option('--batch <n>', 'largest inference batch', positive('--batch'), DEFAULT_REPLAY_BENCH.maxBatch)
     .option('--model <dir>', 'model directory', DEFAULT_REPLAY_BENCH.modelDir)
-    .action(async (o: { json?: boolean; seconds: number; mono?: boolean; batch: number; model: string }) => {
-      print(await benchReplay({ seconds: o.seconds, channels: o.mono ? 1 : 2, maxBatch: Math.round(o.batch), modelDir: o.model }), o.json);
+    .option('--runs <n>', 'timed replays; the median one is reported', positive('--runs'), DEFAULT_REPLAY_BENCH.runs)
+    .action(async (o: { json?: boolean; seconds: number; mono?: boolean; batch: number; model: string; runs: number }) => {
+      print(await benchReplay({ seconds: o.seconds, channels: o.mono ? 1 : 2, maxBatch: Math.round(o.batch), modelDir: o.model, runs: Math.round(o.runs) }), o.json);
     });
   bench
     .command('resample')
