@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MicroBatcher, type InferenceEngine } from '../src/stream/batcher.js';
+import { BufferPool, MicroBatcher, type InferenceEngine } from '../src/stream/batcher.js';
 import { ErrorCodes } from '../src/errors.js';
 import { assertRejectsCallmood } from './helpers.js';
 
@@ -10,8 +10,11 @@ class MeanEngine implements InferenceEngine {
   readonly batches: number[] = [];
   closed = false;
   constructor(readonly windowSize: number, private readonly delayMs = 2, private readonly fail = false) {}
+  /** The buffers batches arrived in. */
+  readonly buffers = new Set<ArrayBufferLike>();
   async predict(x: Float32Array, n: number): Promise<Float32Array> {
     this.batches.push(n);
+    this.buffers.add(x.buffer);
     await new Promise((r) => setTimeout(r, this.delayMs));
     if (this.fail) throw new Error('engine down');
     const out = new Float32Array(n * 2);
@@ -72,4 +75,28 @@ test('wrong window size and use after close are clear errors', async () => {
   await assertRejectsCallmood(b.infer(win(0, 7)), ErrorCodes.INVALID_OPTION, /window has 7 values; the model takes 8/);
   await b.close();
   await assertRejectsCallmood(b.infer(win(0)), ErrorCodes.CLOSED);
+});
+
+test('a shared buffer pool: a second batcher runs its batches in the first one\'s buffers, and the answers stay right', async () => {
+  const pool = new BufferPool(4);
+  const e1 = new MeanEngine(8, 0);
+  const b1 = new MicroBatcher(e1, { maxBatch: 4, maxWaitMs: 0 }, pool);
+  const values = Array.from({ length: 12 }, (_, i) => i / 12);
+  await Promise.all(values.map((v) => b1.infer(win(v))));
+  await b1.close();
+  assert.ok(pool.size >= 1 && pool.size <= 4, `pool holds ${pool.size}`);
+  const e2 = new MeanEngine(8, 0);
+  const b2 = new MicroBatcher(e2, { maxBatch: 4, maxWaitMs: 0 }, pool);
+  const results = await Promise.all(values.map((v) => b2.infer(win(1 - v))));
+  results.forEach((r, i) => assert.ok(Math.abs(r[0] - (1 - values[i])) < 1e-6, `window ${i}: ${r[0]}`));
+  await b2.close();
+  for (const buf of e2.buffers) assert.ok(e1.buffers.has(buf), 'the second batcher allocated a buffer although the pool had one');
+  // A pool of another size keeps no more than it may; a buffer of another length is never handed out.
+  const small = new BufferPool(1);
+  small.give(new Float32Array(8));
+  small.give(new Float32Array(8));
+  assert.equal(small.size, 1);
+  assert.equal(small.take(16).length, 16);
+  assert.equal(small.size, 1);
+  assert.throws(() => new BufferPool(-1), /buffer pool size is -1; allowed: an integer ≥ 0/);
 });

@@ -94,21 +94,22 @@ export async function benchReplay(opts: Partial<ReplayBenchOptions> = {}): Promi
     // The warm-up replays the very file once: the code is compiled and the garbage of making the recording is
     // collected before the timed run, which then costs what each file of a folder costs.
     await replayFile(file, model, { maxBatch: o.maxBatch });
-    const runs: { cpuS: number; wallS: number; r: Awaited<ReturnType<typeof replayFile>> }[] = [];
+    // Only each run's figures are kept: holding every run's events would make the later runs pay for marking them.
+    const runs: { cpuS: number; wallS: number; stats: Awaited<ReturnType<typeof replayFile>>['stats'] }[] = [];
     const threads0 = threadCpuMs(process.pid);
     for (let i = 0; i < o.runs; i++) {
       const cpu0 = process.cpuUsage();
       const t0 = performance.now();
-      const r = await replayFile(file, model, { maxBatch: o.maxBatch });
+      const { stats } = await replayFile(file, model, { maxBatch: o.maxBatch });
       const wallMs = performance.now() - t0;
       const cpu = process.cpuUsage(cpu0);
-      runs.push({ cpuS: (cpu.user + cpu.system) / 1e6, wallS: wallMs / 1000, r });
+      runs.push({ cpuS: (cpu.user + cpu.system) / 1e6, wallS: wallMs / 1000, stats });
     }
     const threads1 = threadCpuMs(process.pid);
     const mainMs = threads1.main - threads0.main;
     // The median by CPU time (of an even number, the slower of the two middle runs).
-    const { cpuS, wallS, r } = [...runs].sort((a, b) => a.cpuS - b.cpuS)[runs.length >> 1];
-    const modelS = r.stats.inferenceCpuMs / 1000;
+    const { cpuS, wallS, stats } = [...runs].sort((a, b) => a.cpuS - b.cpuS)[runs.length >> 1];
+    const modelS = stats.inferenceCpuMs / 1000;
     return {
       realtimeFactor: o.seconds / cpuS,
       realtimeFactorRuns: runs.map((x) => o.seconds / x.cpuS),
@@ -116,10 +117,10 @@ export async function benchReplay(opts: Partial<ReplayBenchOptions> = {}): Promi
       channels: o.channels,
       cpuS,
       wallS,
-      windows: r.stats.windows,
-      batches: r.stats.batches,
+      windows: stats.windows,
+      batches: stats.batches,
       inferenceShare: modelS / cpuS,
-      msPerWindow: r.stats.windows > 0 ? r.stats.inferenceCpuMs / r.stats.windows : 0,
+      msPerWindow: stats.windows > 0 ? stats.inferenceCpuMs / stats.windows : 0,
       realtimeFactorWithoutModel: o.seconds / (cpuS - modelS),
       mainThreadShare: mainMs / (mainMs + threads1.other - threads0.other),
       backend,

@@ -38,6 +38,43 @@ function sharedFloats(n: number): Float32Array {
   return new Float32Array(new SharedArrayBuffer(n * Float32Array.BYTES_PER_ELEMENT));
 }
 
+/**
+ * Batch buffers back from the engine, kept for the next batches: a fresh maxBatch × windowSize array per batch is
+ * garbage to collect (and, being outside the JavaScript heap, it pushes V8 toward full collections). A batcher keeps
+ * its own pool; offline replay shares one across the files a thread replays, large enough for the batches one
+ * segment queues at once.
+ */
+export class BufferPool {
+  private readonly free: Float32Array[] = [];
+
+  /** @param max buffers kept; more given back are dropped */
+  constructor(readonly max: number) {
+    if (!(Number.isInteger(max) && max >= 0)) throw new CallmoodError(ErrorCodes.INVALID_OPTION, `buffer pool size is ${max}; allowed: an integer ≥ 0`);
+  }
+
+  /** A buffer of exactly `length` floats: a kept one if there is one of that length, else a new one. */
+  take(length: number): Float32Array {
+    const free = this.free;
+    for (let i = free.length - 1; i >= 0; i--) {
+      const x = free[i];
+      if (x.length !== length) continue;
+      free[i] = free[free.length - 1];
+      free.pop();
+      return x;
+    }
+    return sharedFloats(length);
+  }
+
+  give(x: Float32Array): void {
+    if (this.free.length < this.max) this.free.push(x);
+  }
+
+  /** Buffers kept now. */
+  get size(): number {
+    return this.free.length;
+  }
+}
+
 interface Pending {
   resolve: (probs: Float32Array) => void;
   reject: (err: unknown) => void;
@@ -58,12 +95,13 @@ export class MicroBatcher {
   private due = false;
   private inFlight = 0;
   private closed = false;
-  /** Batch buffers back from the engine, reused: a fresh maxBatch × windowSize array per batch is garbage to collect. */
-  private readonly free: Float32Array[] = [];
+  /** Batch buffers back from the engine, reused (see BufferPool). */
+  private readonly pool: BufferPool;
   /** Batches run so far and windows in them (for metrics). */
   readonly stats = { batches: 0, windows: 0, lastBatchMs: 0 };
 
-  constructor(private readonly engine: InferenceEngine, options: Partial<BatcherOptions> = {}) {
+  /** @param pool where batch buffers come from and go back to; default: a pool of this batcher's own, 2 × maxInFlight */
+  constructor(private readonly engine: InferenceEngine, options: Partial<BatcherOptions> = {}, pool?: BufferPool) {
     this.opts = { ...DEFAULT_BATCHER_OPTIONS, ...options };
     if (!(Number.isInteger(this.opts.maxBatch) && this.opts.maxBatch >= 1)) {
       throw new CallmoodError(ErrorCodes.INVALID_OPTION, `maxBatch is ${this.opts.maxBatch}; allowed: an integer ≥ 1`);
@@ -74,6 +112,7 @@ export class MicroBatcher {
     if (!(Number.isInteger(this.opts.maxInFlight) && this.opts.maxInFlight >= 1)) {
       throw new CallmoodError(ErrorCodes.INVALID_OPTION, `maxInFlight is ${this.opts.maxInFlight}; allowed: an integer ≥ 1`);
     }
+    this.pool = pool ?? new BufferPool(2 * this.opts.maxInFlight);
   }
 
   /** Queues one window (copied) and resolves to its probabilities. */
@@ -88,7 +127,7 @@ export class MicroBatcher {
     return new Promise((resolve, reject) => {
       let last = this.batches[this.batches.length - 1];
       if (!last || last.waiting.length >= this.opts.maxBatch) {
-        last = { x: this.free.pop() ?? sharedFloats(this.opts.maxBatch * size), waiting: [] };
+        last = { x: this.pool.take(this.opts.maxBatch * size), waiting: [] };
         this.batches.push(last);
       }
       last.x.set(window, last.waiting.length * size);
@@ -140,7 +179,7 @@ export class MicroBatcher {
         },
       )
       .finally(() => {
-        if (this.free.length < 2 * this.opts.maxInFlight) this.free.push(batch.x);
+        this.pool.give(batch.x);
         this.inFlight--;
         // Windows that gathered while the engine was busy have waited long enough.
         if (this.batches.length > 0 && !this.timer) this.due = true;
