@@ -7,7 +7,8 @@
  * variant and is timed with process.cpuUsage() (user + system, this process only); variants alternate round by
  * round (A B C A B C …) so drift in machine load hits all alike. Other processes may be running on this machine:
  * compare numbers from one run, not across runs. Also measured: the whole streaming path (StreamingFeatures.push in
- * 20 ms chunks: pre-emphasis, buffering, Float32 delivery) with its JS analyzer and with a WasmFrameAnalyzer swapped in.
+ * 20 ms chunks: pre-emphasis, buffering, Float32 delivery) with either kernel, and the wasm kernel on blocks of
+ * frames (analyzeStage, two frames at a time) against one frame at a time.
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -62,17 +63,24 @@ function perFrame(a: Analyzer): () => void {
     }
   };
 }
-/**
- * StreamingFeatures as shipped, or with its private `analyzer` swapped for a WasmFrameAnalyzer (a benchmark-only
- * hack: StreamingFeatures has no way to choose its analyzer). Returns null when the field is not there any more.
- */
-function streaming(wasm: boolean): (() => void) | null {
-  const s = new StreamingFeatures(config);
-  if (wasm) {
-    const fields = s as unknown as { analyzer?: unknown };
-    if (!(fields.analyzer instanceof FrameAnalyzer)) return null;
-    fields.analyzer = new WasmFrameAnalyzer(config);
-  }
+/** The wasm kernel on blocks of frames, as StreamingFeatures drives it: the stage filled, then analyzeStage (two frames at a time). */
+function blocks(a: WasmFrameAnalyzer): () => void {
+  const out = new Float64Array(a.blockFrames * a.staticDims);
+  const hop = config.hop;
+  return () => {
+    for (let f = 0; f < frames; f += a.blockFrames) {
+      const n = Math.min(a.blockFrames, frames - f);
+      const from = f * hop;
+      a.stageData().set(pre.subarray(from, Math.min(pre.length, from + config.winLength + (n - 1) * hop)), a.stageOffset);
+      a.analyzeStage(n, out);
+      sink += out[0];
+    }
+  };
+}
+
+/** StreamingFeatures with the JS or the wasm kernel, pushed 20 ms at a time. */
+function streaming(kernel: 'js' | 'wasm'): () => void {
+  const s = new StreamingFeatures(config, { kernel });
   const chunk = config.sampleRate / 50;
   const onFrame = (v: Float32Array) => { sink += v[0]; };
   return () => {
@@ -81,13 +89,13 @@ function streaming(wasm: boolean): (() => void) | null {
   };
 }
 
-const streamWasm = streaming(true);
 const variants: { name: string; run: () => void; us: number[] }[] = [
   { name: 'FrameAnalyzer (JS, f64)', run: perFrame(new FrameAnalyzer(config)), us: [] },
   { name: 'WasmFrameAnalyzer (wasm SIMD128, f64)', run: perFrame(new WasmFrameAnalyzer(config)), us: [] },
-  { name: 'StreamingFeatures, JS analyzer', run: streaming(false)!, us: [] },
+  { name: 'StreamingFeatures, JS kernel', run: streaming('js'), us: [] },
+  { name: 'StreamingFeatures, wasm kernel', run: streaming('wasm'), us: [] },
+  { name: 'WasmFrameAnalyzer blocks (two at a time)', run: blocks(new WasmFrameAnalyzer(config)), us: [] },
 ];
-if (streamWasm) variants.push({ name: 'StreamingFeatures, wasm analyzer', run: streamWasm, us: [] });
 
 function cpuMicros(fn: () => void): number {
   const t0 = process.cpuUsage();
@@ -112,10 +120,12 @@ const ratio = (a: number[], b: number[], what: string) => {
   console.log(`ratio JS / wasm, ${what}: ${(median(a) / median(b)).toFixed(2)}× (medians); per-round ratios ` +
     `${Math.min(...r).toFixed(2)}–${Math.max(...r).toFixed(2)}`);
 };
-const [js, wasm, stream, streamW] = variants;
+const [js, wasm, stream, streamW, block] = variants;
 ratio(js.us, wasm.us, 'per-frame stage');
-if (streamW) ratio(stream.us, streamW.us, 'whole streaming path');
-else console.log('(StreamingFeatures has no `analyzer` field any more: the streaming path was measured with JS only)');
+ratio(stream.us, streamW.us, 'whole streaming path');
+const r = block.us.map((u, i) => u / wasm.us[i]);
+console.log(`ratio wasm blocks / wasm one frame at a time: ${(median(block.us) / median(wasm.us)).toFixed(3)} (medians); ` +
+  `per-round ratios ${Math.min(...r).toFixed(3)}–${Math.max(...r).toFixed(3)}`);
 console.log(`wasm module ${FRAME_WASM_BYTES} bytes; this config's tables + scratch ${wasmPlanBytes(config)} bytes; ` +
   `kernel memory ${wasmKernelMemoryBytes()} bytes (one instance per process)`);
 if (sink === 42) console.log('');

@@ -13,12 +13,12 @@
  * Memory: one WebAssembly instance per process (per worker thread), compiled synchronously on first use from the
  * bytes embedded as base64 in ./wasm/frame-wasm.ts (no file lookup, no download). Its memory starts at one 64 KiB
  * page (4 KiB stack, static data, then tables). Each distinct config gets one block of tables, scratch, and the
- * stage StreamingFeatures analyses a block of frames from (93,760 bytes for the 16 kHz default config, 66,592 for
- * the 8 kHz one); all analyzers with an equal config share that block, which is safe because `analyze` and
- * `analyzeStage` run to completion synchronously and nothing stays in the block between calls. So hundreds of live
- * calls on one config cost a few 64 KiB pages in total, and creating an analyzer after the first allocates nothing
- * in wasm. A block
- * is never freed: the memory grows (in 64 KiB pages) with the number of distinct configs used in the process.
+ * stage StreamingFeatures analyses a block of frames from, two frames at a time (129,248 bytes for the 16 kHz
+ * default config, 87,840 for the 8 kHz one); all analyzers with an equal config share that block, which is safe
+ * because `analyze` and `analyzeStage` run to completion synchronously and nothing stays in the block between
+ * calls. So hundreds of live calls on one config cost a few 64 KiB pages in total, and creating an analyzer after
+ * the first allocates nothing in wasm. A block is never freed: the memory grows (in 64 KiB pages) with the number
+ * of distinct configs used in the process.
  */
 import { Buffer } from 'node:buffer';
 import { CallmoodError, ErrorCodes } from '../errors.js';
@@ -46,7 +46,7 @@ interface KernelExports {
   __heap_base: { value: number };
   ctx_size(): number;
   analyze(ctx: number): void;
-  analyze_frames(ctx: number, src: number, frames: number, hop: number, winLength: number, dims: number, dst: number): void;
+  analyze_frames(ctx: number, src: number, frames: number, hop: number, winLength: number, dims: number, dst: number, pair: number, tw2: number, split2: number): void;
   preemphasize(src: number, n: number, prev: number, a: number, dst: number): void;
 }
 
@@ -127,6 +127,10 @@ interface Plan {
   /** The stage of a block (stageCapacity samples), its float32 input before pre-emphasis, and the block's results (blockFrames × dims). */
   stage: number;
   raw: number;
+  /** Scratch of analyze_frames' two-frames-at-once path, and its twiddle and split tables (splats). */
+  pair: number;
+  tw2: number;
+  split2: number;
   stageCapacity: number;
   block: number;
   blockFrames: number;
@@ -183,6 +187,9 @@ function buildPlan(c: Readonly<FeatureConfig>): Plan {
   const dims = nOut > 0 ? nOut : nMels;
   const stage = alloc(k, 8 * stageCapacity(c));
   const raw = alloc(k, 4 * stageCapacity(c));
+  const pair = alloc(k, 16 * (n + 2 * (half + 1) + nBins + nMels));
+  const tw2 = alloc(k, 144 * twCount);
+  const split2 = alloc(k, 48 * nBins);
   const block = alloc(k, 8 * blockFrames(c) * dims);
   const bytes = k.top - start;
   const { f64, i32 } = k; // views are current: every alloc is done
@@ -202,20 +209,25 @@ function buildPlan(c: Readonly<FeatureConfig>): Plan {
     i32[brev / 4 + i] = 2 * r;
   }
   let t = tw / 8;
+  let t2 = tw2 / 8;
   for (let m = first; m < half; m *= 4) {
     for (let kk = 0; kk < m; kk++) {
-      // Order in memory: W^2k, W^k, W^3k (the multipliers of the 2nd, 3rd and 4th input), each as (r, r), (−i, i).
+      // Order in memory: W^2k, W^k, W^3k (the multipliers of the 2nd, 3rd and 4th input), each as (r, r), (−i, i);
+      // for the two-frame path each as the splats (r, r), (−i, −i), (i, i).
       for (const p of [2, 1, 3]) {
         const a = (-2 * Math.PI * p * kk) / (4 * m);
         const wr = Math.cos(a), wi = Math.sin(a);
         f64[t++] = wr; f64[t++] = wr; f64[t++] = -wi; f64[t++] = wi;
+        f64[t2++] = wr; f64[t2++] = wr; f64[t2++] = -wi; f64[t2++] = -wi; f64[t2++] = wi; f64[t2++] = wi;
       }
     }
   }
   t = split / 8;
+  t2 = split2 / 8;
   for (let kk = fb.binLo; kk < fb.binHi; kk++) {
     const cos = Math.cos((2 * Math.PI * kk) / n), sin = Math.sin((2 * Math.PI * kk) / n);
     f64[t++] = sin; f64[t++] = cos; f64[t++] = cos; f64[t++] = -sin;
+    f64[t2++] = sin; f64[t2++] = sin; f64[t2++] = cos; f64[t2++] = cos; f64[t2++] = -sin; f64[t2++] = -sin;
   }
   for (let m = 0; m < nMels; m++) {
     i32[mstart / 4 + m] = fb.start[m] - fb.binLo;
@@ -234,6 +246,9 @@ function buildPlan(c: Readonly<FeatureConfig>): Plan {
     dims,
     stage,
     raw,
+    pair,
+    tw2,
+    split2,
     stageCapacity: stageCapacity(c),
     block,
     blockFrames: blockFrames(c),
@@ -299,9 +314,9 @@ export class WasmFrameAnalyzer {
    * as `analyze` would one by one; writes frames × staticDims values to `out`.
    */
   analyzeStage(frames: number, out: Float64Array): void {
-    const { ctx, stage, hop, winLength, dims, block } = this.plan;
+    const { ctx, stage, hop, winLength, dims, block, pair, tw2, split2 } = this.plan;
     const k = kernel!;
-    k.exports.analyze_frames(ctx, stage, frames, hop, winLength, dims, block);
+    k.exports.analyze_frames(ctx, stage, frames, hop, winLength, dims, block, pair, tw2, split2);
     out.set(k.f64.subarray(block / 8, block / 8 + frames * dims));
   }
 

@@ -122,18 +122,15 @@ export interface ReplayModel {
   metadata: ModelMetadata;
   /** The model directory, resolved. */
   dir: string;
-  /**
-   * Batch buffers shared by the files replayed with this model (one segment of a dual-channel call queues up to 15
-   * batches of 32 at once); without it each file's batcher allocates its own.
-   */
+  /** Batch buffers shared by the files replayed with this model (see REPLAY_BUFFERS); without it each file's batcher allocates its own. */
   buffers?: BufferPool;
   close(): Promise<void>;
 }
 
 /**
- * Batch buffers a replay thread keeps: the batches one 60 s segment of a dual-channel call can queue at once (240
- * windows per track at the default 250 ms hop, in batches of 32) and one more. Allocating them per file instead
- * allocated 27 MB outside the JavaScript heap per 10-minute bench call, which made V8 run full collections.
+ * Batch buffers a replay thread keeps: the batches one 60 s segment of a dual-channel call can queue at once (at
+ * most 120 windows per track at the default 500 ms hop, 240 at a 250 ms hop: up to 15 batches of 32) and one more.
+ * Allocating them per file instead allocated 27 MB outside the JavaScript heap per 10-minute bench call.
  */
 const REPLAY_BUFFERS = 16;
 

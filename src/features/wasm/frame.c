@@ -15,6 +15,10 @@
  * The products and sums are the same IEEE operations in the same order as the JavaScript, so the power spectrum, the
  * mel energies and the DCT sums match FrameAnalyzer bit for bit; only the log differs (fdlibm's algorithm here, V8's
  * ieee754::log there), by at most an ulp or so.
+ *
+ * StreamingFeatures drives it a block at a time: `preemphasize` writes a block's samples into a stage and
+ * `analyze_frames` analyses every frame complete in it, two frames at once (analyze_pair: one frame per SIMD lane,
+ * the same scalar operations per lane, so each frame's numbers equal analyze()'s bit for bit).
  */
 #include <wasm_simd128.h>
 
@@ -233,6 +237,8 @@ static void fft_power(const Ctx *c) {
 }
 
 /* Runs one frame: c->x (winLength samples, rest zero) → c->logmel, and c->out when nPairs > 0. */
+static void log_dct(const Ctx *c);
+
 __attribute__((export_name("analyze"))) void analyze(const Ctx *c) {
   fft_power(c);
   const double *power = c->power;
@@ -248,10 +254,16 @@ __attribute__((export_name("analyze"))) void analyze(const Ctx *c) {
     for (int j = 0, n = mlen[m]; j < n; j++) e += p[j] * w[j];
     logmel[m] = e > floor ? e : floor;
   }
+  log_dct(c);
+}
+
+/* The per-frame tail after the mel sums: max(e, floor) already applied in c->logmel → natural log → DCT. */
+static void log_dct(const Ctx *c) {
+  double *logmel = c->logmel;
+  const int nMels = c->nMels;
   if (nMels & 1) logmel[nMels] = 1.0;
   for (int m = 0; m < nMels; m += 2) {
     v e = wasm_v128_load(logmel + m);
-    /* The two-lane log needs positive normal finite lanes (as signed 64-bit: min normal ≤ bits < +Inf's). */
     v bad = wasm_v128_or(wasm_i64x2_lt(e, wasm_i64x2_const_splat((long long)MIN_NORMAL_BITS)),
                          wasm_i64x2_ge(e, wasm_i64x2_const_splat((long long)INF_BITS)));
     if (wasm_v128_any_true(bad)) {
@@ -263,7 +275,6 @@ __attribute__((export_name("analyze"))) void analyze(const Ctx *c) {
   }
   const int nPairs = c->nPairs;
   if (nPairs == 0) return;
-  /* Folded pairs (sum, difference); the DCT sums over m in order, as mfcc.ts does, four output pairs at a time. */
   const int halfM = c->halfM;
   v *folded = c->folded;
   for (int m = 0; m < halfM; m++) {
@@ -290,21 +301,160 @@ __attribute__((export_name("analyze"))) void analyze(const Ctx *c) {
 }
 
 /*
+ * Two frames at once, one in each lane: frame A in lane 0 and frame B in lane 1 of every vector, complex numbers as
+ * separate real and imaginary vectors. Each lane runs exactly the scalar operations fft_power and analyze run for
+ * one frame (a complex product x·w is xr·wr + xi·(−wi), xi·wr + xr·wi; −i·q is (qi, −qr); a − b is a + (−b) in
+ * IEEE arithmetic), so each frame's power spectrum and mel sums are the same bit for bit as one at a time; what the
+ * lanes save is the shuffles an interleaved complex number needs, and the mel sums run two frames per operation.
+ *
+ * Scratch at `s` (16-byte aligned): X, n pairs of windowed samples; ZR and ZI, half + 1 pairs each; P, the
+ * power bins' pairs; L, nMels pairs of mel energies. `tw` holds the twiddles of c->tw as splats, per pass and k:
+ * (w2r), (−w2i), (w2i), (w1r), (−w1i), (w1i), (w3r), (−w3i), (w3i); `sp` the split's (sin), (cos), (−sin) per bin.
+ */
+static void analyze_pair(const Ctx *c, const double *a, const double *b, int winLength, v *s, const v *tw, const v *sp) {
+  const int half = c->half, n = 2 * half;
+  const int lo = c->binLo, hi = c->binHi;
+  v *X = s, *ZR = X + n, *ZI = ZR + half + 1, *P = ZI + half + 1, *L = P + (hi - lo);
+  const double *win = c->win;
+  int j = 0;
+  for (; j + 2 <= winLength; j += 2) {
+    v va = wasm_v128_load(a + j), vb = wasm_v128_load(b + j), w = wasm_v128_load(win + j);
+    X[j] = wasm_f64x2_mul(wasm_i64x2_shuffle(va, vb, 0, 2), wasm_i64x2_shuffle(w, w, 0, 0));
+    X[j + 1] = wasm_f64x2_mul(wasm_i64x2_shuffle(va, vb, 1, 3), wasm_i64x2_shuffle(w, w, 1, 1));
+  }
+  if (j < winLength) {
+    X[j] = wasm_f64x2_mul(wasm_f64x2_make(a[j], b[j]), wasm_f64x2_splat(win[j]));
+    j++;
+  }
+  /* Past the window the samples are zero, and so are x·win for finite x: exactly what one frame at a time sees. */
+  for (; j < n; j++) X[j] = wasm_f64x2_mul(wasm_f64x2_const_splat(0.0), wasm_f64x2_splat(win[j]));
+  const int *brev = c->brev;
+  int m;
+  if (c->first == 2) {
+    for (int p = 0; p < half; p += 2) {
+      const int ia = brev[p], ib = brev[p + 1];
+      v x0r = X[ia], x0i = X[ia + 1], x1r = X[ib], x1i = X[ib + 1];
+      ZR[p] = wasm_f64x2_add(x0r, x1r);
+      ZI[p] = wasm_f64x2_add(x0i, x1i);
+      ZR[p + 1] = wasm_f64x2_sub(x0r, x1r);
+      ZI[p + 1] = wasm_f64x2_sub(x0i, x1i);
+    }
+    m = 2;
+  } else {
+    for (int p = 0; p < half; p += 4) {
+      const int j0 = brev[p], j1 = brev[p + 1], j2 = brev[p + 2], j3 = brev[p + 3];
+      v x0r = X[j0], x0i = X[j0 + 1], x1r = X[j1], x1i = X[j1 + 1];
+      v x2r = X[j2], x2i = X[j2 + 1], x3r = X[j3], x3i = X[j3 + 1];
+      v ar = wasm_f64x2_add(x0r, x1r), ai = wasm_f64x2_add(x0i, x1i);
+      v br = wasm_f64x2_sub(x0r, x1r), bi = wasm_f64x2_sub(x0i, x1i);
+      v cr = wasm_f64x2_add(x2r, x3r), ci = wasm_f64x2_add(x2i, x3i);
+      /* d = −i·(x2 − x3) */
+      v dr = wasm_f64x2_sub(x2i, x3i), di = wasm_f64x2_neg(wasm_f64x2_sub(x2r, x3r));
+      ZR[p] = wasm_f64x2_add(ar, cr);
+      ZI[p] = wasm_f64x2_add(ai, ci);
+      ZR[p + 2] = wasm_f64x2_sub(ar, cr);
+      ZI[p + 2] = wasm_f64x2_sub(ai, ci);
+      ZR[p + 1] = wasm_f64x2_add(br, dr);
+      ZI[p + 1] = wasm_f64x2_add(bi, di);
+      ZR[p + 3] = wasm_f64x2_sub(br, dr);
+      ZI[p + 3] = wasm_f64x2_sub(bi, di);
+    }
+    m = 4;
+  }
+  for (; m < half; m *= 4) {
+    const int size = 4 * m;
+    for (int blk = 0; blk < half; blk += size) {
+      v *r0 = ZR + blk, *r1 = r0 + m, *r2 = r1 + m, *r3 = r2 + m;
+      v *i0 = ZI + blk, *i1 = i0 + m, *i2 = i1 + m, *i3 = i2 + m;
+      const v *t = tw;
+      for (int k = 0; k < m; k++, t += 9) {
+        v w2r = t[0], w2n = t[1], w2i = t[2], w1r = t[3], w1n = t[4], w1i = t[5], w3r = t[6], w3n = t[7], w3i = t[8];
+        v a0r = r0[k], a0i = i0[k];
+        v c1r = wasm_f64x2_add(wasm_f64x2_mul(r1[k], w2r), wasm_f64x2_mul(i1[k], w2n));
+        v c1i = wasm_f64x2_add(wasm_f64x2_mul(i1[k], w2r), wasm_f64x2_mul(r1[k], w2i));
+        v c2r = wasm_f64x2_add(wasm_f64x2_mul(r2[k], w1r), wasm_f64x2_mul(i2[k], w1n));
+        v c2i = wasm_f64x2_add(wasm_f64x2_mul(i2[k], w1r), wasm_f64x2_mul(r2[k], w1i));
+        v c3r = wasm_f64x2_add(wasm_f64x2_mul(r3[k], w3r), wasm_f64x2_mul(i3[k], w3n));
+        v c3i = wasm_f64x2_add(wasm_f64x2_mul(i3[k], w3r), wasm_f64x2_mul(r3[k], w3i));
+        v s0r = wasm_f64x2_add(a0r, c1r), s0i = wasm_f64x2_add(a0i, c1i);
+        v s1r = wasm_f64x2_sub(a0r, c1r), s1i = wasm_f64x2_sub(a0i, c1i);
+        v pr = wasm_f64x2_add(c2r, c3r), pi = wasm_f64x2_add(c2i, c3i);
+        /* q = −i·(c2 − c3) */
+        v qr = wasm_f64x2_sub(c2i, c3i), qi = wasm_f64x2_neg(wasm_f64x2_sub(c2r, c3r));
+        r0[k] = wasm_f64x2_add(s0r, pr);
+        i0[k] = wasm_f64x2_add(s0i, pi);
+        r2[k] = wasm_f64x2_sub(s0r, pr);
+        i2[k] = wasm_f64x2_sub(s0i, pi);
+        r1[k] = wasm_f64x2_add(s1r, qr);
+        i1[k] = wasm_f64x2_add(s1i, qi);
+        r3[k] = wasm_f64x2_sub(s1r, qr);
+        i3[k] = wasm_f64x2_sub(s1i, qi);
+      }
+    }
+    tw += 9 * m;
+  }
+  /* Split, as fft_power: E = Z[k] + conj Z[h−k], O = Z[k] − conj Z[h−k]; X = (E − or·(sin, cos) + oi·(cos, −sin)) / 2. */
+  ZR[half] = ZR[0];
+  ZI[half] = ZI[0];
+  const v halfv = wasm_f64x2_const_splat(0.5);
+  for (int k = lo; k < hi; k++, sp += 3) {
+    v sn = sp[0], cs = sp[1], nsn = sp[2];
+    v zr = ZR[k], zi = ZI[k], hr = ZR[half - k], hi_ = ZI[half - k];
+    v er = wasm_f64x2_add(zr, hr), ei = wasm_f64x2_sub(zi, hi_);
+    v or_ = wasm_f64x2_sub(zr, hr), oi = wasm_f64x2_add(zi, hi_);
+    v xr = wasm_f64x2_mul(halfv, wasm_f64x2_add(wasm_f64x2_sub(er, wasm_f64x2_mul(or_, sn)), wasm_f64x2_mul(oi, cs)));
+    v xi = wasm_f64x2_mul(halfv, wasm_f64x2_add(wasm_f64x2_sub(ei, wasm_f64x2_mul(or_, cs)), wasm_f64x2_mul(oi, nsn)));
+    P[k - lo] = wasm_f64x2_add(wasm_f64x2_mul(xr, xr), wasm_f64x2_mul(xi, xi));
+  }
+  const int *mstart = c->mstart, *mlen = c->mlen, *moff = c->moff;
+  const double *mw = c->mw;
+  const v floor = wasm_f64x2_splat(c->floor);
+  const int nMels = c->nMels;
+  for (int mm = 0; mm < nMels; mm++) {
+    const v *p = P + mstart[mm];
+    const double *w = mw + moff[mm];
+    v e = wasm_f64x2_const_splat(0.0);
+    for (int jj = 0, len = mlen[mm]; jj < len; jj++) e = wasm_f64x2_add(e, wasm_f64x2_mul(p[jj], wasm_f64x2_splat(w[jj])));
+    L[mm] = wasm_v128_bitselect(e, floor, wasm_f64x2_gt(e, floor));
+  }
+}
+
+/* Copies the `dims` results of the frame just analysed (the cepstra, or the log-mel for kind logmel) to dst. */
+static inline void results(const Ctx *c, int dims, double *dst) {
+  const double *res = c->nPairs > 0 ? (const double *)c->out : c->logmel;
+  for (int k = 0; k < dims; k++) dst[k] = res[k];
+}
+
+/*
  * Runs `frames` frames of one stream in a single call (what StreamingFeatures does with every block of samples):
- * frame f is the winLength samples at src + f·hop, copied into c->x and analysed exactly as analyze() does; its
- * `dims` results (the cepstra, or the log-mel for kind logmel) go to dst + f·dims. One call per block instead of one
- * per frame saves the JavaScript ↔ wasm crossings and the per-frame copies on the JavaScript side.
+ * frame f is the winLength samples at src + f·hop, analysed exactly as analyze() does; its `dims` results go to
+ * dst + f·dims. Frames go two at a time through analyze_pair (scratch at `pair`, tables `tw` and `sp`, see
+ * there), an odd last one alone.
+ * One call per block instead of one per frame saves the JavaScript ↔ wasm crossings and the per-frame copies on
+ * the JavaScript side.
  */
 __attribute__((export_name("analyze_frames")))
-void analyze_frames(const Ctx *c, const double *src, int frames, int hop, int winLength, int dims, double *dst) {
-  double *x = c->x;
-  const double *res = c->nPairs > 0 ? (const double *)c->out : c->logmel;
-  for (int f = 0; f < frames; f++, src += hop, dst += dims) {
+void analyze_frames(const Ctx *c, const double *src, int frames, int hop, int winLength, int dims, double *dst, v *pair,
+                    const v *tw, const v *sp) {
+  const int nMels = c->nMels, half = c->half;
+  const v *L = pair + 2 * half + 2 * (half + 1) + (c->binHi - c->binLo);
+  double *logmel = c->logmel;
+  int f = 0;
+  for (; f + 2 <= frames; f += 2, src += 2 * hop, dst += 2 * dims) {
+    analyze_pair(c, src, src + hop, winLength, pair, tw, sp);
+    for (int lane = 0; lane < 2; lane++) {
+      for (int m = 0; m < nMels; m++) logmel[m] = lane == 0 ? wasm_f64x2_extract_lane(L[m], 0) : wasm_f64x2_extract_lane(L[m], 1);
+      log_dct(c);
+      results(c, dims, dst + lane * dims);
+    }
+  }
+  if (f < frames) {
+    double *x = c->x;
     int i = 0;
     for (; i + 2 <= winLength; i += 2) wasm_v128_store(x + i, wasm_v128_load(src + i));
     if (i < winLength) x[i] = src[i];
     analyze(c);
-    for (int k = 0; k < dims; k++) dst[k] = res[k];
+    results(c, dims, dst);
   }
 }
 
