@@ -10,6 +10,8 @@ import { readAudioFile } from '../src/audio/read.js';
 import { computeFeatures } from '../src/features/mfcc.js';
 import { NARROWBAND_FEATURE_CONFIG } from '../src/features/config.js';
 import { loadChannels } from '../src/audio/load.js';
+import { DEFAULT_HEAP_GROWING_PERCENT, tuneHeap } from '../src/cli/heap.js';
+import { CallmoodError, ErrorCodes } from '../src/errors.js';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -117,4 +119,23 @@ test('bench replay reports the median of its timed runs, and each run', async ()
   assert.ok(res.windows > 0, r.stdout);
   const sorted = [...res.realtimeFactorRuns].sort((a, b) => a - b);
   assert.ok(Math.abs(res.realtimeFactor - sorted[1]) < 1e-9 * sorted[1], r.stdout);
+});
+
+test('the command line sets V8\'s heap growing factor: default, override, off, the user\'s own node flag, bad values', async () => {
+  assert.equal(tuneHeap({}, []), DEFAULT_HEAP_GROWING_PERCENT);
+  assert.equal(tuneHeap({ CALLMOOD_HEAP_GROWING_PERCENT: '50' }, []), 50);
+  assert.equal(tuneHeap({ CALLMOOD_HEAP_GROWING_PERCENT: '0' }, []), 0);
+  assert.equal(tuneHeap({ CALLMOOD_HEAP_GROWING_PERCENT: '50' }, ['--heap-growing-percent=20']), null);
+  assert.equal(tuneHeap({}, ['--max-old-space-size=512', '--heap_growing_percent=30']), null);
+  for (const bad of ['abc', '-1', '1001', '2.5']) {
+    assert.throws(() => tuneHeap({ CALLMOOD_HEAP_GROWING_PERCENT: bad }, []), (e: unknown) =>
+      e instanceof CallmoodError && e.code === ErrorCodes.INVALID_OPTION && e.message.includes(`is "${bad}"; allowed: an integer in [0, 1000]`));
+  }
+  tuneHeap({}, []); // leave this process as the command line would
+  const r = await run(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), '--version'], {
+    cwd: root,
+    env: { ...process.env, CALLMOOD_HEAP_GROWING_PERCENT: 'lots' },
+  }).then(() => ({ code: 0, stderr: '' }), (e: { code: number; stderr: string }) => e);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /CALLMOOD_HEAP_GROWING_PERCENT is "lots"; allowed: an integer in \[0, 1000\]/);
 });

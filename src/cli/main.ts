@@ -13,9 +13,15 @@ import { simulateCommand } from './simulate.js';
 import { replayCommand } from './replay.js';
 import { policyCommands } from './policy.js';
 import { webhooksCommand } from './webhooks.js';
-
+import { tuneHeap } from './heap.js';
 
 const program = new Command();
+try {
+  tuneHeap();
+} catch (err) {
+  process.stderr.write(`callmood: ${(err as CallmoodError).code}: ${(err as Error).message}\n`);
+  process.exit(2);
+}
 program
   .name('callmood')
   .description('Hears, live, how a phone caller feels: streaming MFCC features and emotion events for callbots.')
