@@ -11,6 +11,7 @@ import {
   type FeatureConfig,
 } from '../src/features/config.js';
 import { StreamingFeatures, computeFeatures, type FrameCallback } from '../src/features/mfcc.js';
+import { blockFrames } from '../src/features/tables.js';
 import { ErrorCodes } from '../src/errors.js';
 import { assertCallmoodError, chunked, maxAbsDiff, rng } from './helpers.js';
 
@@ -144,11 +145,18 @@ test('deltas arrive deltaWindow × order frames late and flush delivers the rest
   assert.equal(n, expected);
 });
 
-test('the feature buffer handed to the callback is reused (no allocation per frame)', () => {
-  const s = new StreamingFeatures();
-  const seen = new Set<Float32Array>();
-  s.push(speechLike(0.3, 1), (f) => seen.add(f));
-  assert.equal(seen.size, 1);
+test('the feature arrays handed to the callback are reused (no allocation per frame)', () => {
+  // Without deltas, one array per frame of a block (up to 32 frames), the same ones for every block; with deltas, one.
+  for (const [cfg, most] of [[{}, blockFrames(DEFAULT_FEATURE_CONFIG)], [{ deltaOrder: 1 }, 1]] as const) {
+    const s = new StreamingFeatures(cfg);
+    const seen = new Set<Float32Array>();
+    let frames = 0;
+    const cb: FrameCallback = (f) => { seen.add(f); frames++; };
+    s.push(speechLike(1.5, 1), cb);
+    s.flush(cb);
+    assert.ok(frames > 3 * most, `${frames} frames`);
+    assert.ok(seen.size >= 1 && seen.size <= most, `${seen.size} arrays for ${frames} frames`);
+  }
 });
 
 test('a clip shorter than one window gives no frames; a silent clip hits the log floor', () => {

@@ -46,7 +46,7 @@ interface KernelExports {
   __heap_base: { value: number };
   ctx_size(): number;
   analyze(ctx: number): void;
-  analyze_frames(ctx: number, src: number, frames: number, hop: number, winLength: number, dims: number, dst: number, pair: number, tw2: number, split2: number): void;
+  analyze_frames(ctx: number, src: number, frames: number, hop: number, winLength: number, dims: number, dst: number, pair: number, tw2: number, split2: number, dst32: number): void;
   preemphasize(src: number, n: number, prev: number, a: number, dst: number): void;
 }
 
@@ -311,13 +311,21 @@ export class WasmFrameAnalyzer {
 
   /**
    * Analyses `frames` (≤ blockFrames) frames of the stage, frame f being the winLength samples from f·hop, exactly
-   * as `analyze` would one by one; writes frames × staticDims values to `out`.
+   * as `analyze` would one by one; writes frames × staticDims values to `out`, rounded to float32 (as a
+   * Float32Array store rounds them) when `out` is a Float32Array.
    */
-  analyzeStage(frames: number, out: Float64Array): void {
+  analyzeStage(frames: number, out: Float64Array | Float32Array): void {
     const { ctx, stage, hop, winLength, dims, block, pair, tw2, split2 } = this.plan;
     const k = kernel!;
-    k.exports.analyze_frames(ctx, stage, frames, hop, winLength, dims, block, pair, tw2, split2);
-    out.set(k.f64.subarray(block / 8, block / 8 + frames * dims));
+    const n = frames * dims;
+    if (out instanceof Float32Array) {
+      // The float32 results go where the float64 ones would, in the first half of the block.
+      k.exports.analyze_frames(ctx, stage, frames, hop, winLength, dims, 0, pair, tw2, split2, block);
+      out.set(k.f32.subarray(block / 4, block / 4 + n));
+    } else {
+      k.exports.analyze_frames(ctx, stage, frames, hop, winLength, dims, block, pair, tw2, split2, 0);
+      out.set(k.f64.subarray(block / 8, block / 8 + n));
+    }
   }
 
   /** `frame`: winLength pre-emphasised samples starting at `offset`. Writes staticDims values to `out`. */

@@ -16,7 +16,10 @@ import { WasmFrameAnalyzer } from './kernel-wasm.js';
 /** Which implementation runs the per-frame stage. */
 export type FrameKernel = 'wasm' | 'js';
 
-/** Receives each frame's features. `features` is reused for the next frame: copy it to keep it. */
+/**
+ * Receives each frame's features. `features` is overwritten by later frames (without deltas, one array per frame of
+ * a block, reused for the next block): copy it to keep it.
+ */
 export type FrameCallback = (features: Float32Array, frameIndex: number) => void;
 
 /** DCT rows over the folded half of the mel axis (see foldedDctCoefficient), nMfcc × ⌈nMels/2⌉. */
@@ -81,8 +84,11 @@ export class FrameAnalyzer {
     }
   }
 
-  /** Analyses `frames` (≤ blockFrames) frames of the stage, frame f from sample f·hop; frames × staticDims values to `out`. */
-  analyzeStage(frames: number, out: Float64Array): void {
+  /**
+   * Analyses `frames` (≤ blockFrames) frames of the stage, frame f from sample f·hop; frames × staticDims values to
+   * `out` (rounded to float32 when it is a Float32Array).
+   */
+  analyzeStage(frames: number, out: Float64Array | Float32Array): void {
     const d = this.staticDims;
     const hop = this.config.hop;
     for (let f = 0; f < frames; f++) {
@@ -146,8 +152,13 @@ export class StreamingFeatures {
   private framesIn = 0;
   private framesOut = 0;
   private readonly stat: Float64Array;
-  /** The static values of the frames of the block being delivered, blockFrames × staticDims. */
-  private readonly block: Float64Array;
+  /**
+   * The frames of the block being delivered, blockFrames × staticDims: float64 statics for the delta stages, or,
+   * without deltas, the float32 features themselves, handed to the callback through `views` (one per frame of the
+   * block) without a copy.
+   */
+  private readonly block: Float64Array | Float32Array;
+  private readonly views: Float32Array[] = [];
   private readonly out: Float32Array;
   private readonly stages: DeltaStage[] = [];
   private onFrame: FrameCallback | null = null;
@@ -168,7 +179,14 @@ export class StreamingFeatures {
     this.dims = featureDims(this.config);
     this.buf = new Float64Array(this.config.winLength);
     this.stat = new Float64Array(this.analyzer.staticDims);
-    this.block = new Float64Array(this.analyzer.blockFrames * this.analyzer.staticDims);
+    const d0 = this.analyzer.staticDims;
+    if (this.config.deltaOrder === 0) {
+      const block = new Float32Array(this.analyzer.blockFrames * d0);
+      this.block = block;
+      for (let f = 0; f < this.analyzer.blockFrames; f++) this.views.push(block.subarray(f * d0, (f + 1) * d0));
+    } else {
+      this.block = new Float64Array(this.analyzer.blockFrames * d0);
+    }
     this.out = new Float32Array(this.dims);
     const d = this.analyzer.staticDims;
     const final = (v: Float64Array) => this.deliver(v);
@@ -227,7 +245,7 @@ export class StreamingFeatures {
         this.filled = 0;
         this.skip = next - len;
       }
-      for (let f = 0; f < frames; f++) this.completeFrame(f * d);
+      for (let f = 0; f < frames; f++) this.completeFrame(f, d);
     }
     this.prev = prev;
     this.onFrame = null;
@@ -258,22 +276,23 @@ export class StreamingFeatures {
     this.closed = true;
   }
 
-  /** Frame `framesIn`, whose static values are at `offset` in the block. */
-  private completeFrame(offset: number): void {
+  /** Frame `framesIn`, frame f of the block (`d` static values each). */
+  private completeFrame(f: number, d: number): void {
     this.framesIn++;
     if (this.stages.length === 0) {
-      this.deliver(this.block, offset);
+      if (this.onFrame) this.onFrame(this.views[f], this.framesOut++);
       return;
     }
     const { stat, block } = this;
+    const offset = f * d;
     for (let i = 0; i < stat.length; i++) stat[i] = block[offset + i];
     this.stages[0].push(stat);
   }
 
-  private deliver(v: Float64Array, offset = 0): void {
+  private deliver(v: Float64Array): void {
     if (!this.onFrame) return;
     const out = this.out;
-    for (let i = 0; i < out.length; i++) out[i] = v[offset + i];
+    for (let i = 0; i < out.length; i++) out[i] = v[i];
     this.onFrame(out, this.framesOut++);
   }
 }

@@ -419,33 +419,43 @@ static void analyze_pair(const Ctx *c, const double *a, const double *b, int win
   }
 }
 
-/* Copies the `dims` results of the frame just analysed (the cepstra, or the log-mel for kind logmel) to dst. */
-static inline void results(const Ctx *c, int dims, double *dst) {
+/*
+ * Copies the `dims` results of the frame just analysed (the cepstra, or the log-mel for kind logmel) to frame f of
+ * dst, or, when dst32 is not null, rounds them to float32 into frame f of dst32 (the rounding a Float32Array store
+ * does: to nearest, ties to even).
+ */
+static inline void results(const Ctx *c, int dims, int f, double *dst, float *dst32) {
   const double *res = c->nPairs > 0 ? (const double *)c->out : c->logmel;
-  for (int k = 0; k < dims; k++) dst[k] = res[k];
+  if (dst32) {
+    float *o = dst32 + f * dims;
+    for (int k = 0; k < dims; k++) o[k] = (float)res[k];
+  } else {
+    double *o = dst + f * dims;
+    for (int k = 0; k < dims; k++) o[k] = res[k];
+  }
 }
 
 /*
  * Runs `frames` frames of one stream in a single call (what StreamingFeatures does with every block of samples):
  * frame f is the winLength samples at src + f·hop, analysed exactly as analyze() does; its `dims` results go to
- * dst + f·dims. Frames go two at a time through analyze_pair (scratch at `pair`, tables `tw` and `sp`, see
+ * dst + f·dims, or as float32 to dst32 + f·dims when dst32 is not null. Frames go two at a time through analyze_pair (scratch at `pair`, tables `tw` and `sp`, see
  * there), an odd last one alone.
  * One call per block instead of one per frame saves the JavaScript ↔ wasm crossings and the per-frame copies on
  * the JavaScript side.
  */
 __attribute__((export_name("analyze_frames")))
 void analyze_frames(const Ctx *c, const double *src, int frames, int hop, int winLength, int dims, double *dst, v *pair,
-                    const v *tw, const v *sp) {
+                    const v *tw, const v *sp, float *dst32) {
   const int nMels = c->nMels, half = c->half;
   const v *L = pair + 2 * half + 2 * (half + 1) + (c->binHi - c->binLo);
   double *logmel = c->logmel;
   int f = 0;
-  for (; f + 2 <= frames; f += 2, src += 2 * hop, dst += 2 * dims) {
+  for (; f + 2 <= frames; f += 2, src += 2 * hop) {
     analyze_pair(c, src, src + hop, winLength, pair, tw, sp);
     for (int lane = 0; lane < 2; lane++) {
       for (int m = 0; m < nMels; m++) logmel[m] = lane == 0 ? wasm_f64x2_extract_lane(L[m], 0) : wasm_f64x2_extract_lane(L[m], 1);
       log_dct(c);
-      results(c, dims, dst + lane * dims);
+      results(c, dims, f + lane, dst, dst32);
     }
   }
   if (f < frames) {
@@ -454,7 +464,7 @@ void analyze_frames(const Ctx *c, const double *src, int frames, int hop, int wi
     for (; i + 2 <= winLength; i += 2) wasm_v128_store(x + i, wasm_v128_load(src + i));
     if (i < winLength) x[i] = src[i];
     analyze(c);
-    results(c, dims, dst);
+    results(c, dims, f, dst, dst32);
   }
 }
 
