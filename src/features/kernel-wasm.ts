@@ -13,10 +13,9 @@
  * Memory: one WebAssembly instance per process (per worker thread), compiled synchronously on first use from the
  * bytes embedded as base64 in ./wasm/frame-wasm.ts (no file lookup, no download). Its memory starts at one 64 KiB
  * page (4 KiB stack, static data, then tables). Each distinct config gets one block of tables, scratch, and the
- * stage StreamingFeatures analyses a block of frames from, two frames at a time (129,248 bytes for the 16 kHz
- * default config, 87,840 for the 8 kHz one); all analyzers with an equal config share that block, which is safe
- * because `analyze` and `analyzeStage` run to completion synchronously and nothing stays in the block between
- * calls. So hundreds of live calls on one config cost a few 64 KiB pages in total, and creating an analyzer after
+ * stage StreamingFeatures analyses a block of frames from (113,104 bytes for the 16 kHz default config, 77,776
+ * for the 8 kHz one); all analyzers with an equal config share that block, which is safe because `analyze` and
+ * `analyzeStage` run to completion synchronously and nothing stays in the block between calls. So hundreds of live calls on one config cost a few 64 KiB pages in total, and creating an analyzer after
  * the first allocates nothing in wasm. A block is never freed: the memory grows (in 64 KiB pages) with the number
  * of distinct configs used in the process.
  */
@@ -46,7 +45,7 @@ interface KernelExports {
   __heap_base: { value: number };
   ctx_size(): number;
   analyze(ctx: number): void;
-  analyze_frames(ctx: number, src: number, frames: number, hop: number, winLength: number, dims: number, dst: number, pair: number, tw2: number, split2: number, dst32: number): void;
+  analyze_frames(ctx: number, src: number, frames: number, hop: number, winLength: number, dims: number, dst: number, dst32: number): void;
   preemphasize(src: number, n: number, prev: number, a: number, dst: number): void;
 }
 
@@ -127,10 +126,6 @@ interface Plan {
   /** The stage of a block (stageCapacity samples), its float32 input before pre-emphasis, and the block's results (blockFrames × dims). */
   stage: number;
   raw: number;
-  /** Scratch of analyze_frames' two-frames-at-once path, and its twiddle and split tables (splats). */
-  pair: number;
-  tw2: number;
-  split2: number;
   stageCapacity: number;
   block: number;
   blockFrames: number;
@@ -170,12 +165,12 @@ function buildPlan(c: Readonly<FeatureConfig>): Plan {
   const x = alloc(k, 8 * n);
   const win = alloc(k, 8 * n);
   const brev = alloc(k, 4 * half);
-  const z = alloc(k, 16 * (half + 1));
   let twCount = 0;
   for (let m = first; m < half; m *= 4) twCount += m;
-  const tw = alloc(k, 96 * twCount);
-  const split = alloc(k, 32 * nBins);
-  const power = alloc(k, 8 * nBins);
+  const tw = alloc(k, 144 * twCount);
+  const split = alloc(k, 48 * nBins);
+  // analyze_pair's scratch: n windowed sample pairs, the FFT's real and imaginary parts, power and mel pairs.
+  const pair = alloc(k, 16 * (n + 2 * (half + 1) + nBins + nMels));
   const mstart = alloc(k, 4 * nMels);
   const mlen = alloc(k, 4 * nMels);
   const moff = alloc(k, 4 * nMels);
@@ -187,9 +182,6 @@ function buildPlan(c: Readonly<FeatureConfig>): Plan {
   const dims = nOut > 0 ? nOut : nMels;
   const stage = alloc(k, 8 * stageCapacity(c));
   const raw = alloc(k, 4 * stageCapacity(c));
-  const pair = alloc(k, 16 * (n + 2 * (half + 1) + nBins + nMels));
-  const tw2 = alloc(k, 144 * twCount);
-  const split2 = alloc(k, 48 * nBins);
   const block = alloc(k, 8 * blockFrames(c) * dims);
   const bytes = k.top - start;
   const { f64, i32 } = k; // views are current: every alloc is done
@@ -198,7 +190,7 @@ function buildPlan(c: Readonly<FeatureConfig>): Plan {
 
   f64[ctx / 8] = c.logFloor;
   const ints = [half, first, fb.binLo, fb.binHi, nMels, halfM, nPairs, 0,
-    x, win, brev, z, tw, split, power, mstart, mlen, moff, mw, logmel, folded, dct, out];
+    x, win, brev, pair, tw, split, 0, mstart, mlen, moff, mw, logmel, folded, dct, out];
   i32.set(ints, ctx / 4 + 2);
 
   f64.set(window, win / 8);
@@ -208,26 +200,29 @@ function buildPlan(c: Readonly<FeatureConfig>): Plan {
     for (let b = 0; b < bits; b++) r |= ((i >> b) & 1) << (bits - 1 - b);
     i32[brev / 4 + i] = 2 * r;
   }
+  // Every table entry is a splat (the same value in both lanes), as analyze_pair runs one frame per lane.
+  const splats = (at: number, values: number[]) => {
+    for (const v of values) {
+      f64[at++] = v;
+      f64[at++] = v;
+    }
+    return at;
+  };
   let t = tw / 8;
-  let t2 = tw2 / 8;
   for (let m = first; m < half; m *= 4) {
     for (let kk = 0; kk < m; kk++) {
-      // Order in memory: W^2k, W^k, W^3k (the multipliers of the 2nd, 3rd and 4th input), each as (r, r), (−i, i);
-      // for the two-frame path each as the splats (r, r), (−i, −i), (i, i).
+      // Order in memory: W^2k, W^k, W^3k (the multipliers of the 2nd, 3rd and 4th input), each as r, −i, i.
       for (const p of [2, 1, 3]) {
         const a = (-2 * Math.PI * p * kk) / (4 * m);
         const wr = Math.cos(a), wi = Math.sin(a);
-        f64[t++] = wr; f64[t++] = wr; f64[t++] = -wi; f64[t++] = wi;
-        f64[t2++] = wr; f64[t2++] = wr; f64[t2++] = -wi; f64[t2++] = -wi; f64[t2++] = wi; f64[t2++] = wi;
+        t = splats(t, [wr, -wi, wi]);
       }
     }
   }
   t = split / 8;
-  t2 = split2 / 8;
   for (let kk = fb.binLo; kk < fb.binHi; kk++) {
     const cos = Math.cos((2 * Math.PI * kk) / n), sin = Math.sin((2 * Math.PI * kk) / n);
-    f64[t++] = sin; f64[t++] = cos; f64[t++] = cos; f64[t++] = -sin;
-    f64[t2++] = sin; f64[t2++] = sin; f64[t2++] = cos; f64[t2++] = cos; f64[t2++] = -sin; f64[t2++] = -sin;
+    t = splats(t, [sin, cos, -sin]);
   }
   for (let m = 0; m < nMels; m++) {
     i32[mstart / 4 + m] = fb.start[m] - fb.binLo;
@@ -246,9 +241,6 @@ function buildPlan(c: Readonly<FeatureConfig>): Plan {
     dims,
     stage,
     raw,
-    pair,
-    tw2,
-    split2,
     stageCapacity: stageCapacity(c),
     block,
     blockFrames: blockFrames(c),
@@ -315,15 +307,15 @@ export class WasmFrameAnalyzer {
    * Float32Array store rounds them) when `out` is a Float32Array.
    */
   analyzeStage(frames: number, out: Float64Array | Float32Array): void {
-    const { ctx, stage, hop, winLength, dims, block, pair, tw2, split2 } = this.plan;
+    const { ctx, stage, hop, winLength, dims, block } = this.plan;
     const k = kernel!;
     const n = frames * dims;
     if (out instanceof Float32Array) {
       // The float32 results go where the float64 ones would, in the first half of the block.
-      k.exports.analyze_frames(ctx, stage, frames, hop, winLength, dims, 0, pair, tw2, split2, block);
+      k.exports.analyze_frames(ctx, stage, frames, hop, winLength, dims, 0, block);
       out.set(k.f32.subarray(block / 4, block / 4 + n));
     } else {
-      k.exports.analyze_frames(ctx, stage, frames, hop, winLength, dims, block, pair, tw2, split2, 0);
+      k.exports.analyze_frames(ctx, stage, frames, hop, winLength, dims, block, 0);
       out.set(k.f64.subarray(block / 8, block / 8 + n));
     }
   }

@@ -9,16 +9,17 @@
  * power |X[k]|² for the bins the mel filters use → sparse mel sums → max(e, floor) → natural log → orthonormal
  * DCT-II folded by symmetry (skipped for kind logmel).
  *
- * The FFT mirrors src/features/fft.ts (RealFft) operation for operation: even/odd samples as real/imaginary parts
- * read in bit-reversed order, a twiddle-free radix-2 or radix-2² first pass, radix-2² passes with three complex
- * multiplications per four points, then the split pass. Complex numbers are kept interleaved, one (re, im) per f64x2.
- * The products and sums are the same IEEE operations in the same order as the JavaScript, so the power spectrum, the
- * mel energies and the DCT sums match FrameAnalyzer bit for bit; only the log differs (fdlibm's algorithm here, V8's
- * ieee754::log there), by at most an ulp or so.
+ * Frames go through the FFT and the mel sums two at a time, one per SIMD lane, with complex numbers as separate real
+ * and imaginary vectors (analyze_pair); a frame alone takes both lanes. The FFT mirrors src/features/fft.ts (RealFft)
+ * operation for operation in each lane: even/odd samples as real/imaginary parts read in bit-reversed order, a
+ * twiddle-free radix-2 or radix-2² first pass, radix-2² passes with three complex multiplications per four points,
+ * then the split pass. The products and sums are the same IEEE operations in the same order as the JavaScript
+ * (x·w as xr·wr + xi·(−wi), xi·wr + xr·wi; −i·q as (qi, −qr); a − b is a + (−b) in IEEE arithmetic), so the power
+ * spectrum, the mel energies and the DCT sums match FrameAnalyzer bit for bit; only the log differs (fdlibm's
+ * algorithm here, V8's ieee754::log there), by at most an ulp or so.
  *
  * StreamingFeatures drives it a block at a time: `preemphasize` writes a block's samples into a stage and
- * `analyze_frames` analyses every frame complete in it, two frames at once (analyze_pair: one frame per SIMD lane,
- * the same scalar operations per lane, so each frame's numbers equal analyze()'s bit for bit).
+ * `analyze_frames` analyses every frame complete in it.
  */
 #include <wasm_simd128.h>
 
@@ -39,10 +40,10 @@ typedef struct {
   double *x;           /* 40: n samples; JS writes the first winLength, the rest stays zero */
   const double *win;   /* 44: n window values, zero past winLength */
   const int *brev;     /* 48: half entries: 2 * bitrev(p), an index into x */
-  v *z;                /* 52: half + 1 complex values (work); z[half] = z[0] for the split pass */
-  const v *tw;         /* 56: per pass, per k: (w2r, w2r), (-w2i, w2i), (w1r, w1r), (-w1i, w1i), (w3r, w3r), (-w3i, w3i) */
-  const v *split;      /* 60: per k in [binLo, binHi): (sin, cos), (cos, -sin) of 2πk/n */
-  double *power;       /* 64: binHi - binLo values, power[k - binLo] */
+  v *pair;             /* 52: scratch of analyze_pair (see there) */
+  const v *tw;         /* 56: per pass, per k, splats: (w2r), (−w2i), (w2i), (w1r), (−w1i), (w1i), (w3r), (−w3i), (w3i) */
+  const v *split;      /* 60: per k in [binLo, binHi), splats: (sin), (cos), (−sin) of 2πk/n */
+  int unused2;         /* 64 */
   const int *mstart;   /* 68: per filter: first bin - binLo */
   const int *mlen;     /* 72: per filter: number of bins */
   const int *moff;     /* 76: per filter: offset of its first weight in mw */
@@ -149,114 +150,6 @@ __attribute__((export_name("ln2_lane0"))) double ln2_export(double x, double y) 
   return wasm_f64x2_extract_lane(ln2(wasm_f64x2_make(x, y)), 0);
 }
 
-/* (−i)·q for q = (qr, qi): (qi, −qr). */
-static inline v mul_neg_i(v q) {
-  return wasm_v128_xor(wasm_i64x2_shuffle(q, q, 1, 0), wasm_f64x2_const(0.0, -0.0));
-}
-
-/* x · w with w given as (wr, wr), (−wi, wi): (xr wr − xi wi, xi wr + xr wi). */
-static inline v cmul(v x, v wr, v wi) {
-  return wasm_f64x2_add(wasm_f64x2_mul(x, wr), wasm_f64x2_mul(wasm_i64x2_shuffle(x, x, 1, 0), wi));
-}
-
-static void fft_power(const Ctx *c) {
-  const int half = c->half;
-  const double *x = c->x;
-  const double *win = c->win;
-  const int *brev = c->brev;
-  v *z = c->z;
-  int m;
-  if (c->first == 2) {
-    for (int p = 0; p < half; p += 2) {
-      const int a = brev[p], b = brev[p + 1];
-      v x0 = wasm_f64x2_mul(wasm_v128_load(x + a), wasm_v128_load(win + a));
-      v x1 = wasm_f64x2_mul(wasm_v128_load(x + b), wasm_v128_load(win + b));
-      z[p] = wasm_f64x2_add(x0, x1);
-      z[p + 1] = wasm_f64x2_sub(x0, x1);
-    }
-    m = 2;
-  } else {
-    for (int p = 0; p < half; p += 4) {
-      const int j0 = brev[p], j1 = brev[p + 1], j2 = brev[p + 2], j3 = brev[p + 3];
-      v x0 = wasm_f64x2_mul(wasm_v128_load(x + j0), wasm_v128_load(win + j0));
-      v x1 = wasm_f64x2_mul(wasm_v128_load(x + j1), wasm_v128_load(win + j1));
-      v x2 = wasm_f64x2_mul(wasm_v128_load(x + j2), wasm_v128_load(win + j2));
-      v x3 = wasm_f64x2_mul(wasm_v128_load(x + j3), wasm_v128_load(win + j3));
-      v a = wasm_f64x2_add(x0, x1), b = wasm_f64x2_sub(x0, x1);
-      v cc = wasm_f64x2_add(x2, x3), d = mul_neg_i(wasm_f64x2_sub(x2, x3));
-      z[p] = wasm_f64x2_add(a, cc);
-      z[p + 2] = wasm_f64x2_sub(a, cc);
-      z[p + 1] = wasm_f64x2_add(b, d);
-      z[p + 3] = wasm_f64x2_sub(b, d);
-    }
-    m = 4;
-  }
-  const v *tw = c->tw;
-  for (; m < half; m *= 4) {
-    const int size = 4 * m;
-    for (int blk = 0; blk < half; blk += size) {
-      v *z0 = z + blk, *z1 = z0 + m, *z2 = z1 + m, *z3 = z2 + m;
-      const v *t = tw;
-      for (int k = 0; k < m; k++, t += 6) {
-        /* Inputs in bit-reversed radix-2 order: z1 carries W^2k, z2 W^k, z3 W^3k. */
-        v a0 = z0[k];
-        v c1 = cmul(z1[k], t[0], t[1]);
-        v c2 = cmul(z2[k], t[2], t[3]);
-        v c3 = cmul(z3[k], t[4], t[5]);
-        v s0 = wasm_f64x2_add(a0, c1), s1 = wasm_f64x2_sub(a0, c1);
-        v p = wasm_f64x2_add(c2, c3), q = mul_neg_i(wasm_f64x2_sub(c2, c3));
-        z0[k] = wasm_f64x2_add(s0, p);
-        z2[k] = wasm_f64x2_sub(s0, p);
-        z1[k] = wasm_f64x2_add(s1, q);
-        z3[k] = wasm_f64x2_sub(s1, q);
-      }
-    }
-    tw += 6 * m;
-  }
-  /*
-   * Split: X[k] = (E − or·(sin, cos) + oi·(cos, −sin)) / 2 with E = Z[k] + conj Z[h−k], O = Z[k] − conj Z[h−k]
-   * (Z[h] = Z[0]), then |X[k]|² = xr² + xi².
-   */
-  z[half] = z[0];
-  const v conj = wasm_f64x2_const(0.0, -0.0);
-  const v halfv = wasm_f64x2_const_splat(0.5);
-  const v *sp = c->split;
-  double *power = c->power;
-  const int lo = c->binLo, hi = c->binHi;
-  for (int k = lo; k < hi; k++, sp += 2) {
-    v zk = z[k];
-    v cz = wasm_v128_xor(z[half - k], conj);
-    v e = wasm_f64x2_add(zk, cz);
-    v o = wasm_f64x2_sub(zk, cz);
-    v or_ = wasm_i64x2_shuffle(o, o, 0, 0);
-    v oi = wasm_i64x2_shuffle(o, o, 1, 1);
-    v X = wasm_f64x2_mul(halfv, wasm_f64x2_add(wasm_f64x2_sub(e, wasm_f64x2_mul(or_, sp[0])), wasm_f64x2_mul(oi, sp[1])));
-    v X2 = wasm_f64x2_mul(X, X);
-    power[k - lo] = wasm_f64x2_extract_lane(X2, 0) + wasm_f64x2_extract_lane(X2, 1);
-  }
-}
-
-/* Runs one frame: c->x (winLength samples, rest zero) → c->logmel, and c->out when nPairs > 0. */
-static void log_dct(const Ctx *c);
-
-__attribute__((export_name("analyze"))) void analyze(const Ctx *c) {
-  fft_power(c);
-  const double *power = c->power;
-  const int *mstart = c->mstart, *mlen = c->mlen, *moff = c->moff;
-  const double *mw = c->mw;
-  const double floor = c->floor;
-  double *logmel = c->logmel;
-  const int nMels = c->nMels;
-  for (int m = 0; m < nMels; m++) {
-    const double *p = power + mstart[m];
-    const double *w = mw + moff[m];
-    double e = 0;
-    for (int j = 0, n = mlen[m]; j < n; j++) e += p[j] * w[j];
-    logmel[m] = e > floor ? e : floor;
-  }
-  log_dct(c);
-}
-
 /* The per-frame tail after the mel sums: max(e, floor) already applied in c->logmel → natural log → DCT. */
 static void log_dct(const Ctx *c) {
   double *logmel = c->logmel;
@@ -301,17 +194,35 @@ static void log_dct(const Ctx *c) {
 }
 
 /*
- * Two frames at once, one in each lane: frame A in lane 0 and frame B in lane 1 of every vector, complex numbers as
- * separate real and imaginary vectors. Each lane runs exactly the scalar operations fft_power and analyze run for
- * one frame (a complex product x·w is xr·wr + xi·(−wi), xi·wr + xr·wi; −i·q is (qi, −qr); a − b is a + (−b) in
- * IEEE arithmetic), so each frame's power spectrum and mel sums are the same bit for bit as one at a time; what the
- * lanes save is the shuffles an interleaved complex number needs, and the mel sums run two frames per operation.
- *
- * Scratch at `s` (16-byte aligned): X, n pairs of windowed samples; ZR and ZI, half + 1 pairs each; P, the
- * power bins' pairs; L, nMels pairs of mel energies. `tw` holds the twiddles of c->tw as splats, per pass and k:
- * (w2r), (−w2i), (w2i), (w1r), (−w1i), (w1i), (w3r), (−w3i), (w3i); `sp` the split's (sin), (cos), (−sin) per bin.
+ * One radix-2² butterfly over split complex vectors: with s = x0 + x1, d = x0 − x1, p = x2 + x3 and
+ * q = −i·(x2 − x3), out0 = s + p, out1 = d + q, out2 = s − p, out3 = d − q (the order fft.ts computes them in).
  */
-static void analyze_pair(const Ctx *c, const double *a, const double *b, int winLength, v *s, const v *tw, const v *sp) {
+static inline void radix4(v *r0, v *i0, v *r1, v *i1, v *r2, v *i2, v *r3, v *i3,
+                          v x0r, v x0i, v x1r, v x1i, v x2r, v x2i, v x3r, v x3i) {
+  v sr = wasm_f64x2_add(x0r, x1r), si = wasm_f64x2_add(x0i, x1i);
+  v dr = wasm_f64x2_sub(x0r, x1r), di = wasm_f64x2_sub(x0i, x1i);
+  v pr = wasm_f64x2_add(x2r, x3r), pi = wasm_f64x2_add(x2i, x3i);
+  v qr = wasm_f64x2_sub(x2i, x3i), qi = wasm_f64x2_neg(wasm_f64x2_sub(x2r, x3r));
+  *r0 = wasm_f64x2_add(sr, pr);
+  *i0 = wasm_f64x2_add(si, pi);
+  *r2 = wasm_f64x2_sub(sr, pr);
+  *i2 = wasm_f64x2_sub(si, pi);
+  *r1 = wasm_f64x2_add(dr, qr);
+  *i1 = wasm_f64x2_add(di, qi);
+  *r3 = wasm_f64x2_sub(dr, qr);
+  *i3 = wasm_f64x2_sub(di, qi);
+}
+
+/*
+ * Two frames at once, frame A in lane 0 and frame B in lane 1 of every vector (A and B may be the same frame), up to
+ * the mel energies: each lane runs the scalar operations of one frame (see the top of this file).
+ *
+ * Scratch at c->pair (16-byte aligned): X, n pairs of windowed samples; ZR and ZI, half + 1 pairs each; P, the
+ * power bins' pairs; L, nMels pairs of mel energies, max(e, floor) applied.
+ */
+static void analyze_pair(const Ctx *c, const double *a, const double *b, int winLength) {
+  v *s = c->pair;
+  const v *tw = c->tw, *sp = c->split;
   const int half = c->half, n = 2 * half;
   const int lo = c->binLo, hi = c->binHi;
   v *X = s, *ZR = X + n, *ZI = ZR + half + 1, *P = ZI + half + 1, *L = P + (hi - lo);
@@ -343,21 +254,8 @@ static void analyze_pair(const Ctx *c, const double *a, const double *b, int win
   } else {
     for (int p = 0; p < half; p += 4) {
       const int j0 = brev[p], j1 = brev[p + 1], j2 = brev[p + 2], j3 = brev[p + 3];
-      v x0r = X[j0], x0i = X[j0 + 1], x1r = X[j1], x1i = X[j1 + 1];
-      v x2r = X[j2], x2i = X[j2 + 1], x3r = X[j3], x3i = X[j3 + 1];
-      v ar = wasm_f64x2_add(x0r, x1r), ai = wasm_f64x2_add(x0i, x1i);
-      v br = wasm_f64x2_sub(x0r, x1r), bi = wasm_f64x2_sub(x0i, x1i);
-      v cr = wasm_f64x2_add(x2r, x3r), ci = wasm_f64x2_add(x2i, x3i);
-      /* d = −i·(x2 − x3) */
-      v dr = wasm_f64x2_sub(x2i, x3i), di = wasm_f64x2_neg(wasm_f64x2_sub(x2r, x3r));
-      ZR[p] = wasm_f64x2_add(ar, cr);
-      ZI[p] = wasm_f64x2_add(ai, ci);
-      ZR[p + 2] = wasm_f64x2_sub(ar, cr);
-      ZI[p + 2] = wasm_f64x2_sub(ai, ci);
-      ZR[p + 1] = wasm_f64x2_add(br, dr);
-      ZI[p + 1] = wasm_f64x2_add(bi, di);
-      ZR[p + 3] = wasm_f64x2_sub(br, dr);
-      ZI[p + 3] = wasm_f64x2_sub(bi, di);
+      radix4(ZR + p, ZI + p, ZR + p + 1, ZI + p + 1, ZR + p + 2, ZI + p + 2, ZR + p + 3, ZI + p + 3,
+             X[j0], X[j0 + 1], X[j1], X[j1 + 1], X[j2], X[j2 + 1], X[j3], X[j3 + 1]);
     }
     m = 4;
   }
@@ -369,31 +267,22 @@ static void analyze_pair(const Ctx *c, const double *a, const double *b, int win
       const v *t = tw;
       for (int k = 0; k < m; k++, t += 9) {
         v w2r = t[0], w2n = t[1], w2i = t[2], w1r = t[3], w1n = t[4], w1i = t[5], w3r = t[6], w3n = t[7], w3i = t[8];
-        v a0r = r0[k], a0i = i0[k];
+        /* Inputs in bit-reversed radix-2 order: the second carries W^2k, the third W^k, the fourth W^3k. */
         v c1r = wasm_f64x2_add(wasm_f64x2_mul(r1[k], w2r), wasm_f64x2_mul(i1[k], w2n));
         v c1i = wasm_f64x2_add(wasm_f64x2_mul(i1[k], w2r), wasm_f64x2_mul(r1[k], w2i));
         v c2r = wasm_f64x2_add(wasm_f64x2_mul(r2[k], w1r), wasm_f64x2_mul(i2[k], w1n));
         v c2i = wasm_f64x2_add(wasm_f64x2_mul(i2[k], w1r), wasm_f64x2_mul(r2[k], w1i));
         v c3r = wasm_f64x2_add(wasm_f64x2_mul(r3[k], w3r), wasm_f64x2_mul(i3[k], w3n));
         v c3i = wasm_f64x2_add(wasm_f64x2_mul(i3[k], w3r), wasm_f64x2_mul(r3[k], w3i));
-        v s0r = wasm_f64x2_add(a0r, c1r), s0i = wasm_f64x2_add(a0i, c1i);
-        v s1r = wasm_f64x2_sub(a0r, c1r), s1i = wasm_f64x2_sub(a0i, c1i);
-        v pr = wasm_f64x2_add(c2r, c3r), pi = wasm_f64x2_add(c2i, c3i);
-        /* q = −i·(c2 − c3) */
-        v qr = wasm_f64x2_sub(c2i, c3i), qi = wasm_f64x2_neg(wasm_f64x2_sub(c2r, c3r));
-        r0[k] = wasm_f64x2_add(s0r, pr);
-        i0[k] = wasm_f64x2_add(s0i, pi);
-        r2[k] = wasm_f64x2_sub(s0r, pr);
-        i2[k] = wasm_f64x2_sub(s0i, pi);
-        r1[k] = wasm_f64x2_add(s1r, qr);
-        i1[k] = wasm_f64x2_add(s1i, qi);
-        r3[k] = wasm_f64x2_sub(s1r, qr);
-        i3[k] = wasm_f64x2_sub(s1i, qi);
+        radix4(r0 + k, i0 + k, r1 + k, i1 + k, r2 + k, i2 + k, r3 + k, i3 + k, r0[k], i0[k], c1r, c1i, c2r, c2i, c3r, c3i);
       }
     }
     tw += 9 * m;
   }
-  /* Split, as fft_power: E = Z[k] + conj Z[h−k], O = Z[k] − conj Z[h−k]; X = (E − or·(sin, cos) + oi·(cos, −sin)) / 2. */
+  /*
+   * Split: X[k] = (E − or·(sin, cos) + oi·(cos, −sin)) / 2 with E = Z[k] + conj Z[h−k], O = Z[k] − conj Z[h−k]
+   * (Z[h] = Z[0]), then |X[k]|² = xr² + xi².
+   */
   ZR[half] = ZR[0];
   ZI[half] = ZI[0];
   const v halfv = wasm_f64x2_const_splat(0.5);
@@ -435,35 +324,42 @@ static inline void results(const Ctx *c, int dims, int f, double *dst, float *ds
   }
 }
 
+/* The mel energies of lane `lane` of the last analyze_pair into c->logmel, then log and DCT. */
+static void finish(const Ctx *c, int lane) {
+  const int nMels = c->nMels, half = c->half;
+  const v *L = c->pair + 2 * half + 2 * (half + 1) + (c->binHi - c->binLo);
+  double *logmel = c->logmel;
+  for (int m = 0; m < nMels; m++) logmel[m] = lane == 0 ? wasm_f64x2_extract_lane(L[m], 0) : wasm_f64x2_extract_lane(L[m], 1);
+  log_dct(c);
+}
+
+/* Runs one frame: c->x (winLength samples, rest zero) → c->logmel, and c->out when nPairs > 0. */
+__attribute__((export_name("analyze"))) void analyze(const Ctx *c) {
+  /* x is zero past winLength and so is the window: all of it goes in as the window's length. */
+  analyze_pair(c, c->x, c->x, 2 * c->half);
+  finish(c, 0);
+}
+
 /*
  * Runs `frames` frames of one stream in a single call (what StreamingFeatures does with every block of samples):
  * frame f is the winLength samples at src + f·hop, analysed exactly as analyze() does; its `dims` results go to
- * dst + f·dims, or as float32 to dst32 + f·dims when dst32 is not null. Frames go two at a time through analyze_pair (scratch at `pair`, tables `tw` and `sp`, see
- * there), an odd last one alone.
- * One call per block instead of one per frame saves the JavaScript ↔ wasm crossings and the per-frame copies on
- * the JavaScript side.
+ * dst + f·dims, or as float32 to dst32 + f·dims when dst32 is not null. Frames go two at a time, an odd last one
+ * alone in both lanes. One call per block instead of one per frame saves the JavaScript ↔ wasm crossings and the
+ * per-frame copies on the JavaScript side.
  */
 __attribute__((export_name("analyze_frames")))
-void analyze_frames(const Ctx *c, const double *src, int frames, int hop, int winLength, int dims, double *dst, v *pair,
-                    const v *tw, const v *sp, float *dst32) {
-  const int nMels = c->nMels, half = c->half;
-  const v *L = pair + 2 * half + 2 * (half + 1) + (c->binHi - c->binLo);
-  double *logmel = c->logmel;
+void analyze_frames(const Ctx *c, const double *src, int frames, int hop, int winLength, int dims, double *dst, float *dst32) {
   int f = 0;
   for (; f + 2 <= frames; f += 2, src += 2 * hop) {
-    analyze_pair(c, src, src + hop, winLength, pair, tw, sp);
+    analyze_pair(c, src, src + hop, winLength);
     for (int lane = 0; lane < 2; lane++) {
-      for (int m = 0; m < nMels; m++) logmel[m] = lane == 0 ? wasm_f64x2_extract_lane(L[m], 0) : wasm_f64x2_extract_lane(L[m], 1);
-      log_dct(c);
+      finish(c, lane);
       results(c, dims, f + lane, dst, dst32);
     }
   }
   if (f < frames) {
-    double *x = c->x;
-    int i = 0;
-    for (; i + 2 <= winLength; i += 2) wasm_v128_store(x + i, wasm_v128_load(src + i));
-    if (i < winLength) x[i] = src[i];
-    analyze(c);
+    analyze_pair(c, src, src, winLength);
+    finish(c, 0);
     results(c, dims, f, dst, dst32);
   }
 }
