@@ -23,7 +23,7 @@ import { Buffer } from 'node:buffer';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { featureConfigKey, type FeatureConfig } from './config.js';
 import { melFilterbank } from './mel.js';
-import { analysisWindow, blockFrames, foldedDctCoefficient, stageCapacity } from './tables.js';
+import { analysisWindow, blockFrames, foldedDctCoefficient, preemphasizeInto, stageCapacity } from './tables.js';
 import { FRAME_WASM_BASE64 } from './wasm/frame-wasm.js';
 
 /**
@@ -293,12 +293,7 @@ export class WasmFrameAnalyzer {
       k.exports.preemphasize(raw, count, prev, a, this.plan.stage + 8 * (at - this.stageOffset));
       return;
     }
-    const stage = k.f64;
-    for (let j = 0; j < count; j++) {
-      const x = src[from + j];
-      stage[at + j] = x - a * prev;
-      prev = x;
-    }
+    preemphasizeInto(src, from, count, prev, a, k.f64, at);
   }
 
   /**

@@ -10,7 +10,7 @@ import { featureDims, frameCount, resolveFeatureConfig, type FeatureConfig } fro
 import { DeltaStage } from './deltas.js';
 import { RealFft } from './fft.js';
 import { melFilterbank, type MelFilterbank } from './mel.js';
-import { analysisWindow, blockFrames, foldedDctCoefficient, stageCapacity } from './tables.js';
+import { analysisWindow, blockFrames, foldedDctCoefficient, preemphasizeInto, stageCapacity } from './tables.js';
 import { WasmFrameAnalyzer } from './kernel-wasm.js';
 
 /** Which implementation runs the per-frame stage. */
@@ -75,13 +75,7 @@ export class FrameAnalyzer {
 
   /** Writes `count` samples of `src` from `from`, pre-emphasised (`prev` before the first), into the stage from `at`. */
   preemphasize(src: Float32Array | Float64Array, from: number, count: number, prev: number, at: number): void {
-    const { stage } = this;
-    const a = this.config.preEmphasis;
-    for (let j = 0; j < count; j++) {
-      const x = src[from + j];
-      stage[at + j] = x - a * prev;
-      prev = x;
-    }
+    preemphasizeInto(src, from, count, prev, this.config.preEmphasis, this.stage, at);
   }
 
   /**

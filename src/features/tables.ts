@@ -37,3 +37,17 @@ export function blockFrames(c: FeatureConfig): number {
 export function stageCapacity(c: FeatureConfig): number {
   return c.winLength + (blockFrames(c) - 1) * c.hop;
 }
+
+/**
+ * Pre-emphasis as both analyzers compute it: dst[at + j] = x[j] − a·x[j − 1] in double, for the `count` samples of
+ * `src` from `from`, with `prev` the sample before them.
+ */
+export function preemphasizeInto(
+  src: ArrayLike<number>, from: number, count: number, prev: number, a: number, dst: Float64Array, at: number,
+): void {
+  for (let j = 0; j < count; j++) {
+    const x = src[from + j];
+    dst[at + j] = x - a * prev;
+    prev = x;
+  }
+}
