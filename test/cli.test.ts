@@ -113,8 +113,10 @@ test('bench mfcc and bench resample print their figures as JSON', async () => {
 test('bench replay reports the median of its timed runs, and each run', async () => {
   const r = await cli('bench', 'replay', '--json', '--seconds', '20', '--runs', '3');
   assert.equal(r.code, 0, r.stderr);
-  const res = JSON.parse(r.stdout) as { realtimeFactor: number; realtimeFactorRuns: number[]; windows: number; seconds: number };
+  const res = JSON.parse(r.stdout) as { realtimeFactor: number; realtimeFactorRuns: number[]; windows: number; seconds: number; mainThreadShare: number };
   assert.equal(res.seconds, 20);
+  // From /proc on Linux: the main thread's share of the timed runs' CPU.
+  assert.ok(res.mainThreadShare > 0 && res.mainThreadShare <= 1, r.stdout);
   assert.equal(res.realtimeFactorRuns.length, 3);
   assert.ok(res.windows > 0, r.stdout);
   const sorted = [...res.realtimeFactorRuns].sort((a, b) => a - b);
