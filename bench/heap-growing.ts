@@ -11,21 +11,19 @@
  * that larger heap more room by itself, and the difference disappears (8 rounds: median ratio 1.00).
  */
 import v8 from 'node:v8';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { conversation } from '../src/bench/replay.js';
+import { writeConversation } from '../src/bench/replay.js';
 import { threadCpuMs } from '../src/bench/threads.js';
 import { initBackend } from '../src/model/backend.js';
-import { encodeWav } from '../src/replay/wav.js';
 import { loadReplayModel, replayFile } from '../src/replay/replay.js';
 
 const rounds = Number(process.argv[2] ?? 10);
 await initBackend({ log: () => {} });
 const model = await loadReplayModel('models/default');
 const dir = mkdtempSync(join(tmpdir(), 'callmood-heap-'));
-const file = join(dir, 'call.wav');
-writeFileSync(file, encodeWav(await conversation(600), 8000, 'mulaw'));
+const file = await writeConversation(join(dir, 'call.wav'), 600);
 for (let i = 0; i < 2; i++) await replayFile(file, model);
 const res: Record<string, [number, number][]> = { 0: [], 100: [] };
 for (let r = 0; r < rounds; r++) {

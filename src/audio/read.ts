@@ -93,20 +93,11 @@ export async function openAudioFile(path: string): Promise<AudioSource> {
 
 /** An AudioSource over a file held in memory (see AudioSource); `name` is used in error messages only. */
 export async function openAudio(bytes: Uint8Array, name: string): Promise<AudioSource> {
-  const id = bytes.length >= 12 ? fourCC(bytes, 0) : '';
-  const form = bytes.length >= 12 ? fourCC(bytes, 8) : '';
-  let layout: PcmLayout | null = null;
-  let container: 'wav' | 'aiff' = 'wav';
-  if ((id === 'RIFF' || id === 'RF64' || id === 'BW64') && form === 'WAVE') layout = parseWav(bytes, name);
-  else if (id === 'FORM' && (form === 'AIFF' || form === 'AIFC')) {
-    layout = parseAiff(bytes, name);
-    container = 'aiff';
-  }
-  if (!layout || layout.sample === 'f32' || layout.sample === 'f64') {
-    // Float files are checked for NaN and infinity in full before anything is replayed; the rest decode whole.
-    return audioSource(await decodeAudio(bytes, name));
-  }
-  const l = layout;
+  const pcm = bytes.length > 0 ? pcmFile(bytes, name) : null;
+  if (!pcm) return audioSource(await decodeAudio(bytes, name));
+  const { layout: l, container } = pcm;
+  // Float files are checked for NaN and infinity in full before anything is replayed.
+  if (l.sample === 'f32' || l.sample === 'f64') return audioSource(fromLayout(bytes, l, name, container));
   return {
     sampleRate: l.sampleRate,
     channelCount: l.channels,
@@ -116,6 +107,27 @@ export async function openAudio(bytes: Uint8Array, name: string): Promise<AudioS
     durationS: l.frames / l.sampleRate,
     read: (start, end, out) => decodeFrames(bytes, l, name, checkRange(start, end, l.frames), end, out),
   };
+}
+
+/**
+ * The sample layout of a WAV or AIFF file (its header parsed and checked), or null for any other container. Throws
+ * when the bytes claim to be RIFF or IFF but are cut short or of another type.
+ */
+function pcmFile(bytes: Uint8Array, name: string): { layout: PcmLayout; container: 'wav' | 'aiff' } | null {
+  const id = fourCC(bytes, 0);
+  if (id === 'RIFF' || id === 'RF64' || id === 'BW64') {
+    if (bytes.length < 12) throw fail(ErrorCodes.CORRUPT_FILE, name, `the ${id} header is cut short (${bytes.length} bytes)`);
+    const form = fourCC(bytes, 8);
+    if (form === 'WAVE') return { layout: parseWav(bytes, name), container: 'wav' };
+    throw unsupported(name, `a RIFF file of type "${form}", not WAVE`);
+  }
+  if (id === 'FORM') {
+    if (bytes.length < 12) throw fail(ErrorCodes.CORRUPT_FILE, name, `the FORM header is cut short (${bytes.length} bytes)`);
+    const form = fourCC(bytes, 8);
+    if (form === 'AIFF' || form === 'AIFC') return { layout: parseAiff(bytes, name), container: 'aiff' };
+    throw unsupported(name, `an IFF file of type "${form}", not AIFF or AIFF-C`);
+  }
+  return null;
 }
 
 /** An AudioSource over audio already decoded. */
@@ -176,19 +188,9 @@ async function readBytes(path: string): Promise<Uint8Array> {
 export async function decodeAudio(bytes: Uint8Array, name: string): Promise<DecodedAudio> {
   if (bytes.length === 0) throw fail(ErrorCodes.EMPTY_AUDIO, name, 'the file is empty (0 bytes)');
 
+  const pcm = pcmFile(bytes, name);
+  if (pcm) return fromLayout(bytes, pcm.layout, name, pcm.container);
   const id = fourCC(bytes, 0);
-  if (id === 'RIFF' || id === 'RF64' || id === 'BW64') {
-    if (bytes.length < 12) throw fail(ErrorCodes.CORRUPT_FILE, name, `the ${id} header is cut short (${bytes.length} bytes)`);
-    const form = fourCC(bytes, 8);
-    if (form === 'WAVE') return fromLayout(bytes, parseWav(bytes, name), name, 'wav');
-    throw unsupported(name, `a RIFF file of type "${form}", not WAVE`);
-  }
-  if (id === 'FORM') {
-    if (bytes.length < 12) throw fail(ErrorCodes.CORRUPT_FILE, name, `the FORM header is cut short (${bytes.length} bytes)`);
-    const form = fourCC(bytes, 8);
-    if (form === 'AIFF' || form === 'AIFC') return fromLayout(bytes, parseAiff(bytes, name), name, 'aiff');
-    throw unsupported(name, `an IFF file of type "${form}", not AIFF or AIFF-C`);
-  }
   if (id === 'fLaC') return decodeFlac(bytes, name);
   if (id === 'OggS') return decodeOgg(bytes, name);
 

@@ -78,6 +78,13 @@ export async function conversation(seconds: number): Promise<[Float32Array, Floa
   return [caller, agent];
 }
 
+/** Writes conversation(seconds) to `path` as Twilio stores a call: 8 kHz μ-law WAV, caller left, agent right (or the caller alone). */
+export async function writeConversation(path: string, seconds: number, channels: 1 | 2 = 2): Promise<string> {
+  const [caller, agent] = await conversation(seconds);
+  writeFileSync(path, encodeWav(channels === 2 ? [caller, agent] : [caller], 8000, 'mulaw'));
+  return path;
+}
+
 /** Runs the benchmark: one warm-up replay of the recording, then `runs` timed ones. */
 export async function benchReplay(opts: Partial<ReplayBenchOptions> = {}): Promise<ReplayBenchResult> {
   const o = { ...DEFAULT_REPLAY_BENCH, ...opts };
@@ -85,12 +92,7 @@ export async function benchReplay(opts: Partial<ReplayBenchOptions> = {}): Promi
   const model = await loadReplayModel(o.modelDir);
   const dir = mkdtempSync(join(tmpdir(), 'callmood-bench-replay-'));
   try {
-    const write = async (s: number, file: string) => {
-      const [caller, agent] = await conversation(s);
-      writeFileSync(join(dir, file), encodeWav(o.channels === 2 ? [caller, agent] : [caller], 8000, 'mulaw'));
-      return join(dir, file);
-    };
-    const file = await write(o.seconds, 'call.wav');
+    const file = await writeConversation(join(dir, 'call.wav'), o.seconds, o.channels);
     // The warm-up replays the very file once: the code is compiled and the garbage of making the recording is
     // collected before the timed run, which then costs what each file of a folder costs.
     await replayFile(file, model, { maxBatch: o.maxBatch });

@@ -290,7 +290,7 @@ export class WasmFrameAnalyzer {
     if (src instanceof Float32Array) {
       const raw = this.plan.raw;
       k.f32.set(from === 0 && count === src.length ? src : src.subarray(from, from + count), raw / 4);
-      k.exports.preemphasize(raw, count, prev, a, this.plan.stage + 8 * (at - this.stageOffset));
+      k.exports.preemphasize(raw, count, prev, a, 8 * at);
       return;
     }
     preemphasizeInto(src, from, count, prev, a, k.f64, at);
