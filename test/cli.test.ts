@@ -124,6 +124,22 @@ test('bench replay reports the median of its timed runs, and each run', async ()
   assert.ok(Math.abs(res.realtimeFactor - sorted[1]) < 1e-9 * sorted[1], r.stdout);
 });
 
+test('bench calls counts latency end to end, from the chunk that ends a window to its event at the client', async () => {
+  const r = await cli('bench', 'calls', '--json', '--calls', '2', '--seconds', '4');
+  assert.equal(r.code, 0, r.stderr);
+  const res = JSON.parse(r.stdout) as Record<string, number | boolean>;
+  assert.equal(res.calls, 2);
+  assert.equal(typeof res.realtime, 'boolean'); // whether 2 calls keep real time depends on the machine's load
+  assert.ok((res.windows as number) > 0, r.stdout);
+  // The client's interval holds the server's (the chunk is sent before its window forms; the event arrives after it
+  // is emitted), so each quantile end to end is at least the server's own.
+  for (const q of ['50', '99']) {
+    const e2e = res[`p${q}Ms`] as number;
+    const server = res[`serverP${q}Ms`] as number;
+    assert.ok(Number.isFinite(e2e) && Number.isFinite(server) && server >= 0 && e2e >= server, r.stdout);
+  }
+});
+
 test('the command line sets V8\'s heap growing factor: default, override, off, the user\'s own node flag, bad values', async () => {
   assert.equal(tuneHeap({}, []), DEFAULT_HEAP_GROWING_PERCENT);
   assert.equal(tuneHeap({ CALLMOOD_HEAP_GROWING_PERCENT: '50' }, []), 50);

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadChannels } from '../src/audio/load.js';
 import { decodeClipFeatures, encodeClipFeatures } from '../src/data/cache.js';
-import { extractClipFeatures, fitGlobalStats, makeWindows, planClip } from '../src/data/dataset.js';
+import { extractClipFeatures, fitGlobalStats, makeWindows, planClip, speedCopies } from '../src/data/dataset.js';
 import { readManifest } from '../src/data/manifest.js';
 import { EMOTION_LABELS, type ClipFeatures, type ClipRecord, type WindowConfig } from '../src/data/types.js';
 import { DEFAULT_FEATURE_CONFIG, frameCount } from '../src/features/config.js';
@@ -326,4 +326,35 @@ test('makeWindows refuses inconsistent inputs', () => {
   assertCallmoodError(go({ normalization: { kind: 'global', stats: { mean: [0], std: [1], count: 1 } } }), ErrorCodes.INVALID_OPTION, /1 dims; window.feature gives 40/);
   assertCallmoodError(go({ order: 'random' as 'as-given' }), ErrorCodes.INVALID_OPTION, /order is 'random'/);
   assertCallmoodError(go({}, recs, [{ ...f[0], dims: 13 }]), ErrorCodes.INVALID_OPTION, /has 13 dims/);
+});
+
+test('speed perturbation: one copy per speed, each a speaker of its own, resampled as if played that much faster', async () => {
+  const speeds = [0.9, 1, 1.1];
+  const copies = speedCopies(clips, speeds);
+  assert.equal(copies.length, clips.length * 3);
+  // Speed 1 is the clip as recorded, the same record; the others name their speed and speaker.
+  for (const [i, c] of clips.entries()) {
+    assert.equal(copies[clips.length + i], c);
+    assert.equal(copies[i].speed, 0.9);
+    assert.equal(copies[i].speaker, `${c.speaker}@sp0.9`);
+    assert.equal(copies[2 * clips.length + i].speaker, `${c.speaker}@sp1.1`);
+  }
+  // A clip as recorded keeps its plan (and so its cache entry) whatever speeds are trained; a copy draws its own.
+  assert.deepEqual(planClip(copies[clips.length], 'telephone', 3), planClip(clips[0], 'telephone', 3));
+  assert.equal(planClip(copies[0], 'clean', 3).speed, 0.9);
+  assert.equal('speed' in planClip(clips[0], 'clean', 3), false);
+
+  const one = [clips[0]];
+  const [slow, same, fast] = await extractClipFeatures(speedCopies(one, speeds), { feature: cfg, channel: 'clean', seed: 1, cacheDir: null, workers: 0 });
+  const [plain] = await extractClipFeatures(one, { feature: cfg, channel: 'clean', seed: 1, cacheDir: null, workers: 0 });
+  assert.deepEqual(same.features, plain.features);
+  // Frames scale with 1 / speed (±2 for the frames that straddle the ends).
+  assert.ok(Math.abs(slow.frames - plain.frames / 0.9) <= 2, `${slow.frames} frames at 0.9 against ${plain.frames}`);
+  assert.ok(Math.abs(fast.frames - plain.frames / 1.1) <= 2, `${fast.frames} frames at 1.1 against ${plain.frames}`);
+  // The pitch moved: the spectrum differs, not just the length.
+  assert.notDeepEqual(fast.features.subarray(0, 40 * 20), plain.features.subarray(0, 40 * 20));
+
+  for (const bad of [[], [1, 1], [0.2], [Number.NaN], [1, 1.001]]) {
+    assertCallmoodError(() => speedCopies(clips, bad), ErrorCodes.INVALID_OPTION, /speeds are .*allowed: one or more different speeds in \[0\.5, 2\]/);
+  }
 });

@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { featureRateOption, integer, list, numberIn } from './args.js';
 import cliProgress from 'cli-progress';
 import { ARCHITECTURES, type Arch } from '../model/architectures.js';
@@ -8,6 +8,14 @@ import { DEFAULT_TRAIN_OPTIONS, evaluateModel, trainFromManifest, writeJson, typ
 import { formatEvaluationTable } from '../model/metrics.js';
 import type { ManifestFilter } from '../data/manifest.js';
 import { FEATURE_CONFIGS_BY_RATE } from '../features/config.js';
+import { SPEED_RANGE } from '../data/dataset.js';
+
+/** `--speed-perturb 0.9,1,1.1`: the speeds, each checked here and as a set by speedCopies. */
+const speedList = (v: string): number[] => {
+  const speeds = list(v).map((s) => numberIn('--speed-perturb', SPEED_RANGE[0], SPEED_RANGE[1])(s));
+  if (speeds.length === 0) throw new InvalidArgumentError(`--speed-perturb needs one or more speeds, e.g. 0.9,1,1.1; got '${v}'`);
+  return speeds;
+};
 
 /** Default data folder: the shared training data beside the project. */
 export const DEFAULT_MANIFEST = '../shared/data/manifest.csv';
@@ -77,6 +85,7 @@ export function modelCommands(program: Command): void {
     .option('--val-share <share>', 'share of speakers (or clips) for validation', numberIn('--val-share', 0.01, 0.5), DEFAULT_TRAIN_OPTIONS.valShare)
     .option('--window-hop <frames>', 'frames between training windows', integer('--window-hop', 1), DEFAULT_TRAIN_OPTIONS.windowHop)
     .option('--prior-frames <n>', 'adaptive normalisation: weight of the global statistics in frames', integer('--prior-frames', 0), DEFAULT_TRAIN_OPTIONS.priorFrames)
+    .option('--speed-perturb <speeds>', 'speed perturbation: every training clip once per speed, e.g. 0.9,1,1.1 (1 = as recorded)', speedList)
     .addOption(featureRateOption("sample rate of the features: 8000 (the phone line's own) or 16000", '8000'))
     .addOption(new Option('--feature-kind <kind>', 'mfcc (40 cepstra) or logmel (the 40 log-mel energies themselves)').choices(['mfcc', 'logmel']).default('mfcc'))
     .option('--cache <dir>', 'feature cache directory', '.cache/features')
@@ -102,6 +111,7 @@ export function modelCommands(program: Command): void {
         patience: o.patience,
         seed: o.seed,
         windowHop: o.windowHop,
+        ...(o.speedPerturb ? { speeds: o.speedPerturb as number[] } : {}),
         feature: { ...FEATURE_CONFIGS_BY_RATE[o.featureRate as string], kind: o.featureKind as 'mfcc' | 'logmel' },
         cacheDir: o.cache,
         workers: o.workers,

@@ -90,6 +90,8 @@ export interface ExtractOptions {
 
 /** The channel a clip goes through, all random choices made. */
 export interface ClipPlan {
+  /** Playback speed of a speed-perturbed copy (absent: 1, as recorded; see ClipRecord.speed). */
+  speed?: number;
   channel: 'clean' | 'telephone';
   /** Line-noise SNR in dB, or null (no noise); null when clean. */
   snrDb: number | null;
@@ -130,6 +132,32 @@ function resolveAugment(a: AugmentOptions = {}): Required<AugmentOptions> {
   return r;
 }
 
+/** Speeds allowed for speed-perturbed copies; Kaldi's recipe uses 0.9 and 1.1 (Ko et al., Interspeech 2015). */
+export const SPEED_RANGE: readonly [number, number] = [0.5, 2];
+
+/**
+ * Speed perturbation: every clip once per speed in `speeds` (1 = as recorded). A copy at another speed counts as
+ * a speaker of its own (`SPEAKER@sp0.9`): its pitch and formants moved, so for the adaptive normaliser, which
+ * learns each caller's voice, it is another voice, as Kaldi treats its perturbed copies. Speeds are rounded to
+ * hundredths, which keeps the resampling ratio small.
+ * @throws CallmoodError INVALID_OPTION for an empty list, a repeated speed, or one outside SPEED_RANGE
+ */
+export function speedCopies(clips: ClipRecord[], speeds: readonly number[]): ClipRecord[] {
+  const rounded = speeds.map((s) => Math.round(s * 100) / 100);
+  const bad = speeds.find((s) => !(Number.isFinite(s) && s >= SPEED_RANGE[0] && s <= SPEED_RANGE[1]));
+  if (speeds.length === 0 || bad !== undefined || new Set(rounded).size !== rounded.length) {
+    throw new CallmoodError(
+      ErrorCodes.INVALID_OPTION,
+      `speeds are [${speeds.join(', ')}]; allowed: one or more different speeds in [${SPEED_RANGE.join(', ')}], e.g. 0.9,1,1.1`,
+    );
+  }
+  const out: ClipRecord[] = [];
+  for (const s of rounded) {
+    for (const c of clips) out.push(s === 1 ? c : { ...c, speaker: `${c.speaker}@sp${s}`, speed: s, durationS: c.durationS / s });
+  }
+  return out;
+}
+
 /**
  * The random choices for one clip. Always draws the same four numbers in the same order, so changing e.g. the
  * telephone share does not reshuffle the SNRs of the clips that stay on the telephone.
@@ -139,8 +167,11 @@ export function planClip(clip: ClipRecord, channel: ExtractOptions['channel'], s
   const next = prng(hashSeed(seed, clipIdentity(clip)));
   const uChannel = next(), uSnr = next(), uGain = next(), uNoise = next();
   const share = channel === 'telephone' ? 1 : channel === 'clean' ? 0 : a.telephoneShare;
-  if (uChannel >= share) return { channel: 'clean', snrDb: null, gainDb: 0, noiseSeed: 0 };
+  // Only a perturbed copy's plan names its speed, so the plans (and cache entries) of clips as recorded stay the same.
+  const speed = clip.speed !== undefined && clip.speed !== 1 ? { speed: clip.speed } : {};
+  if (uChannel >= share) return { ...speed, channel: 'clean', snrDb: null, gainDb: 0, noiseSeed: 0 };
   return {
+    ...speed,
     channel: 'telephone',
     snrDb: a.snrDb === null ? null : round6(a.snrDb[0] + uSnr * (a.snrDb[1] - a.snrDb[0])),
     gainDb: round6(a.gainDb[0] + uGain * (a.gainDb[1] - a.gainDb[0])),
@@ -162,7 +193,9 @@ export async function featuresForClip(
     x = new Float32Array(x.length);
     for (const c of audio.channels) for (let i = 0; i < x.length; i++) x[i] += c[i] / audio.channels.length;
   }
-  if (audio.sampleRate !== feature.sampleRate && x.length > 0) x = resample(x, audio.sampleRate, feature.sampleRate);
+  // A copy at speed s is the recording read as if it were sampled s times faster, then resampled as usual.
+  const inRate = Math.round(audio.sampleRate * (plan.speed ?? 1) * 1000) / 1000;
+  if (inRate !== feature.sampleRate && x.length > 0) x = resample(x, inRate, feature.sampleRate);
   if (plan.channel === 'telephone' && x.length > 0) {
     x = telephoneChannel(x, feature.sampleRate, { snrDb: plan.snrDb, gainDb: plan.gainDb, seed: plan.noiseSeed });
   }

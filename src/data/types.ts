@@ -21,6 +21,11 @@ export interface ClipRecord {
   text: string;
   intensity: string;
   durationS: number;
+  /**
+   * A training copy played at this speed (speed perturbation, see `speedCopies`): tempo and pitch scaled together,
+   * as if the recording ran `speed` times faster. Absent or 1: as recorded.
+   */
+  speed?: number;
 }
 
 /** Features of one clip, frame by frame, with the voice-activity decision per frame. */

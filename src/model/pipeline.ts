@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { readManifest, type ManifestFilter } from '../data/manifest.js';
-import { extractClipFeatures, fitGlobalStats, makeWindows, type AugmentOptions } from '../data/dataset.js';
+import { extractClipFeatures, fitGlobalStats, makeWindows, speedCopies, type AugmentOptions } from '../data/dataset.js';
 import { EMOTION_LABELS, type ClipFeatures, type ClipRecord, type NormalizationSpec, type WindowConfig } from '../data/types.js';
 import { resolveFeatureConfig, type FeatureConfig } from '../features/config.js';
 import { DEFAULT_SPEECH_GATE_OPTIONS } from '../features/vad.js';
@@ -54,6 +54,11 @@ export interface TrainPipelineOptions {
   windowHop: number;
   minSpeechRatio: number;
   augment?: AugmentOptions;
+  /**
+   * Speed perturbation: each training clip once per speed (e.g. [0.9, 1, 1.1] triples the training data; see
+   * `speedCopies`). Validation clips stay as recorded. Default: none.
+   */
+  speeds?: number[];
   /** SpecAugment-style masks on training windows (see TrainOptions.masking); default none. */
   masking?: { time: number; dims: number };
   feature?: Partial<FeatureConfig>;
@@ -139,8 +144,10 @@ export async function trainFromManifest(o: TrainPipelineOptions): Promise<{ meta
   const all = applyCalmPolicy(readManifest(o.manifest, o.filter), o.calm);
   const known = all.filter((c) => (EMOTION_LABELS as readonly string[]).includes(c.label));
   log(`${all.length} clips in the manifest after filters; ${known.length} carry one of the seven labels`);
-  const { train, val } = splitClips(known, o.split, o.valShare, o.seed);
-  log(`split ${o.split}: ${train.length} training clips, ${val.length} validation clips`);
+  const split = splitClips(known, o.split, o.valShare, o.seed);
+  const { val } = split;
+  const train = o.speeds ? speedCopies(split.train, o.speeds) : split.train;
+  log(`split ${o.split}: ${split.train.length} training clips${o.speeds ? ` (${train.length} with the speed copies at ${o.speeds.join(', ')})` : ''}, ${val.length} validation clips`);
   const extract = (clips: ClipRecord[], seed: number) =>
     extractClipFeatures(clips, {
       feature,
@@ -187,18 +194,18 @@ export async function trainFromManifest(o: TrainPipelineOptions): Promise<{ meta
     training: {
       manifest: o.manifest,
       corpora,
-      speakers: { train: unique(train.map((c) => c.speaker)), val: unique(val.map((c) => c.speaker)), heldOut: o.heldOutSpeakers ?? [] },
-      clips: { train: train.length, val: val.length },
+      speakers: { train: unique(split.train.map((c) => c.speaker)), val: unique(val.map((c) => c.speaker)), heldOut: o.heldOutSpeakers ?? [] },
+      clips: { train: split.train.length, val: val.length, ...(o.speeds ? { trainWithSpeedCopies: train.length } : {}) },
       windows: { train: tw.set.n, val: vw.set.n },
       channel: o.channel,
       seed: o.seed,
       epochs: result.history.length,
       bestEpoch: result.bestEpoch,
-      durations: { trainAudioSeconds: audioSeconds(train), valAudioSeconds: audioSeconds(val), trainingSeconds: (Date.now() - started) / 1000 },
+      durations: { trainAudioSeconds: audioSeconds(split.train), valAudioSeconds: audioSeconds(val), trainingSeconds: (Date.now() - started) / 1000 },
       split: o.split,
       calm: o.calm,
       filter: o.filter,
-      augment: o.masking ? { ...o.augment, masking: o.masking } : (o.augment ?? {}),
+      augment: { ...o.augment, ...(o.masking ? { masking: o.masking } : {}), ...(o.speeds ? { speeds: o.speeds } : {}) },
       speechGate: DEFAULT_SPEECH_GATE_OPTIONS,
       hyperparameters: { batchSize: o.batchSize, learningRate: o.learningRate, patience: o.patience, windowHop: o.windowHop },
       backend: backend.name,
