@@ -10,6 +10,8 @@
 # Parts A1–A3 use 16 kHz features (the card's figures for them were measured so). FEATURE_RATE sets the rate of the
 # by-speaker part (default 16000) and of the ship part (default 8000, the shipped model's); files of a run at 8 kHz
 # are named *-8k.*. With INSTALL=0 the ship part leaves models/default alone.
+# SPEEDS=0.9,1,1.1 trains the by-speaker and ship parts with speed perturbation (every training clip once per
+# speed; files named *-sp.*).
 # Each part uses one core; they can run side by side. DATA defaults to ../shared/data.
 # Results (evaluation JSON, confusion matrices, training curves) go to models/experiments/; the experiment models
 # themselves to .cache/experiments/ (not committed).
@@ -21,6 +23,9 @@ RATE=${FEATURE_RATE:-16000}
 rsfx=""
 [ "$RATE" = 16000 ] || rsfx="-$((RATE / 1000))k"
 rate=(--feature-rate 16000)
+speed=()
+ssfx=""
+[ -z "${SPEEDS:-}" ] || { speed=(--speed-perturb "$SPEEDS"); ssfx="-sp"; }
 curves() { cp "$W/$1/training-curves.svg" "$E/$1.training-curves.svg"; cp "$W/$1/metadata.json" "$E/$1.metadata.json"; }
 evaluate() { # model name, json name, extra args...
   local model=$1 name=$2; shift 2
@@ -79,12 +84,12 @@ by_speaker() { # arch
   # first name (by-speaker.*); other architectures' carry theirs (by-speaker-ARCH.*).
   local arch=$1 name=by-speaker seed=${SEED:-1}
   [ "$arch" = cnn ] || name="by-speaker-$arch"
-  name="$name$rsfx"
+  name="$name$rsfx$ssfx"
   [ "$seed" = 1 ] || name="$name-seed$seed"
   local held=tess-YAF,ravdess-21,ravdess-22,ravdess-23,ravdess-24
   local t0=$SECONDS
   cm train --manifest "$M" --exclude-speaker $held --arch "$arch" --channel mixed --normalization adaptive \
-    --epochs 12 --patience 4 --window-hop 90 --feature-rate "$RATE" --seed "$seed" --out "$W/$name"
+    --epochs 12 --patience 4 --window-hop 90 --feature-rate "$RATE" --seed "$seed" "${speed[@]}" --out "$W/$name"
   echo "{\"trainingWallSeconds\": $((SECONDS - t0))}" > "$E/$name.time.json"
   curves "$name"
   for ch in clean telephone; do
@@ -99,12 +104,13 @@ ship() {
   local arch=${SHIP_ARCH:-cnn-fast} ship_rate=${FEATURE_RATE:-8000}
   local name=default
   [ "$ship_rate" = 16000 ] || name="default-$((ship_rate / 1000))k"
+  name="$name$ssfx"
   local t0=$SECONDS
   # 24 epochs at most: cnn-fast's best epoch at 12 was the last, and 24 still fits the 30-minute budget. The first
   # 12 epochs are the same run as a 12-epoch one (same seed and schedule), so early stopping on the validation
   # speakers can only keep an epoch at least as good on them.
   cm train --manifest "$M" --exclude-speaker crema-1071 --arch "$arch" --channel mixed --normalization adaptive \
-    --epochs "${SHIP_EPOCHS:-24}" --patience 4 --window-hop 90 --feature-rate "$ship_rate" --out "$W/$name"
+    --epochs "${SHIP_EPOCHS:-24}" --patience 4 --window-hop 90 --feature-rate "$ship_rate" "${speed[@]}" --out "$W/$name"
   echo "{\"trainingWallSeconds\": $((SECONDS - t0))}" > "$E/$name.time.json"
   cp "$W/$name/training-curves.svg" "$E/$name.training-curves.svg"
   for ch in clean telephone; do

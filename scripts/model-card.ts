@@ -123,6 +123,29 @@ for (const ch of ['clean', 'telephone']) {
   lines.push(`| shipped recipe: CREMA-D 1071, ${ch} | ${cell(acc(`default.crema-1071.${ch}.json`))} | ${cell(acc(`default-8k.crema-1071.${ch}.json`))} |`);
 }
 lines.push('');
+lines.push('### Speed perturbation (cnn-fast, 8 kHz features)');
+lines.push('');
+lines.push('Every training clip also at 0.9× and 1.1× speed (tempo and pitch together, each copy a speaker of its own for the adaptive normaliser; ' +
+  '`--speed-perturb 0.9,1,1.1`), against the clips as recorded, everything else equal: `FEATURE_RATE=8000 [SPEEDS=0.9,1,1.1] scripts/seeds.sh cnn-fast "1 2 3 4 5"` ' +
+  'and `FEATURE_RATE=8000 [SPEEDS=0.9,1,1.1] [SEED=N] scripts/experiments.sh by-speaker cnn-fast`. Anger AUC is the mean over the same runs.');
+lines.push('');
+lines.push('| yardstick | as recorded | with speed copies |');
+lines.push('|---|---:|---:|');
+const withAuc = (files: string[]) => {
+  const rs = files.map(acc).filter((r): r is Eval => r !== null);
+  if (rs.length === 0) return 'not run';
+  const auc = rs.reduce((a, r) => a + (r.anger.auc ?? NaN), 0) / rs.length;
+  return `${meanOf(files)}; AUC ${num(auc)}`;
+};
+const seedsOf = (prefix: string, suffix: string, seeds: number[]) => seeds.map((s) => `${prefix}${s === 1 && prefix.startsWith('by-speaker') ? '' : `-seed${s}`}${suffix}`);
+lines.push(`| RAVDESS → TESS, clean | ${withAuc(seedsOf('rav-adaptive-cnn-fast-8k', '.on-tess.clean.json', [1, 2, 3, 4, 5]))} | ${withAuc(seedsOf('rav-adaptive-cnn-fast-8k-sp', '.on-tess.clean.json', [1, 2, 3, 4, 5]))} |`);
+for (const [label, f] of [['TESS YAF, clean', 'yaf.clean'], ['TESS YAF, telephone', 'yaf.telephone'], ['RAVDESS 21–24, clean', 'ravdess21-24.clean'], ['RAVDESS 21–24, telephone', 'ravdess21-24.telephone']]) {
+  lines.push(`| by speaker: ${label} | ${withAuc(seedsOf('by-speaker-cnn-fast-8k', `.${f}.json`, [1, 2, 3]))} | ${withAuc(seedsOf('by-speaker-cnn-fast-8k-sp', `.${f}.json`, [1, 2, 3]))} |`);
+}
+for (const ch of ['clean', 'telephone']) {
+  lines.push(`| shipped recipe: CREMA-D 1071, ${ch} | ${cell(acc(`default-8k.crema-1071.${ch}.json`))} | ${cell(acc(`default-8k-sp.crema-1071.${ch}.json`))} |`);
+}
+lines.push('');
 lines.push('### The shipped model on a caller it never heard (CREMA-D actor 1071, all 82 clips)');
 lines.push('');
 const md = existsSync('models/default/metadata.json') ? (JSON.parse(readFileSync('models/default/metadata.json', 'utf8')) as { arch: string; training: Record<string, unknown>; window: { feature: { sampleRate: number } } }) : null;

@@ -1,5 +1,20 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { CallmoodError } from '../src/errors.js';
+
+/**
+ * chromium's path for the browser tests, installing it with the project's script (scripts/setup-chromium.sh) when
+ * missing; null and why when it cannot be had here, so the test can say so when it skips.
+ */
+export function findChromium(): { path: string } | { why: string } {
+  const which = () => spawnSync('sh', ['-c', 'command -v chromium'], { encoding: 'utf8' }).stdout.trim();
+  if (which()) return { path: which() };
+  const script = fileURLToPath(new URL('../scripts/setup-chromium.sh', import.meta.url));
+  const r = spawnSync('bash', [script], { encoding: 'utf8', timeout: 8 * 60_000 });
+  if (which()) return { path: which() };
+  return { why: `chromium is missing and scripts/setup-chromium.sh could not install it (exit ${r.status}): ${(r.stderr || r.stdout).trim().split('\n').pop()}` };
+}
 
 /** Asserts that `fn` throws a CallmoodError with `code` whose message matches every pattern. */
 export function assertCallmoodError(fn: () => unknown, code: string, ...patterns: RegExp[]): CallmoodError {

@@ -1,17 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ErrorCodes } from '../src/errors.js';
 import { confusionMatrixSvg, trainingCurvesSvg, type HistoryEntry } from '../src/report/plots.js';
-import { assertRejectsCallmood } from './helpers.js';
+import { assertRejectsCallmood, findChromium } from './helpers.js';
 
 const run = promisify(execFile);
 const INVALID = ErrorCodes.INVALID_OPTION;
-const CHROMIUM = '/usr/bin/chromium';
 
 const LABELS = ['angry', 'disgust', 'fear', 'happy', 'neutral', 'sad', 'surprise'];
 const MATRIX = [
@@ -151,7 +150,12 @@ test('confusion matrix: input validation', async () => {
  * Screenshots each plot in headless Chromium and checks the PNGs carry real content: over 20 KB and over 10× a
  * screenshot of an empty page of the same size (about 4 KB). Set CALLMOOD_PLOT_DIR to keep the HTML and PNGs there.
  */
-test('the SVGs render in headless Chromium', { skip: !existsSync(CHROMIUM) && `${CHROMIUM} not installed`, timeout: 120_000 }, async (t) => {
+test('the SVGs render in headless Chromium', { timeout: 600_000 }, async (t) => {
+  const found = findChromium();
+  if ('why' in found) {
+    t.skip(found.why);
+    return;
+  }
   const keep = process.env.CALLMOOD_PLOT_DIR;
   const dir = keep ?? mkdtempSync(join(tmpdir(), 'callmood-plots-'));
   mkdirSync(dir, { recursive: true });
@@ -168,7 +172,7 @@ test('the SVGs render in headless Chromium', { skip: !existsSync(CHROMIUM) && `$
       const png = join(dir, `${name}.png`);
       writeFileSync(html, `<!doctype html><html><body style="margin:8px;background:white">${svg}</body></html>`);
       await run(
-        CHROMIUM,
+        found.path,
         [
           '--headless',
           '--no-sandbox',

@@ -19,6 +19,7 @@ import { MAX_POINTS_PER_TRACK } from '../src/report/timeline.js';
 import { esc } from '../src/report/html.js';
 import { runReplays, type ReplayJob } from '../src/replay/run.js';
 import { AUDIO, phoneClip, writeCall } from './helpers/replay-audio.js';
+import { findChromium } from './helpers.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const LABELS = ['angry', 'disgust', 'fear', 'happy', 'neutral', 'sad', 'surprise'];
@@ -156,17 +157,8 @@ before(() => {
 });
 after(() => rmSync(folder, { recursive: true, force: true }));
 
-/** chromium's path, installing it with the project's script when missing; null (and why) when it cannot be had. */
-function chromium(): { path: string } | { why: string } {
-  const which = () => spawnSync('sh', ['-c', 'command -v chromium'], { encoding: 'utf8' }).stdout.trim();
-  if (which()) return { path: which() };
-  const r = spawnSync('bash', [join(root, 'scripts/setup-chromium.sh')], { encoding: 'utf8', timeout: 8 * 60_000 });
-  if (which()) return { path: which() };
-  return { why: `chromium is missing and scripts/setup-chromium.sh could not install it (exit ${r.status}): ${(r.stderr || r.stdout).trim().split('\n').pop()}` };
-}
-
 test('reports render in headless Chromium: the timeline SVG is drawn, the table sorts on click, no console error, no request', { timeout: 240_000 }, async (t) => {
-  const found = chromium();
+  const found = findChromium();
   if ('why' in found) {
     t.skip(found.why);
     return;
