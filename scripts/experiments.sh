@@ -11,7 +11,7 @@
 # by-speaker part (default 16000) and of the ship part (default 8000, the shipped model's); files of a run at 8 kHz
 # are named *-8k.*. With INSTALL=0 the ship part leaves models/default alone.
 # SPEEDS=0.9,1,1.1 trains the by-speaker and ship parts with speed perturbation (every training clip once per
-# speed; files named *-sp.*).
+# speed; files named *-sp.*, or *-$SPEEDS_TAG.* for another set of speeds).
 # Each part uses one core; they can run side by side. DATA defaults to ../shared/data.
 # Results (evaluation JSON, confusion matrices, training curves) go to models/experiments/; the experiment models
 # themselves to .cache/experiments/ (not committed).
@@ -25,7 +25,7 @@ rsfx=""
 rate=(--feature-rate 16000)
 speed=()
 ssfx=""
-[ -z "${SPEEDS:-}" ] || { speed=(--speed-perturb "$SPEEDS"); ssfx="-sp"; }
+[ -z "${SPEEDS:-}" ] || { speed=(--speed-perturb "$SPEEDS"); ssfx="-${SPEEDS_TAG:-sp}"; }
 curves() { cp "$W/$1/training-curves.svg" "$E/$1.training-curves.svg"; cp "$W/$1/metadata.json" "$E/$1.metadata.json"; }
 evaluate() { # model name, json name, extra args...
   local model=$1 name=$2; shift 2
@@ -122,6 +122,7 @@ ship() {
   mkdir -p models/default
   cp "$W/$name"/{model.json,weights.bin,training-curves.svg} models/default/
   cp "$W/$name/metadata.json" models/default/ # last: a directory with metadata.json is complete
+  echo "{\"experiment\": \"$name\"}" > "$E/shipped.json" # which run's files describe models/default
 }
 
 case "${1:-}" in

@@ -125,12 +125,14 @@ for (const ch of ['clean', 'telephone']) {
 lines.push('');
 lines.push('### Speed perturbation (cnn-fast, 8 kHz features)');
 lines.push('');
-lines.push('Every training clip also at 0.9× and 1.1× speed (tempo and pitch together, each copy a speaker of its own for the adaptive normaliser; ' +
-  '`--speed-perturb 0.9,1,1.1`), against the clips as recorded, everything else equal: `FEATURE_RATE=8000 [SPEEDS=0.9,1,1.1] scripts/seeds.sh cnn-fast "1 2 3 4 5"` ' +
-  'and `FEATURE_RATE=8000 [SPEEDS=0.9,1,1.1] [SEED=N] scripts/experiments.sh by-speaker cnn-fast`. Anger AUC is the mean over the same runs.');
+lines.push('Every training clip also slowed down and sped up (tempo and pitch together, each copy a speaker of its own for the adaptive normaliser; ' +
+  '`--speed-perturb 0.95,1,1.05` or `0.9,1,1.1`), against the clips as recorded, everything else equal: ' +
+  '`FEATURE_RATE=8000 [SPEEDS=0.95,1,1.05 SPEEDS_TAG=sp5 | SPEEDS=0.9,1,1.1] scripts/seeds.sh cnn-fast "1 2 3 4 5"`, ' +
+  'the same before `[SEED=N] scripts/experiments.sh by-speaker cnn-fast`, and `… scripts/experiments.sh ship` (`INSTALL=0` for a recipe not shipped). ' +
+  'Anger AUC is the mean over the same runs.');
 lines.push('');
-lines.push('| yardstick | as recorded | with speed copies |');
-lines.push('|---|---:|---:|');
+lines.push('| yardstick | as recorded | speeds 0.95, 1, 1.05 | speeds 0.9, 1, 1.1 |');
+lines.push('|---|---:|---:|---:|');
 const withAuc = (files: string[]) => {
   const rs = files.map(acc).filter((r): r is Eval => r !== null);
   if (rs.length === 0) return 'not run';
@@ -138,19 +140,22 @@ const withAuc = (files: string[]) => {
   return `${meanOf(files)}; AUC ${num(auc)}`;
 };
 const seedsOf = (prefix: string, suffix: string, seeds: number[]) => seeds.map((s) => `${prefix}${s === 1 && prefix.startsWith('by-speaker') ? '' : `-seed${s}`}${suffix}`);
-lines.push(`| RAVDESS → TESS, clean | ${withAuc(seedsOf('rav-adaptive-cnn-fast-8k', '.on-tess.clean.json', [1, 2, 3, 4, 5]))} | ${withAuc(seedsOf('rav-adaptive-cnn-fast-8k-sp', '.on-tess.clean.json', [1, 2, 3, 4, 5]))} |`);
+const speedVariants = ['', '-sp5', '-sp'];
+lines.push(`| RAVDESS → TESS, clean | ${speedVariants.map((v) => withAuc(seedsOf(`rav-adaptive-cnn-fast-8k${v}`, '.on-tess.clean.json', [1, 2, 3, 4, 5]))).join(' | ')} |`);
 for (const [label, f] of [['TESS YAF, clean', 'yaf.clean'], ['TESS YAF, telephone', 'yaf.telephone'], ['RAVDESS 21–24, clean', 'ravdess21-24.clean'], ['RAVDESS 21–24, telephone', 'ravdess21-24.telephone']]) {
-  lines.push(`| by speaker: ${label} | ${withAuc(seedsOf('by-speaker-cnn-fast-8k', `.${f}.json`, [1, 2, 3]))} | ${withAuc(seedsOf('by-speaker-cnn-fast-8k-sp', `.${f}.json`, [1, 2, 3]))} |`);
+  lines.push(`| by speaker: ${label} | ${speedVariants.map((v) => withAuc(seedsOf(`by-speaker-cnn-fast-8k${v}`, `.${f}.json`, [1, 2, 3]))).join(' | ')} |`);
 }
 for (const ch of ['clean', 'telephone']) {
-  lines.push(`| shipped recipe: CREMA-D 1071, ${ch} | ${cell(acc(`default-8k.crema-1071.${ch}.json`))} | ${cell(acc(`default-8k-sp.crema-1071.${ch}.json`))} |`);
+  lines.push(`| shipped recipe: CREMA-D 1071, ${ch} | ${speedVariants.map((v) => cell(acc(`default-8k${v}.crema-1071.${ch}.json`))).join(' | ')} |`);
 }
 lines.push('');
 lines.push('### The shipped model on a caller it never heard (CREMA-D actor 1071, all 82 clips)');
 lines.push('');
 const md = existsSync('models/default/metadata.json') ? (JSON.parse(readFileSync('models/default/metadata.json', 'utf8')) as { arch: string; training: Record<string, unknown>; window: { feature: { sampleRate: number } } }) : null;
-// The ship part names its files after the feature rate: default.* (16 kHz), default-8k.* (8 kHz).
-const ship = md && md.window.feature.sampleRate !== 16000 ? `default-${md.window.feature.sampleRate / 1000}k` : 'default';
+// The ship part names its files after the feature rate and speeds (default.*, default-8k.*, default-8k-sp5.*) and
+// says in shipped.json which run it installed; older runs left only the rate to go by.
+const shipped = read<{ experiment: string }>('shipped.json');
+const ship = shipped?.experiment ?? (md && md.window.feature.sampleRate !== 16000 ? `default-${md.window.feature.sampleRate / 1000}k` : 'default');
 lines.push(header());
 lines.push(row(`models/default (${md ? md.window.feature.sampleRate / 1000 : '?'} kHz features), clean`, `${ship}.crema-1071.clean.json`));
 lines.push(row(`models/default (${md ? md.window.feature.sampleRate / 1000 : '?'} kHz features), telephone`, `${ship}.crema-1071.telephone.json`));

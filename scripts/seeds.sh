@@ -4,7 +4,8 @@
 #   scripts/seeds.sh "ARCHS" "SEEDS"   e.g. scripts/seeds.sh "cnn-fast cnn" "2"
 #   FEATURE_RATE=8000 scripts/seeds.sh cnn-fast "1 2 3"   the same with 8 kHz features (files named *-8k-seedN.*)
 #   FEATURE_KIND=logmel …   log-mel energies instead of MFCC (files named *-logmel-seedN.*)
-#   SPEEDS=0.9,1,1.1 …      speed perturbation: every training clip once per speed (files named *-sp-seedN.*)
+#   SPEEDS=0.9,1,1.1 …      speed perturbation: every training clip once per speed (files named *-sp-seedN.*;
+#                           SPEEDS_TAG=sp5 names another set of speeds *-sp5-seedN.*)
 # Files: models/experiments/rav-adaptive-ARCH-seedN.* (the seed-1 runs are A1's rav-adaptive[-ARCH].*).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -14,7 +15,7 @@ sfx=""
 [ "$RATE" = 16000 ] || sfx="-$((RATE / 1000))k"
 [ "$KIND" = mfcc ] || sfx="$sfx-$KIND"
 speed=()
-[ -z "${SPEEDS:-}" ] || { speed=(--speed-perturb "$SPEEDS"); sfx="$sfx-sp"; }
+[ -z "${SPEEDS:-}" ] || { speed=(--speed-perturb "$SPEEDS"); sfx="$sfx-${SPEEDS_TAG:-sp}"; }
 for seed in ${2:-2}; do
   for arch in ${1:-cnn-fast cnn}; do
     name="rav-adaptive-$arch$sfx-seed$seed"

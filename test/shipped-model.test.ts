@@ -18,9 +18,10 @@ const modelDir = `${root}models/default`;
 const manifest = `${root}test/fixtures/heldout/manifest.csv`;
 
 /**
- * Floors for the 24 held-out clips, clean audio. Measured: the cnn-fast model on 8 kHz features shipped now,
- * accuracy 0.458 (11/24) and anger AUC 0.938; the same recipe on 16 kHz features, 0.500 and 0.975; the cnn before
- * them, 0.375 and 0.925. The floors let a retrain vary but stop a broken model.
+ * Floors for the 24 held-out clips, clean audio. Measured: the cnn-fast model on 8 kHz features with speed copies
+ * shipped now, accuracy 0.417 (10/24) and anger AUC 0.950 (on all 82 clips of the actor: 42.7% against 40.2% for
+ * the model before it); without speed copies, 0.458 and 0.938; that recipe on 16 kHz features, 0.500 and 0.975; the
+ * cnn before them, 0.375 and 0.925. The floors let a retrain vary but stop a broken model.
  */
 const FLOOR = { accuracy: 0.35, angerAuc: 0.8 };
 

@@ -195,7 +195,7 @@ export async function trainFromManifest(o: TrainPipelineOptions): Promise<{ meta
       manifest: o.manifest,
       corpora,
       speakers: { train: unique(split.train.map((c) => c.speaker)), val: unique(val.map((c) => c.speaker)), heldOut: o.heldOutSpeakers ?? [] },
-      clips: { train: split.train.length, val: val.length, ...(o.speeds ? { trainWithSpeedCopies: train.length } : {}) },
+      clips: { train: split.train.length, val: val.length },
       windows: { train: tw.set.n, val: vw.set.n },
       channel: o.channel,
       seed: o.seed,
