@@ -137,7 +137,7 @@ const withAuc = (files: string[]) => {
   const rs = files.map(acc).filter((r): r is Eval => r !== null);
   if (rs.length === 0) return 'not run';
   const auc = rs.reduce((a, r) => a + (r.anger.auc ?? NaN), 0) / rs.length;
-  return `${meanOf(files)}; AUC ${num(auc)}`;
+  return `${rs.length === 1 ? `${pct(rs[0].accuracy)} (1 seed)` : meanOf(files)}; AUC ${num(auc)}`;
 };
 const seedsOf = (prefix: string, suffix: string, seeds: number[]) => seeds.map((s) => `${prefix}${s === 1 && prefix.startsWith('by-speaker') ? '' : `-seed${s}`}${suffix}`);
 const speedVariants = ['', '-sp5', '-sp'];
@@ -163,12 +163,13 @@ const t = read<{ trainingWallSeconds: number }>(`${ship}.time.json`);
 const bench = read<{ msPerWindow: number; msPerWindowBatched: number; batch: number; params: number; weightBytes: number; backend: string }>(`${ship}.bench.json`);
 lines.push('');
 if (t && md) {
+  const speeds = (md.training.augment as { speeds?: number[] } | undefined)?.speeds;
   const tr = md.training as { clips: { train: number; val: number }; windows: { train: number; val: number }; epochs: number; bestEpoch: number; durations: { trainingSeconds: number } };
   lines.push(
-    `Training the shipped model (\`${ship === 'default' ? 'FEATURE_RATE=16000 ' : ''}scripts/experiments.sh ship\`, arch \`${md.arch}\`): ${tr.clips.train} training and ${tr.clips.val} validation clips, ` +
+    `Training the shipped model (\`scripts/experiments.sh ship\`, files \`${ship}.*\`, arch \`${md.arch}\`${speeds ? `, speed copies at ${speeds.join(', ')}` : ''}): ${tr.clips.train} training and ${tr.clips.val} validation clips, ` +
       `${tr.windows.train} and ${tr.windows.val} windows, ${tr.epochs} epochs (best ${tr.bestEpoch}); ` +
-      `${(tr.durations.trainingSeconds / 60).toFixed(1)} min of training, ${(t.trainingWallSeconds / 60).toFixed(1)} min wall-clock including feature extraction (from the feature cache), on the wasm backend, ` +
-      'on the 2 shared cores.',
+      `${(tr.durations.trainingSeconds / 60).toFixed(1)} min of training, ${(t.trainingWallSeconds / 60).toFixed(1)} min wall-clock including feature extraction, on the wasm backend, ` +
+      'on the 2 shared cores (conditions under Decisions, Training time).',
   );
 } else {
   lines.push('Training time of the shipped model: not run yet.');
