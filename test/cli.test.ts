@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -95,6 +95,23 @@ test('bad input exits 2 with one line naming the problem', async () => {
   const unknown = await cli('features', clip, '--channel', 'left');
   assert.notEqual(unknown.code, 0);
   assert.match(unknown.stderr, /--channel must be a channel index/);
+});
+
+test('train --speed-perturb refuses speeds out of range, repeated, or none, naming what is allowed', async () => {
+  const out = join(tmpdir(), 'callmood-never-written');
+  for (const [speeds, re] of [
+    ['3', /--speed-perturb must be a number in \[0\.5, 2\], got '3'/],
+    ['0.9,fast', /--speed-perturb must be a number in \[0\.5, 2\], got 'fast'/],
+    [',', /--speed-perturb needs one or more speeds/],
+  ] as const) {
+    const r = await cli('train', '--out', out, '--manifest', join(root, 'test/fixtures/manifests/clips.csv'), '--speed-perturb', speeds);
+    assert.notEqual(r.code, 0, r.stderr);
+    assert.match(r.stderr, re);
+  }
+  const repeated = await cli('train', '--out', out, '--manifest', join(root, 'test/fixtures/manifests/clips.csv'), '--speed-perturb', '1,1.001');
+  assert.equal(repeated.code, 2, repeated.stderr);
+  assert.match(repeated.stderr, /CALLMOOD_ERR_INVALID_OPTION: speeds are \[1, 1\.001\]; allowed: one or more different speeds/);
+  assert.ok(!existsSync(out), 'nothing written');
 });
 
 test('bench mfcc and bench resample print their figures as JSON', async () => {

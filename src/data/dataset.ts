@@ -136,13 +136,10 @@ function resolveAugment(a: AugmentOptions = {}): Required<AugmentOptions> {
 export const SPEED_RANGE: readonly [number, number] = [0.5, 2];
 
 /**
- * Speed perturbation: every clip once per speed in `speeds` (1 = as recorded). A copy at another speed counts as
- * a speaker of its own (`SPEAKER@sp0.9`): its pitch and formants moved, so for the adaptive normaliser, which
- * learns each caller's voice, it is another voice, as Kaldi treats its perturbed copies. Speeds are rounded to
- * hundredths, which keeps the resampling ratio small.
+ * The speeds of `speedCopies`, rounded to hundredths.
  * @throws CallmoodError INVALID_OPTION for an empty list, a repeated speed, or one outside SPEED_RANGE
  */
-export function speedCopies(clips: ClipRecord[], speeds: readonly number[]): ClipRecord[] {
+export function checkSpeeds(speeds: readonly number[]): number[] {
   const rounded = speeds.map((s) => Math.round(s * 100) / 100);
   const bad = speeds.find((s) => !(Number.isFinite(s) && s >= SPEED_RANGE[0] && s <= SPEED_RANGE[1]));
   if (speeds.length === 0 || bad !== undefined || new Set(rounded).size !== rounded.length) {
@@ -151,8 +148,19 @@ export function speedCopies(clips: ClipRecord[], speeds: readonly number[]): Cli
       `speeds are [${speeds.join(', ')}]; allowed: one or more different speeds in [${SPEED_RANGE.join(', ')}], e.g. 0.9,1,1.1`,
     );
   }
+  return rounded;
+}
+
+/**
+ * Speed perturbation: every clip once per speed in `speeds` (1 = as recorded). A copy at another speed counts as
+ * a speaker of its own (`SPEAKER@sp0.9`): its pitch and formants moved, so for the adaptive normaliser, which
+ * learns each caller's voice, it is another voice, as Kaldi treats its perturbed copies. Speeds are rounded to
+ * hundredths, which keeps the resampling ratio small.
+ * @throws CallmoodError INVALID_OPTION for an empty list, a repeated speed, or one outside SPEED_RANGE
+ */
+export function speedCopies(clips: ClipRecord[], speeds: readonly number[]): ClipRecord[] {
   const out: ClipRecord[] = [];
-  for (const s of rounded) {
+  for (const s of checkSpeeds(speeds)) {
     for (const c of clips) out.push(s === 1 ? c : { ...c, speaker: `${c.speaker}@sp${s}`, speed: s, durationS: c.durationS / s });
   }
   return out;

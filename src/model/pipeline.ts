@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { readManifest, type ManifestFilter } from '../data/manifest.js';
-import { extractClipFeatures, fitGlobalStats, makeWindows, speedCopies, type AugmentOptions } from '../data/dataset.js';
+import { checkSpeeds, extractClipFeatures, fitGlobalStats, makeWindows, speedCopies, type AugmentOptions } from '../data/dataset.js';
 import { EMOTION_LABELS, type ClipFeatures, type ClipRecord, type NormalizationSpec, type WindowConfig } from '../data/types.js';
 import { resolveFeatureConfig, type FeatureConfig } from '../features/config.js';
 import { DEFAULT_SPEECH_GATE_OPTIONS } from '../features/vad.js';
@@ -139,6 +139,7 @@ const audioSeconds = (clips: ClipRecord[]) => clips.reduce((s, c) => s + c.durat
 /** Trains a model from a manifest and saves it (model.json, weights.bin, metadata.json, training-curves.svg). */
 export async function trainFromManifest(o: TrainPipelineOptions): Promise<{ metadata: ModelMetadata; history: EpochInfo[] }> {
   const log = o.log ?? (() => {});
+  if (o.speeds) checkSpeeds(o.speeds); // before any work: a bad list fails at once
   const backend = await initBackend({ log });
   const feature = resolveFeatureConfig(o.feature ?? {});
   const all = applyCalmPolicy(readManifest(o.manifest, o.filter), o.calm);
