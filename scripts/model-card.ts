@@ -108,13 +108,17 @@ const meanOf = (files: string[]) => {
   const m = rs.reduce((a, r) => a + r.accuracy, 0) / rs.length;
   return `${pct(m)} mean of ${rs.length} (${rs.map((r) => pct(r.accuracy)).join(', ')})`;
 };
-lines.push(`| RAVDESS → TESS, clean, seeds 1–3 | ${meanOf(['rav-adaptive-cnn-fast.on-tess.clean.json', 'rav-adaptive-cnn-fast-seed2.on-tess.clean.json', 'rav-adaptive-cnn-fast-seed3.on-tess.clean.json'])} | ${meanOf([1, 2, 3].map((s) => `rav-adaptive-cnn-fast-8k-seed${s}.on-tess.clean.json`))} |`);
-lines.push(`| RAVDESS → TESS, clean, seeds 1–3, 40 log-mel energies instead of 40 MFCC (\`FEATURE_KIND=logmel\`) | not run | ${meanOf([1, 2, 3].map((s) => `rav-adaptive-cnn-fast-8k-logmel-seed${s}.on-tess.clean.json`))} |`);
+/**
+ * Result files of one recipe over seeds. experiments.sh names a run's seed 1 without a suffix (`bareSeed1`) and other
+ * seeds `-seedN`; seeds.sh adds `-seedN` to every seed.
+ */
+const seedFiles = (prefix: string, suffix: string, seeds: number[], bareSeed1: boolean) =>
+  seeds.map((s) => `${prefix}${s === 1 && bareSeed1 ? '' : `-seed${s}`}${suffix}`);
+lines.push(`| RAVDESS → TESS, clean, seeds 1–3 | ${meanOf(seedFiles('rav-adaptive-cnn-fast', '.on-tess.clean.json', [1, 2, 3], true))} | ${meanOf(seedFiles('rav-adaptive-cnn-fast-8k', '.on-tess.clean.json', [1, 2, 3], false))} |`);
+lines.push(`| RAVDESS → TESS, clean, seeds 1–3, 40 log-mel energies instead of 40 MFCC (\`FEATURE_KIND=logmel\`) | not run | ${meanOf(seedFiles('rav-adaptive-cnn-fast-8k-logmel', '.on-tess.clean.json', [1, 2, 3], false))} |`);
 for (const [label, f] of [['TESS YAF, clean', 'yaf.clean'], ['TESS YAF, telephone', 'yaf.telephone'], ['RAVDESS 21–24, clean', 'ravdess21-24.clean'], ['RAVDESS 21–24, telephone', 'ravdess21-24.telephone']]) {
-  // Seed 1 is by-speaker-cnn-fast[-8k].*, other seeds (SEED=N) add -seedN.
-  const seeds = (prefix: string) => [prefix, `${prefix}-seed2`, `${prefix}-seed3`].map((p) => `${p}.${f}.json`).filter((file) => acc(file) !== null);
   const bySeed = (prefix: string) => {
-    const files = seeds(prefix);
+    const files = seedFiles(prefix, `.${f}.json`, [1, 2, 3], true).filter((file) => acc(file) !== null);
     return files.length > 1 ? meanOf(files) : cell(acc(files[0] ?? `${prefix}.${f}.json`));
   };
   lines.push(`| by speaker: ${label} | ${bySeed('by-speaker-cnn-fast')} | ${bySeed('by-speaker-cnn-fast-8k')} |`);
@@ -139,11 +143,10 @@ const withAuc = (files: string[]) => {
   const auc = rs.reduce((a, r) => a + (r.anger.auc ?? NaN), 0) / rs.length;
   return `${rs.length === 1 ? `${pct(rs[0].accuracy)} (1 seed)` : meanOf(files)}; AUC ${num(auc)}`;
 };
-const seedsOf = (prefix: string, suffix: string, seeds: number[]) => seeds.map((s) => `${prefix}${s === 1 && prefix.startsWith('by-speaker') ? '' : `-seed${s}`}${suffix}`);
 const speedVariants = ['', '-sp5', '-sp'];
-lines.push(`| RAVDESS → TESS, clean | ${speedVariants.map((v) => withAuc(seedsOf(`rav-adaptive-cnn-fast-8k${v}`, '.on-tess.clean.json', [1, 2, 3, 4, 5]))).join(' | ')} |`);
+lines.push(`| RAVDESS → TESS, clean | ${speedVariants.map((v) => withAuc(seedFiles(`rav-adaptive-cnn-fast-8k${v}`, '.on-tess.clean.json', [1, 2, 3, 4, 5], false))).join(' | ')} |`);
 for (const [label, f] of [['TESS YAF, clean', 'yaf.clean'], ['TESS YAF, telephone', 'yaf.telephone'], ['RAVDESS 21–24, clean', 'ravdess21-24.clean'], ['RAVDESS 21–24, telephone', 'ravdess21-24.telephone']]) {
-  lines.push(`| by speaker: ${label} | ${speedVariants.map((v) => withAuc(seedsOf(`by-speaker-cnn-fast-8k${v}`, `.${f}.json`, [1, 2, 3]))).join(' | ')} |`);
+  lines.push(`| by speaker: ${label} | ${speedVariants.map((v) => withAuc(seedFiles(`by-speaker-cnn-fast-8k${v}`, `.${f}.json`, [1, 2, 3], true))).join(' | ')} |`);
 }
 for (const ch of ['clean', 'telephone']) {
   lines.push(`| shipped recipe: CREMA-D 1071, ${ch} | ${speedVariants.map((v) => cell(acc(`default-8k${v}.crema-1071.${ch}.json`))).join(' | ')} |`);
@@ -153,9 +156,8 @@ lines.push('### The shipped model on a caller it never heard (CREMA-D actor 1071
 lines.push('');
 const md = existsSync('models/default/metadata.json') ? (JSON.parse(readFileSync('models/default/metadata.json', 'utf8')) as { arch: string; training: Record<string, unknown>; window: { feature: { sampleRate: number } } }) : null;
 // The ship part names its files after the feature rate and speeds (default.*, default-8k.*, default-8k-sp5.*) and
-// says in shipped.json which run it installed; older runs left only the rate to go by.
-const shipped = read<{ experiment: string }>('shipped.json');
-const ship = shipped?.experiment ?? (md && md.window.feature.sampleRate !== 16000 ? `default-${md.window.feature.sampleRate / 1000}k` : 'default');
+// says in shipped.json which run it installed.
+const ship = read<{ experiment: string }>('shipped.json')?.experiment ?? 'default';
 lines.push(header());
 lines.push(row(`models/default (${md ? md.window.feature.sampleRate / 1000 : '?'} kHz features), clean`, `${ship}.crema-1071.clean.json`));
 lines.push(row(`models/default (${md ? md.window.feature.sampleRate / 1000 : '?'} kHz features), telephone`, `${ship}.crema-1071.telephone.json`));

@@ -11,6 +11,10 @@ import { threadCpuMs } from './threads.js';
 import { loadChannels } from '../audio/load.js';
 import type { CallmoodEvent } from '../stream/events.js';
 import { encodePayloads, followEvents, simulateCall } from '../telephony/simulator.js';
+import { TWILIO_FRAME_BYTES } from '../audio/codecs.js';
+
+/** Call time each `media` chunk carries: 160 μ-law bytes at 8 kHz. */
+const CHUNK_MS = (TWILIO_FRAME_BYTES / 8000) * 1000;
 
 /** What `benchCalls` prints. */
 export interface CallsBenchResult {
@@ -202,8 +206,8 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
         if (e.type === 'emotion') {
           const now = performance.now();
           serverLatencies.push(e.latencyMs);
-          // The window's last sample lies in the chunk ending at or after timeMs (chunks are 20 ms).
-          const sent = sentAt.get(e.callSid)?.[Math.min(chunkCount - 1, Math.ceil(e.timeMs / 20) - 1)];
+          // The window's last sample lies in the chunk ending at or after timeMs.
+          const sent = sentAt.get(e.callSid)?.[Math.min(chunkCount - 1, Math.ceil(e.timeMs / CHUNK_MS) - 1)];
           if (sent !== undefined && Number.isFinite(sent)) latencies.push(now - sent);
         }
         else if (e.type === 'call-end') {
@@ -220,7 +224,6 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
     const sampler = setInterval(() => {
       metric(base, 'callmood_process_resident_memory_bytes').then((v) => (rssPeak = Math.max(rssPeak, v)), () => {});
     }, 1000);
-    const stopAt = new Map<string, number>();
     const stagger = opts.staggerMs ?? Math.min(20, 2000 / opts.calls);
     const results = await Promise.all(
       Array.from({ length: opts.calls }, async (_, i) => {
@@ -234,10 +237,7 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
             pace: 'realtime',
             authToken,
             zeroMask: true,
-            onChunk: (k, at) => {
-              sent[k] = at;
-              if (k === chunkCount - 1) stopAt.set(callSid, at);
-            },
+            onChunk: (k, at) => void (sent[k] = at),
           },
         );
         return r;
@@ -252,7 +252,12 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
     const clientCpuMs = (clientUsage.user + clientUsage.system) / 1000;
     const serverCpuMs = (cpuAfter - cpuBefore) * 1000;
     feed.close();
-    const endLags = results.map((r) => (endAt.get(r.callSid) ?? Infinity) - (stopAt.get(r.callSid) ?? 0));
+    // A call's last audio went out with its last chunk (never sent: counted from 0, so the lag is huge).
+    const stoppedAt = (callSid: string) => {
+      const at = sentAt.get(callSid)![chunkCount - 1];
+      return Number.isNaN(at) ? 0 : at;
+    };
+    const endLags = results.map((r) => (endAt.get(r.callSid) ?? Infinity) - stoppedAt(r.callSid));
     const maxEndLagMs = Math.max(...endLags);
     const maxSendLagMs = Math.max(...results.map((r) => r.maxLagMs));
     const allStopped = results.every((r) => endReason.get(r.callSid) === 'stop');
