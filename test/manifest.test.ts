@@ -117,18 +117,20 @@ test('empty manifests and unreadable files', () => {
 
 test('the shared training manifest', { skip: existsSync(SHARED) ? false : 'no ../shared/data here' }, () => {
   const clips = readManifest(SHARED);
-  assert.equal(clips.length, 10043);
+  // Six corpora since 2026-12-05 (ASED, nEMO and URDU added; TESS stored as Ogg Opus): see ../shared/data/README.md.
+  assert.equal(clips.length, 17398);
   const count = (f: (c: (typeof clips)[number]) => string) => {
     const m = new Map<string, number>();
     for (const c of clips) m.set(f(c), (m.get(f(c)) ?? 0) + 1);
     return m;
   };
-  assert.deepEqual(Object.fromEntries(count((c) => c.corpus)), { tess: 2800, ravdess: 1440, 'crema-d': 5803 });
-  assert.equal(count((c) => c.speaker).size, 97);
+  assert.deepEqual(Object.fromEntries(count((c) => c.corpus)), { tess: 2800, ravdess: 1440, 'crema-d': 5803, ased: 2474, nemo: 4481, urdu: 400 });
+  assert.equal(count((c) => c.speaker).size, 200);
   assert.equal(count((c) => c.label).get('calm'), 192);
+  assert.ok(clips.filter((c) => c.corpus === 'tess').every((c) => c.path.endsWith('.opus')), 'TESS is stored as Ogg Opus');
   const heldOut = Array.from({ length: 10 }, (_, i) => `crema-${1062 + i}`);
   const train = readManifest(SHARED, { excludeSpeaker: heldOut });
   const test_ = readManifest(SHARED, { speaker: heldOut });
-  assert.equal(train.length + test_.length, 10043);
+  assert.equal(train.length + test_.length, 17398);
   assert.ok(test_.every((c) => c.corpus === 'crema-d'));
 });
