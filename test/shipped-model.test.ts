@@ -18,12 +18,13 @@ const modelDir = `${root}models/default`;
 const manifest = `${root}test/fixtures/heldout/manifest.csv`;
 
 /**
- * Floors for the 24 held-out clips, clean audio. Measured: the cnn-fast model on 8 kHz features with speed copies
- * shipped now, accuracy 0.417 (10/24) and anger AUC 0.950 (on all 82 clips of the actor: 42.7% against 40.2% for
- * the model before it); without speed copies, 0.458 and 0.938; that recipe on 16 kHz features, 0.500 and 0.975; the
- * cnn before them, 0.375 and 0.925. The floors let a retrain vary but stop a broken model.
+ * Floors for the 24 held-out clips, clean audio, in both regimes: `clip` (every clip heard fresh, as a call's first
+ * seconds) and `call` (the actor's clips heard one after another). Measured with the model shipped now
+ * (`callmood evaluate --manifest test/fixtures/heldout/manifest.csv --adapt clip|call`): clip 11/24 (0.458), anger
+ * AUC 0.900; call 10/24 (0.417), AUC 0.950. 7/24 sits four clips below the clip figure and three below the call
+ * one, and 3 clips above chance (1/6 per label = 4/24): a retrain may vary, a broken model stops here.
  */
-const FLOOR = { accuracy: 0.35, angerAuc: 0.8 };
+const FLOOR = { accuracy: 7 / 24, angerAuc: 0.8 };
 
 test('the shipped model is small, knows the seven labels, and never heard the held-out caller', async () => {
   const md = await readMetadata(modelDir);
@@ -37,11 +38,15 @@ test('the shipped model is small, knows the seven labels, and never heard the he
   assert.match(md.licence, /non-commercial/);
 });
 
-test(`the shipped model scores at least ${FLOOR.accuracy * 100}% and anger AUC ${FLOOR.angerAuc} on 24 clips of a never-heard caller`, async (t) => {
-  const { report } = await evaluateModel({ modelDir, manifest, filter: {}, channel: 'clean', seed: 1, cacheDir: null, workers: 0 });
-  t.diagnostic(`accuracy ${report.accuracy.toFixed(3)}, balanced ${report.balancedAccuracy.toFixed(3)}, anger AUC ${report.anger.auc}`);
-  assert.equal(report.n + report.skipped, 24);
-  assert.ok(report.n >= 22, `${report.skipped} clips skipped`);
-  assert.ok(report.accuracy >= FLOOR.accuracy, `accuracy ${report.accuracy}`);
-  assert.ok((report.anger.auc ?? 0) >= FLOOR.angerAuc, `anger AUC ${report.anger.auc}`);
-});
+for (const adapt of ['clip', 'call'] as const) {
+  test(`the shipped model, ${adapt} regime: at least 7 of 24 clips and anger AUC ${FLOOR.angerAuc} on a never-heard caller`, async (t) => {
+    const { report } = await evaluateModel({ modelDir, manifest, filter: {}, channel: 'clean', seed: 1, adapt, cacheDir: null, workers: 0 });
+    t.diagnostic(`accuracy ${report.accuracy.toFixed(3)} (${Math.round(report.accuracy * report.n)}/${report.n}), balanced ${report.balancedAccuracy.toFixed(3)}, anger AUC ${report.anger.auc}`);
+    assert.equal(report.regime.adapt, adapt);
+    assert.equal(report.n + report.skipped, 24);
+    assert.ok(report.n >= 22, `${report.skipped} clips skipped`);
+    assert.deepEqual(report.speakersInTraining, []);
+    assert.ok(report.accuracy * report.n >= FLOOR.accuracy * 24 - 1e-9, `accuracy ${report.accuracy}`);
+    assert.ok((report.anger.auc ?? 0) >= FLOOR.angerAuc, `anger AUC ${report.anger.auc}`);
+  });
+}

@@ -8,7 +8,9 @@ import { DEFAULT_TRAIN_OPTIONS, evaluateModel, trainFromManifest, writeJson, typ
 import { formatEvaluationTable } from '../model/metrics.js';
 import type { ManifestFilter } from '../data/manifest.js';
 import { FEATURE_CONFIGS_BY_RATE } from '../features/config.js';
-import { SPEED_RANGE } from '../data/dataset.js';
+import { DEFAULT_CALL_SECONDS, SPEED_RANGE } from '../data/dataset.js';
+import { SUITE_NAMES, type SuiteName } from '../data/suites.js';
+import { resolveModelDir } from '../config/load.js';
 
 /** `--speed-perturb 0.9,1,1.1`: the speeds, each checked here and as a set by speedCopies. */
 const speedList = (v: string): number[] => {
@@ -16,6 +18,9 @@ const speedList = (v: string): number[] => {
   if (speeds.length === 0) throw new InvalidArgumentError(`--speed-perturb needs one or more speeds, e.g. 0.9,1,1.1; got '${v}'`);
   return speeds;
 };
+
+/** The shipped model, as every other command defaults to it (a relative path is found in the package if not here). */
+const DEFAULT_MODEL_DIR = 'models/default';
 
 /** Default data folder: the shared training data beside the project. */
 export const DEFAULT_MANIFEST = '../shared/data/manifest.csv';
@@ -90,6 +95,7 @@ export function modelCommands(program: Command): void {
     .addOption(new Option('--feature-kind <kind>', 'mfcc (40 cepstra) or logmel (the 40 log-mel energies themselves)').choices(['mfcc', 'logmel']).default('mfcc'))
     .option('--cache <dir>', 'feature cache directory', '.cache/features')
     .option('--workers <n>', 'decoding worker threads', integer('--workers', 0))
+    .option('--suites <file>', 'hold out the test and cross speakers of this suites file (e.g. models/suites.json) and validate on its dev speakers')
     .action(async (o) => {
       const extract = progress('features');
       const epochs = progress('epochs');
@@ -116,6 +122,7 @@ export function modelCommands(program: Command): void {
         cacheDir: o.cache,
         workers: o.workers,
         heldOutSpeakers: o.excludeSpeaker ?? [],
+        ...(o.suites ? { suites: o.suites as string } : {}),
         onExtract: (d, t) => extract.update(d, t),
         onEpoch: (e) => {
           if (e.epoch === 1) extract.stop();
@@ -132,30 +139,52 @@ export function modelCommands(program: Command): void {
     program
       .command('evaluate')
       .description('score a model on a manifest, clip by clip; print a table and write JSON and a confusion-matrix plot')
-      .requiredOption('--model <dir>', 'model directory'),
+      .option('--model <dir>', 'model directory', DEFAULT_MODEL_DIR),
   )
     .addOption(new Option('--channel <channel>', 'evaluate on clean audio or through the telephone channel').choices(['clean', 'telephone']).default('clean'))
-    .option('--json <file>', 'write the results as JSON here (and the confusion matrix beside it as .svg)')
+    .addOption(
+      new Option('--adapt <regime>', "how long the normaliser has heard the caller: 'call' = each speaker's clips in a row, restarted after --call-seconds (a caller heard over a call); 'clip' = fresh for every clip (a call's first seconds)")
+        .choices(['call', 'clip'])
+        .default('call'),
+    )
+    .option('--call-seconds <s>', 'length of a call for --adapt call, in seconds of the speaker\'s audio', numberIn('--call-seconds', 1, 86_400), DEFAULT_CALL_SECONDS)
+    .option('--suites <file>', 'suites file for --suite', 'models/suites.json')
+    .addOption(new Option('--suite <name>', 'score only the speakers of this group of the suites file').choices([...SUITE_NAMES]))
+    .option('--json <file>', "write the results as JSON to this file ('-' for stdout; the confusion matrix goes beside a file as .svg)")
     .option('--seed <n>', 'seed (order of speakers for adaptive normalisation)', integer('--seed', 0), 1)
     .option('--cache <dir>', 'feature cache directory', '.cache/features')
     .option('--workers <n>', 'decoding worker threads', integer('--workers', 0))
     .action(async (o) => {
       const extract = progress('features');
       const { report, confusionSvg } = await evaluateModel({
-        modelDir: o.model,
+        modelDir: resolveModelDir(o.model as string),
         manifest: o.manifest,
         filter: toFilter(o),
         channel: o.channel,
         seed: o.seed,
+        adapt: o.adapt as 'call' | 'clip',
+        callSeconds: o.callSeconds as number,
+        ...(o.suite ? { suite: { file: o.suites as string, name: o.suite as SuiteName } } : {}),
         cacheDir: o.cache,
         workers: o.workers,
         onExtract: (d, t) => extract.update(d, t),
         log: (m) => process.stderr.write(`${m}\n`),
       });
       extract.stop();
-      process.stdout.write(formatEvaluationTable(report) + '\n');
-      process.stdout.write(`skipped: ${report.skipped} ${JSON.stringify(report.skippedReasons)}\n`);
-      if (o.json) {
+      // With --json -, stdout carries the JSON alone; the table goes to stderr.
+      const table = o.json === '-' ? process.stderr : process.stdout;
+      table.write(`regime: adapt ${report.regime.adapt}${report.regime.callSeconds ? ` (calls of ${report.regime.callSeconds} s)` : ''}, ${report.channel} channel${report.suite ? `, suite ${report.suite.name}` : ''}\n`);
+      table.write(formatEvaluationTable(report) + '\n');
+      const corpora = Object.keys(report.perCorpus);
+      if (corpora.length > 1) {
+        for (const c of corpora) table.write(`  ${c.padEnd(10)} n ${String(report.perCorpus[c].n).padStart(5)}  accuracy ${(report.perCorpus[c].accuracy * 100).toFixed(1)}%  anger AUC ${report.perCorpus[c].anger.auc?.toFixed(3) ?? '—'}\n`);
+        table.write(`  mean over corpora: accuracy ${(report.corpusMean.accuracy * 100).toFixed(1)}%, anger AUC ${report.corpusMean.angerAuc?.toFixed(3) ?? '—'}\n`);
+      }
+      table.write(`skipped: ${report.skipped} ${JSON.stringify(report.skippedReasons)}\n`);
+      if (report.speakersInTraining.length) table.write(`warning: ${report.speakersInTraining.length} of these speakers were in the model's training set: not a figure on unseen callers\n`);
+      if (o.json === '-') {
+        process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+      } else if (o.json) {
         writeJson(o.json, report);
         writeFileSync(o.json.replace(/\.json$/i, '') + '.confusion.svg', confusionSvg);
       } else {

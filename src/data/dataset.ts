@@ -425,7 +425,21 @@ export interface MakeWindowsOptions {
   order?: 'as-given' | 'by-speaker-shuffled';
   /** Seed of the shuffle (default 0). */
   seed?: number;
+  /**
+   * How long an `adaptive` normaliser listens before it starts again (ignored for `global`):
+   * - `speaker` (default): one normaliser per speaker over all of that speaker's clips (training);
+   * - `call`: one per speaker, restarted once it has heard `callSeconds` of that speaker's audio (a caller heard
+   *   over a call of that length);
+   * - `clip`: a fresh normaliser per clip (the first seconds of a call).
+   */
+  adapt?: AdaptRegime;
 }
+
+/** See {@link MakeWindowsOptions.adapt}. */
+export type AdaptRegime = { mode: 'speaker' } | { mode: 'call'; callSeconds: number } | { mode: 'clip' };
+
+/** Evaluation's default call length: about three minutes of a caller's speech. */
+export const DEFAULT_CALL_SECONDS = 180;
 
 /** Where one window comes from: `start` may be negative and `start + frames` past the clip's end (edge padding). */
 interface WindowPick {
@@ -488,6 +502,11 @@ function checkWindowOptions(clips: ClipRecord[], feats: ClipFeatures[], o: MakeW
     throw bad(`order is '${String(o.order)}'; allowed: 'as-given' or 'by-speaker-shuffled'`);
   }
   if (o.seed !== undefined && !Number.isInteger(o.seed)) throw bad(`seed is ${o.seed}; allowed: an integer`);
+  const a = o.adapt;
+  if (a !== undefined) {
+    if (a.mode !== 'speaker' && a.mode !== 'call' && a.mode !== 'clip') throw bad(`adapt.mode is '${String((a as { mode?: unknown }).mode)}'; allowed: 'speaker', 'call' or 'clip'`);
+    if (a.mode === 'call' && !(Number.isFinite(a.callSeconds) && a.callSeconds > 0)) throw bad(`adapt.callSeconds is ${a.callSeconds}; allowed: a number > 0`);
+  }
   return dims;
 }
 
@@ -559,18 +578,27 @@ export function makeWindows(
   const x = new Float32Array(n * W * dims);
   const y = new Int32Array(n);
   const clipOf = new Int32Array(n);
-  const normalizers = new Map<string, FrameNormalizer>();
+  const normalizers = new Map<string, { norm: FrameNormalizer; heardS: number }>();
   const global = opts.normalization.kind === 'global' ? new FrameNormalizer(opts.normalization, dims) : null;
+  const adapt = opts.adapt ?? { mode: 'speaker' };
+  const fc = resolveFeatureConfig(opts.window.feature);
+  const frameS = fc.hop / fc.sampleRate;
   let p = 0;
   for (const i of used) {
     const f = feats[i];
     let norm = global;
     if (!norm) {
-      norm = normalizers.get(clips[i].speaker) ?? null;
-      if (!norm) {
-        norm = new FrameNormalizer(opts.normalization, dims);
-        normalizers.set(clips[i].speaker, norm);
+      let slot = adapt.mode === 'clip' ? undefined : normalizers.get(clips[i].speaker);
+      if (!slot) {
+        slot = { norm: new FrameNormalizer(opts.normalization, dims), heardS: 0 };
+        if (adapt.mode !== 'clip') normalizers.set(clips[i].speaker, slot);
+      } else if (adapt.mode === 'call' && slot.heardS >= adapt.callSeconds) {
+        // The call is over: the next clip is a new call of the same speaker, heard from the global prior.
+        slot.norm.reset();
+        slot.heardS = 0;
       }
+      slot.heardS += f.frames * frameS;
+      norm = slot.norm;
     }
     const z = new Float32Array(f.frames * dims);
     norm.processMany(f.features, f.frames, f.speech, z);

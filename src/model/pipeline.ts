@@ -6,7 +6,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { readManifest, type ManifestFilter } from '../data/manifest.js';
-import { checkSpeeds, extractClipFeatures, fitGlobalStats, makeWindows, speedCopies, type AugmentOptions } from '../data/dataset.js';
+import { DEFAULT_CALL_SECONDS, checkSpeeds, extractClipFeatures, fitGlobalStats, makeWindows, speedCopies, type AugmentOptions } from '../data/dataset.js';
+import { readSuites, splitBySuites, type SuiteName } from '../data/suites.js';
 import { EMOTION_LABELS, type ClipFeatures, type ClipRecord, type NormalizationSpec, type WindowConfig } from '../data/types.js';
 import { resolveFeatureConfig, type FeatureConfig } from '../features/config.js';
 import { DEFAULT_SPEECH_GATE_OPTIONS } from '../features/vad.js';
@@ -24,6 +25,9 @@ export const CORPUS_LICENCES: Record<string, string> = {
   tess: 'TESS: Pichora-Fuller, M. K. & Dupuis, K. (2020). Toronto emotional speech set (TESS). University of Toronto, Borealis. CC BY-NC-ND 4.0 (non-commercial).',
   ravdess: 'RAVDESS: Livingstone, S. R. & Russo, F. A. (2018). The Ryerson Audio-Visual Database of Emotional Speech and Song (RAVDESS). PLoS ONE 13(5): e0196391. CC BY-NC-SA 4.0 (non-commercial).',
   'crema-d': 'CREMA-D: Cao, H., Cooper, D. G., Keutmann, M. K., Gur, R. C., Nenkova, A. & Verma, R. (2014). CREMA-D: Crowd-sourced Emotional Multimodal Actors Dataset. IEEE Transactions on Affective Computing 5(4): 377–390. ODbL 1.0 / DbCL 1.0.',
+  ased: 'ASED: Retta, E. A., Almekhlafi, E., Sutcliffe, R., Mhamed, M., Ali, H. & Feng, J. (2022). A new Amharic speech emotion dataset and classification benchmark. ACM TALLIP, doi 10.1145/3529759. No licence stated by the source: research use only (non-commercial) until one is known.',
+  nemo: 'nEMO: Christop, I. (2024). nEMO: Dataset of Emotional Speech in Polish. LREC-COLING 2024. CC BY-NC-SA 4.0 (non-commercial).',
+  urdu: 'URDU: Latif, S., Qayyum, A., Usman, M. & Qadir, J. (2018). Cross lingual speech emotion recognition: Urdu vs. Western languages. FIT 2018. For research purposes only (non-commercial).',
 };
 
 /** Labels outside the seven, and what training does with them. */
@@ -66,6 +70,11 @@ export interface TrainPipelineOptions {
   workers?: number;
   /** Clips held out of training and validation for a test (only recorded in the metadata). */
   heldOutSpeakers?: string[];
+  /**
+   * A suites file (`models/suites.json`): its test and cross speakers are left out of everything, and its dev
+   * speakers are the validation set (early stopping); `split` and `valShare` are then not used.
+   */
+  suites?: string;
   onExtract?: (done: number, total: number) => void;
   onEpoch?: (info: EpochInfo) => void;
   log?: (msg: string) => void;
@@ -145,7 +154,20 @@ export async function trainFromManifest(o: TrainPipelineOptions): Promise<{ meta
   const all = applyCalmPolicy(readManifest(o.manifest, o.filter), o.calm);
   const known = all.filter((c) => (EMOTION_LABELS as readonly string[]).includes(c.label));
   log(`${all.length} clips in the manifest after filters; ${known.length} carry one of the seven labels`);
-  const split = splitClips(known, o.split, o.valShare, o.seed);
+  let heldOut = o.heldOutSpeakers ?? [];
+  let split: { train: ClipRecord[]; val: ClipRecord[] };
+  if (o.suites) {
+    const suites = readSuites(o.suites);
+    // Checked against the whole manifest, so a corpus filter cannot hide a mistyped speaker.
+    splitBySuites(readManifest(o.manifest), suites, o.suites);
+    const groups = splitBySuites(known, { ...suites, speakers: { ...suites.speakers } }, o.suites);
+    split = { train: groups.train, val: groups.dev };
+    heldOut = unique([...heldOut, ...suites.speakers.test, ...suites.speakers.cross]);
+    if (split.val.length === 0) throw new CallmoodError(ErrorCodes.INVALID_OPTION, `${o.suites}: no dev speaker's clip is left after the filters; validation needs some`);
+    log(`suites ${o.suites}: ${groups.test.length + groups.cross.length} test and cross clips left out, ${groups.dev.length} dev clips for validation`);
+  } else {
+    split = splitClips(known, o.split, o.valShare, o.seed);
+  }
   const { val } = split;
   const train = o.speeds ? speedCopies(split.train, o.speeds) : split.train;
   log(`split ${o.split}: ${split.train.length} training clips${o.speeds ? ` (${train.length} with the speed copies at ${o.speeds.join(', ')})` : ''}, ${val.length} validation clips`);
@@ -195,7 +217,8 @@ export async function trainFromManifest(o: TrainPipelineOptions): Promise<{ meta
     training: {
       manifest: o.manifest,
       corpora,
-      speakers: { train: unique(split.train.map((c) => c.speaker)), val: unique(val.map((c) => c.speaker)), heldOut: o.heldOutSpeakers ?? [] },
+      speakers: { train: unique(split.train.map((c) => c.speaker)), val: unique(val.map((c) => c.speaker)), heldOut },
+      ...(o.suites ? { suites: o.suites } : {}),
       clips: { train: split.train.length, val: val.length },
       windows: { train: tw.set.n, val: vw.set.n },
       channel: o.channel,
@@ -203,7 +226,7 @@ export async function trainFromManifest(o: TrainPipelineOptions): Promise<{ meta
       epochs: result.history.length,
       bestEpoch: result.bestEpoch,
       durations: { trainAudioSeconds: audioSeconds(split.train), valAudioSeconds: audioSeconds(val), trainingSeconds: (Date.now() - started) / 1000 },
-      split: o.split,
+      split: o.suites ? 'suites' : o.split,
       calm: o.calm,
       filter: o.filter,
       augment: { ...o.augment, ...(o.masking ? { masking: o.masking } : {}), ...(o.speeds ? { speeds: o.speeds } : {}) },
@@ -227,6 +250,16 @@ export interface EvaluatePipelineOptions {
   filter: ManifestFilter;
   channel: 'clean' | 'telephone';
   seed: number;
+  /**
+   * How long the adaptive normaliser has heard the caller: `call` (default) = one normaliser per speaker, fed that
+   * speaker's clips in a seeded order and restarted after `callSeconds` of audio, as a caller heard over a call;
+   * `clip` = a fresh normaliser per clip, as the first seconds of a call.
+   */
+  adapt?: 'call' | 'clip';
+  /** Length of a call for `adapt: 'call'`, in seconds of the speaker's audio (default 180). */
+  callSeconds?: number;
+  /** Score only the speakers of this group of a suites file (see `src/data/suites.ts`). */
+  suite?: { file: string; name: SuiteName };
   cacheDir?: string | null;
   workers?: number;
   onExtract?: (done: number, total: number) => void;
@@ -240,6 +273,16 @@ export interface EvaluationReport extends EvaluationResult {
   model: string;
   channel: string;
   level: 'clip';
+  /** The normalisation regime: `call` (the speaker heard for up to `callSeconds`) or `clip` (every clip fresh). */
+  regime: { adapt: 'call' | 'clip'; callSeconds: number | null };
+  /** The suite scored, if one was named. */
+  suite: { file: string; name: SuiteName } | null;
+  /** Per corpus: the same metrics over that corpus's clips. */
+  perCorpus: Record<string, EvaluationResult>;
+  /** Unweighted mean over corpora of clip accuracy, and of anger AUC (corpora with both classes only). */
+  corpusMean: { accuracy: number; angerAuc: number | null };
+  /** Scored speakers the model was trained on (should be empty; a non-empty list means the figure leaks). */
+  speakersInTraining: string[];
 }
 
 /**
@@ -252,7 +295,18 @@ export async function evaluateModel(o: EvaluatePipelineOptions): Promise<{ repor
   const backend = await initBackend({ log });
   const { model, metadata } = await loadModel(o.modelDir);
   const calm = (metadata.training.calm as CalmPolicy | undefined) ?? 'drop';
-  const clips = applyCalmPolicy(readManifest(o.manifest, o.filter), calm);
+  const adapt = o.adapt ?? 'call';
+  if (adapt !== 'call' && adapt !== 'clip') throw new CallmoodError(ErrorCodes.INVALID_OPTION, `adapt is '${String(adapt)}'; allowed: 'call' or 'clip'`);
+  const callSeconds = o.callSeconds ?? DEFAULT_CALL_SECONDS;
+  const filter: ManifestFilter = { ...o.filter };
+  if (o.suite) {
+    const suites = readSuites(o.suite.file);
+    const members = suites.speakers[o.suite.name];
+    const wanted = filter.speaker ? filter.speaker.filter((sp) => members.includes(sp)) : members;
+    if (wanted.length === 0) throw new CallmoodError(ErrorCodes.INVALID_OPTION, `none of the --speaker values is in the '${o.suite.name}' suite of ${o.suite.file}`);
+    filter.speaker = wanted;
+  }
+  const clips = applyCalmPolicy(readManifest(o.manifest, filter), calm);
   // The telephone channel for evaluation is the plain line: no random gain or noise, so the figure is repeatable.
   const feats: ClipFeatures[] = await extractClipFeatures(clips, {
     feature: metadata.window.feature as Partial<FeatureConfig>,
@@ -268,6 +322,7 @@ export async function evaluateModel(o: EvaluatePipelineOptions): Promise<{ repor
     window: metadata.window,
     normalization: metadata.normalization,
     seed: o.seed,
+    adapt: adapt === 'clip' ? { mode: 'clip' } : { mode: 'call', callSeconds },
   });
   const probs = predictWindows(backend.tf, model, set);
   const perClip = clipProbabilities(set, probs);
@@ -282,8 +337,35 @@ export async function evaluateModel(o: EvaluatePipelineOptions): Promise<{ repor
   const result = evaluatePredictions({ labels: metadata.labels, truth, probs: flat });
   const skippedReasons: Record<string, number> = {};
   for (const s of skipped) skippedReasons[s.reason] = (skippedReasons[s.reason] ?? 0) + 1;
-  const report: EvaluationReport = { ...result, skipped: skipped.length, skippedReasons, model: resolve(o.modelDir), channel: o.channel, level: 'clip' };
-  const confusionSvg = await confusionMatrixSvg(result.confusion, `${metadata.arch}: ${result.n} clips, ${o.channel} channel`);
+  const perCorpus: Record<string, EvaluationResult> = {};
+  const corpora = unique(perClip.map((c) => set.clips[c.clip].corpus));
+  for (const corpus of corpora) {
+    const rows = perClip.flatMap((c, i) => (set.clips[c.clip].corpus === corpus ? [i] : []));
+    const p = new Float32Array(rows.length * k);
+    rows.forEach((r, j) => p.set(flat.subarray(r * k, (r + 1) * k), j * k));
+    perCorpus[corpus] = evaluatePredictions({ labels: metadata.labels, truth: rows.map((r) => truth[r]), probs: p });
+  }
+  const aucs = corpora.map((c) => perCorpus[c].anger.auc).filter((a): a is number => a !== null);
+  const trained = new Set(metadata.training.speakers.train);
+  const speakersInTraining = unique(clips.map((c) => c.speaker).filter((sp) => trained.has(sp)));
+  if (speakersInTraining.length) log(`warning: ${speakersInTraining.length} scored speaker(s) are in the model's training set (${speakersInTraining.slice(0, 5).join(', ')}${speakersInTraining.length > 5 ? ', …' : ''}): these figures are not on unseen callers`);
+  const report: EvaluationReport = {
+    ...result,
+    skipped: skipped.length,
+    skippedReasons,
+    model: resolve(o.modelDir),
+    channel: o.channel,
+    level: 'clip',
+    regime: { adapt, callSeconds: adapt === 'call' ? callSeconds : null },
+    suite: o.suite ?? null,
+    perCorpus,
+    corpusMean: {
+      accuracy: corpora.reduce((s, c) => s + perCorpus[c].accuracy, 0) / Math.max(1, corpora.length),
+      angerAuc: aucs.length ? aucs.reduce((a, b) => a + b, 0) / aucs.length : null,
+    },
+    speakersInTraining,
+  };
+  const confusionSvg = await confusionMatrixSvg(result.confusion, `${metadata.arch}: ${result.n} clips, ${o.channel} channel, ${adapt} regime`);
   return { report, confusionSvg };
 }
 
