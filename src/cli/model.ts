@@ -87,6 +87,7 @@ export function modelCommands(program: Command): void {
     .option('--lr <rate>', "Adam's initial learning rate", numberIn('--lr', 1e-6, 1), DEFAULT_TRAIN_OPTIONS.learningRate)
     .option('--patience <n>', 'early stopping patience (epochs)', integer('--patience', 1), DEFAULT_TRAIN_OPTIONS.patience)
     .option('--seed <n>', 'seed of every random choice', integer('--seed', 0), DEFAULT_TRAIN_OPTIONS.seed)
+    .option('--data-seed <n>', "seed of the clips' channel plans, if not --seed (runs sharing it share extracted features)", integer('--data-seed', 0))
     .option('--val-share <share>', 'share of speakers (or clips) for validation', numberIn('--val-share', 0.01, 0.5), DEFAULT_TRAIN_OPTIONS.valShare)
     .option('--window-hop <frames>', 'frames between training windows', integer('--window-hop', 1), DEFAULT_TRAIN_OPTIONS.windowHop)
     .option('--prior-frames <n>', 'adaptive normalisation: weight of the global statistics in frames', integer('--prior-frames', 0), DEFAULT_TRAIN_OPTIONS.priorFrames)
@@ -116,6 +117,7 @@ export function modelCommands(program: Command): void {
         learningRate: o.lr,
         patience: o.patience,
         seed: o.seed,
+        ...(o.dataSeed !== undefined ? { dataSeed: o.dataSeed as number } : {}),
         windowHop: o.windowHop,
         ...(o.speedPerturb ? { speeds: o.speedPerturb as number[] } : {}),
         feature: { ...FEATURE_CONFIGS_BY_RATE[o.featureRate as string], kind: o.featureKind as 'mfcc' | 'logmel' },

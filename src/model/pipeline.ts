@@ -54,6 +54,12 @@ export interface TrainPipelineOptions {
   learningRate: number;
   patience: number;
   seed: number;
+  /**
+   * Seed of the clips' channel plans (telephone or clean, gain, noise) when it should differ from `seed`: runs that
+   * share it share their extracted features (and cache), so extra seeds of a recipe vary the model's initialisation,
+   * window order and dropout at the cost of training alone. Default: `seed`.
+   */
+  dataSeed?: number;
   /** Frames between training window starts. */
   windowHop: number;
   minSpeechRatio: number;
@@ -160,7 +166,7 @@ export async function trainFromManifest(o: TrainPipelineOptions): Promise<{ meta
     const suites = readSuites(o.suites);
     // Checked against the whole manifest, so a corpus filter cannot hide a mistyped speaker.
     splitBySuites(readManifest(o.manifest), suites, o.suites);
-    const groups = splitBySuites(known, { ...suites, speakers: { ...suites.speakers } }, o.suites);
+    const groups = splitBySuites(known, suites, o.suites, false);
     split = { train: groups.train, val: groups.dev };
     heldOut = unique([...heldOut, ...suites.speakers.test, ...suites.speakers.cross]);
     if (split.val.length === 0) throw new CallmoodError(ErrorCodes.INVALID_OPTION, `${o.suites}: no dev speaker's clip is left after the filters; validation needs some`);
@@ -181,9 +187,10 @@ export async function trainFromManifest(o: TrainPipelineOptions): Promise<{ meta
       workers: o.workers,
       onProgress: o.onExtract,
     });
-  const trainFeats = await extract(train, o.seed);
   // The same seed for both splits: a clip gets the same channel plan (and cache entry) whichever split it lands in.
-  const valFeats = await extract(val, o.seed);
+  const dataSeed = o.dataSeed ?? o.seed;
+  const trainFeats = await extract(train, dataSeed);
+  const valFeats = await extract(val, dataSeed);
   const stats = fitGlobalStats(trainFeats);
   const normalization: NormalizationSpec =
     o.normalization === 'adaptive' ? { kind: 'adaptive', stats, priorFrames: o.priorFrames } : { kind: 'global', stats };
@@ -223,6 +230,7 @@ export async function trainFromManifest(o: TrainPipelineOptions): Promise<{ meta
       windows: { train: tw.set.n, val: vw.set.n },
       channel: o.channel,
       seed: o.seed,
+      ...(o.dataSeed !== undefined && o.dataSeed !== o.seed ? { dataSeed: o.dataSeed } : {}),
       epochs: result.history.length,
       bestEpoch: result.bestEpoch,
       durations: { trainAudioSeconds: audioSeconds(split.train), valAudioSeconds: audioSeconds(val), trainingSeconds: (Date.now() - started) / 1000 },
