@@ -110,12 +110,19 @@ export async function trainingCurvesSvg(history: readonly HistoryEntry[], title:
   if (continuousLr) notes.push('learning rate changes every few epochs: see the bottom panel');
 
   const width = 560;
+  const first = history[0].epoch;
+  const last = history[history.length - 1].epoch;
+  // Ticks at whole epochs only, at most about 12 of them: left to Vega, two epochs get ticks at 1, 1.5 and 2, which
+  // an integer format prints as "1, 2, 2". One epoch gets half an epoch of room on each side instead of no width.
+  const step = Math.max(1, Math.ceil((Math.floor(last) - Math.ceil(first) + 1) / 12));
+  const ticks: number[] = [];
+  for (let e = Math.ceil(first); e <= last; e += step) ticks.push(e);
   const x = {
     field: 'epoch',
     type: 'quantitative' as const,
     title: 'epoch',
-    scale: { domain: [history[0].epoch, history[history.length - 1].epoch] as [number, number], nice: false },
-    axis: { tickMinStep: 1, format: 'd' },
+    scale: { domain: (first === last ? [first - 0.5, last + 0.5] : [first, last]) as [number, number], nice: false },
+    axis: { values: ticks, format: 'd' },
   };
   const rules = {
     data: { values: lrChanges },
@@ -131,7 +138,7 @@ export async function trainingCurvesSvg(history: readonly HistoryEntry[], title:
       ...(lrChanges.length > 0 ? [rules] : []),
       {
         data: { values: curves.filter((c) => c.metric === metric) },
-        mark: { type: 'line' as const, point: history.length <= 60 ? { size: 18 } : false, strokeWidth: 2 },
+        mark: { type: 'line' as const, point: history.length <= 60 ? { size: history.length <= 3 ? 60 : 18 } : false, strokeWidth: 2 },
         encoding: {
           x: xNoTitle,
           y: { field: 'value', type: 'quantitative' as const, title: yTitle, scale: { zero: false } },
@@ -140,7 +147,8 @@ export async function trainingCurvesSvg(history: readonly HistoryEntry[], title:
             type: 'nominal' as const,
             title: null,
             scale: { domain: ['train', 'validation'], range: [TRAIN_COLOR, VAL_COLOR] },
-            legend: { orient: 'top-right' as const, fillColor: 'white', padding: 4, strokeColor: '#ddd' },
+            // Above the panel, not inside it: inside, it hid the validation curve's last epochs.
+            legend: { orient: 'top' as const, direction: 'horizontal' as const },
           },
         },
       },
@@ -171,7 +179,8 @@ export async function trainingCurvesSvg(history: readonly HistoryEntry[], title:
             : []),
           {
             data: { values: lrRows },
-            mark: { type: 'line' as const, interpolate: 'step-after' as const, color: '#2ca02c', strokeWidth: 2 },
+            // Points too: a single epoch has no line to draw.
+            mark: { type: 'line' as const, interpolate: 'step-after' as const, color: '#2ca02c', strokeWidth: 2, point: history.length <= 60 ? { size: history.length <= 3 ? 60 : 18, color: '#2ca02c' } : false },
             encoding: {
               x,
               y: {
