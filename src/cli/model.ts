@@ -44,28 +44,49 @@ function toFilter(o: { corpus?: string[]; speaker?: string[]; excludeSpeaker?: s
   return f;
 }
 
-/** A progress bar on a terminal; plain lines otherwise (CI logs, files). */
-function progress(title: string) {
+/**
+ * Progress on stderr: one bar at a time on a terminal (a new title starts a new bar, so the validation pass does not
+ * reuse the training pass's total), plain lines every 10 s otherwise (CI logs, files). `log` prints a line above the
+ * bar instead of gluing it to the bar's line; long details go through `log`, since a bar is cut at the terminal's
+ * width.
+ */
+function progress() {
   const tty = process.stderr.isTTY;
-  const bar = tty
-    ? new cliProgress.SingleBar({ format: `${title} [{bar}] {value}/{total} {info} ETA {eta_formatted}`, stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic)
-    : null;
-  let started = false;
+  let bar: cliProgress.SingleBar | null = null;
+  let title = '';
   let lastLine = 0;
+  const clear = () => {
+    if (bar) bar.stop();
+    bar = null;
+  };
   return {
-    update(done: number, total: number, info = '') {
-      if (bar) {
-        if (!started) bar.start(total, 0, { info });
-        started = true;
-        bar.update(done, { info });
-      } else if (done === total || Date.now() - lastLine > 10_000) {
-        lastLine = Date.now();
-        process.stderr.write(`${title} ${done}/${total} ${info}\n`);
+    update(name: string, done: number, total: number) {
+      if (!tty) {
+        if (name !== title || done === total || Date.now() - lastLine > 10_000) {
+          lastLine = Date.now();
+          process.stderr.write(`${name} ${done}/${total}\n`);
+        }
+        title = name;
+        return;
       }
+      if (name !== title || !bar) {
+        clear();
+        title = name;
+        bar = new cliProgress.SingleBar(
+          { format: `${name} [{bar}] {value}/{total} ETA {eta_formatted}`, stream: process.stderr, hideCursor: true, barsize: 24 },
+          cliProgress.Presets.shades_classic,
+        );
+        bar.start(total, done);
+      } else bar.update(done);
+      if (done === total) clear();
     },
-    stop() {
-      if (bar && started) bar.stop();
+    log(msg: string) {
+      if (!bar) return void process.stderr.write(`${msg}\n`);
+      // Clear the bar's line, print, and let the bar redraw itself below.
+      process.stderr.write(`\r\x1b[K${msg}\n`);
+      bar.render();
     },
+    stop: clear,
   };
 }
 
@@ -98,8 +119,7 @@ export function modelCommands(program: Command): void {
     .option('--workers <n>', 'decoding worker threads', integer('--workers', 0))
     .option('--suites <file>', 'hold out the test and cross speakers of this suites file (e.g. models/suites.json) and validate on its dev speakers')
     .action(async (o) => {
-      const extract = progress('features');
-      const epochs = progress('epochs');
+      const bars = progress();
       const { metadata, history } = await trainFromManifest({
         ...DEFAULT_TRAIN_OPTIONS,
         manifest: o.manifest,
@@ -125,14 +145,14 @@ export function modelCommands(program: Command): void {
         workers: o.workers,
         heldOutSpeakers: o.excludeSpeaker ?? [],
         ...(o.suites ? { suites: o.suites as string } : {}),
-        onExtract: (d, t) => extract.update(d, t),
+        onExtract: (d, t, set) => bars.update(`features (${set})`, d, t),
         onEpoch: (e) => {
-          if (e.epoch === 1) extract.stop();
-          epochs.update(e.epoch, e.epochs, `loss ${e.loss.toFixed(3)} acc ${e.acc.toFixed(3)} val_acc ${e.valAcc.toFixed(3)} val_uar ${e.valUar.toFixed(3)} lr ${e.lr.toExponential(1)}${e.best ? ' *' : ''} (eta ${Math.round(e.etaSeconds)} s)`);
+          bars.log(`epoch ${e.epoch}/${e.epochs}: loss ${e.loss.toFixed(3)} acc ${e.acc.toFixed(3)} val_acc ${e.valAcc.toFixed(3)} val_uar ${e.valUar.toFixed(3)} lr ${e.lr.toExponential(1)}${e.best ? ' (best so far: weights kept)' : ''}`);
+          bars.update('epochs', e.epoch, e.epochs);
         },
-        log: (m) => process.stderr.write(`${m}\n`),
+        log: (m) => bars.log(m),
       });
-      epochs.stop();
+      bars.stop();
       const best = history[metadata.training.bestEpoch - 1];
       process.stdout.write(`saved ${o.out}: ${metadata.arch}, best epoch ${metadata.training.bestEpoch}/${history.length}, validation window accuracy ${best.valAcc.toFixed(4)}, balanced ${best.valUar.toFixed(4)}\n`);
     });
@@ -157,7 +177,7 @@ export function modelCommands(program: Command): void {
     .option('--cache <dir>', 'feature cache directory', '.cache/features')
     .option('--workers <n>', 'decoding worker threads', integer('--workers', 0))
     .action(async (o) => {
-      const extract = progress('features');
+      const bars = progress();
       const { report, confusionSvg } = await evaluateModel({
         modelDir: resolveModelDir(o.model as string),
         manifest: o.manifest,
@@ -169,10 +189,10 @@ export function modelCommands(program: Command): void {
         ...(o.suite ? { suite: { file: o.suites as string, name: o.suite as SuiteName } } : {}),
         cacheDir: o.cache,
         workers: o.workers,
-        onExtract: (d, t) => extract.update(d, t),
-        log: (m) => process.stderr.write(`${m}\n`),
+        onExtract: (d, t) => bars.update('features', d, t),
+        log: (m) => bars.log(m),
       });
-      extract.stop();
+      bars.stop();
       // With --json -, stdout carries the JSON alone; the table goes to stderr.
       const table = o.json === '-' ? process.stderr : process.stdout;
       table.write(`regime: adapt ${report.regime.adapt}${report.regime.callSeconds ? ` (calls of ${report.regime.callSeconds} s)` : ''}, ${report.channel} channel${report.suite ? `, suite ${report.suite.name}` : ''}\n`);

@@ -81,7 +81,8 @@ export interface TrainPipelineOptions {
    * speakers are the validation set (early stopping); `split` and `valShare` are then not used.
    */
   suites?: string;
-  onExtract?: (done: number, total: number) => void;
+  /** Feature extraction progress, per set (`training`, then `validation`). */
+  onExtract?: (done: number, total: number, set: 'training' | 'validation') => void;
   onEpoch?: (info: EpochInfo) => void;
   log?: (msg: string) => void;
 }
@@ -177,7 +178,7 @@ export async function trainFromManifest(o: TrainPipelineOptions): Promise<{ meta
   const { val } = split;
   const train = o.speeds ? speedCopies(split.train, o.speeds) : split.train;
   log(`split ${o.split}: ${split.train.length} training clips${o.speeds ? ` (${train.length} with the speed copies at ${o.speeds.join(', ')})` : ''}, ${val.length} validation clips`);
-  const extract = (clips: ClipRecord[], seed: number) =>
+  const extract = (clips: ClipRecord[], seed: number, set: 'training' | 'validation') =>
     extractClipFeatures(clips, {
       feature,
       channel: o.channel,
@@ -185,12 +186,12 @@ export async function trainFromManifest(o: TrainPipelineOptions): Promise<{ meta
       augment: o.augment,
       cacheDir: o.cacheDir,
       workers: o.workers,
-      onProgress: o.onExtract,
+      onProgress: o.onExtract ? (done, total) => o.onExtract!(done, total, set) : undefined,
     });
   // The same seed for both splits: a clip gets the same channel plan (and cache entry) whichever split it lands in.
   const dataSeed = o.dataSeed ?? o.seed;
-  const trainFeats = await extract(train, dataSeed);
-  const valFeats = await extract(val, dataSeed);
+  const trainFeats = await extract(train, dataSeed, 'training');
+  const valFeats = await extract(val, dataSeed, 'validation');
   const stats = fitGlobalStats(trainFeats);
   const normalization: NormalizationSpec =
     o.normalization === 'adaptive' ? { kind: 'adaptive', stats, priorFrames: o.priorFrames } : { kind: 'global', stats };
