@@ -1,12 +1,12 @@
 /**
- * Writes the results section of models/MODEL_CARD.md from the files scripts/experiments.sh left in
+ * Writes the results section of models/DECISIONS.md (the history of choices) from the files scripts/experiments.sh left in
  * models/experiments/, so every figure in the card comes from a rerunnable command. Missing results are shown as
  * "not run", never guessed. Usage: node --import tsx scripts/model-card.ts
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 
 const E = 'models/experiments';
-const CARD = 'models/MODEL_CARD.md';
+const CARD = 'models/DECISIONS.md';
 
 interface Eval {
   n: number;
