@@ -70,7 +70,7 @@ const jsonl = <T>(file: string): T[] | null =>
     ? readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as T)
     : null;
 
-// Figures are printed at the precision the README quoted them: milliseconds of latency and real-time factors as
+// Figures are printed at the precision they were first quoted at: milliseconds of latency and real-time factors as
 // whole numbers, CPU per call-second in hundredths, shares in whole percent.
 const int = (v: number) => Math.round(v).toString();
 const ms3 = (v: number) => v.toFixed(3);
