@@ -1,6 +1,6 @@
 /**
- * Training and inference speed of the chosen TF.js backend vs cpu, on the workload DESIGN.md measured: one epoch
- * of 512 clips × 120 frames × 40 MFCC, batch 32, a ~67k-parameter Conv1D+BN model.
+ * Training and inference speed of the chosen TF.js backend vs cpu, on the workload of bench/RESULTS.md ("Backends"):
+ * one epoch of 512 clips × 120 frames × 40 MFCC, batch 32, a ~67k-parameter Conv1D+BN model.
  *
  *   node --import tsx bench/backend.ts [--cpu-batches N] [--epochs N]
  *

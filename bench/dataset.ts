@@ -9,21 +9,7 @@
  *     SpeechGate decisions on N clips (a third per corpus) against offline references, and clean against the same
  *     clip through the telephone channel, scaled, or clipped.
  *
- * Measured here (2 cores, Node 20; `vad --clips 60`: 20 clips per corpus, DEFAULT_SPEECH_GATE_OPTIONS):
- *   frame agreement with an offline reference (non-causal: energy within 30 dB of the clip's maximum and 6 dB above
- *   its 10th percentile, gaps under 150 ms closed): mean 0.88 (TESS 0.85, RAVDESS 0.86, CREMA-D 0.92). Where they
- *   differ the gate says speech and the reference does not (12% of frames: weak word endings, the 150 ms hangover,
- *   breaths before RAVDESS sentences); the reverse is 0.0%.
- *   Against `sox … norm silence 1 0.03 -40d` (start and end of sound), median |Δ| onset / offset: TESS 0.03 / 0.02 s;
- *   RAVDESS 0.22 / 0.20 s (offset: the hangover and reverberation tail; onset: breaths before the sentence, 90th
- *   percentile 0.89 s); CREMA-D 0.44 / 0.32 s, where sox's −40 dB threshold lies inside the room noise (sox onset 0).
- *   clean vs telephone, frame agreement: SNR 20 dB mean 0.85 (onset |Δ| median 0.16 s, offset 0.11 s; the telephone
- *   version against the clean reference: 0.90); SNR 40 dB 0.95; no noise 0.99; SNR 10 dB 0.70 (line noise 10 dB
- *   below the active level hides the weaker half of the speech, as it would on a call).
- *   level: ×0.1 mean 0.96 (median 1.0); ×3 clipped mean 0.98 (median 1.0): what differs is RAVDESS and quiet TESS
- *   pauses, which reach the absolute minimum level (see src/features/vad.ts).
- *   speech-first start (clip cut where it first comes within 10 dB of its peak): first speech frame median 0.04 s,
- *   90th percentile 0.23 s, max 0.37 s; through the telephone channel (SNR 20) 0.04 / 0.27 / 0.64 s.
+ * What `vad --clips 60` measured on the shared corpora is in bench/RESULTS.md ("Speech gate defaults").
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';

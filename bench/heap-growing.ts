@@ -8,7 +8,7 @@
  *   npm run build && node dist/bench/heap-growing.js [rounds]
  *
  * Run it compiled, as the command line runs: under tsx the process holds more (the compiler, source maps), V8 gives
- * that larger heap more room by itself, and the difference disappears (8 rounds: median ratio 1.00).
+ * that larger heap more room by itself, and the difference disappears (bench/RESULTS.md, "V8's heap growing factor").
  */
 import v8 from 'node:v8';
 import { mkdtempSync, rmSync } from 'node:fs';

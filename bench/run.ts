@@ -2,7 +2,7 @@
  * `npm run bench`: every benchmark, one after another, each printing its figures as one JSON line. Not a test:
  * figures vary with the machine; compare ratios measured in the same run. It sets V8's heap growing factor as the
  * `callmood` command does (src/cli/heap.ts), so its figures are the command line's; it runs under tsx, whose larger
- * heap changes garbage collection a little, so `callmood bench replay` is the figure the README quotes.
+ * heap changes garbage collection a little, so `callmood bench replay` is the figure bench/RESULTS.md quotes.
  */
 import { benchMfcc } from '../src/bench/mfcc.js';
 import { benchResample } from '../src/bench/resample.js';

@@ -11,9 +11,9 @@
  * rate, designed for 80 dB stopband attenuation (Kaiser's formulas, "Nonrecursive digital filter design using the
  * I0-sinh window function", 1974): 52 taps per phase at the lower rate (8 → 16 kHz: 52 taps, 48 → 16 kHz: 156).
  * 80 dB is 20 dB past the −60 dB we require and 40 dB below the quantisation noise of the μ-law audio a call
- * carries, and it runs on every live call: a 150 dB design (at libsamplerate's best quality) measured 1.5× slower
- * (970× against 1470× real time for 8 → 16 kHz). The measured figures are in test/resample.test.ts and
- * bench/resample-compare.ts.
+ * carries, and it runs on every live call, so the cheaper design ships over a 150 dB one (libsamplerate's best
+ * quality). The tests (test/resample.test.ts) check the design; the speed comparison is in bench/RESULTS.md
+ * ("Resampler", from bench/resample-compare.ts).
  *
  * Rows of the polyphase table that are a unit impulse (every L-th output when upsampling by an integer) are copies;
  * rows that are symmetric (the half-sample phase, and integer downsampling) fold their mirrored taps. For 8 → 16
@@ -502,8 +502,8 @@ export class StreamingResampler {
       k.f64.set(this.table.up2!, k.coefIdx);
       while (n < limit) {
         const count = Math.min(limit - n, UP2_BLOCK);
-        // Copies through set(subarray) cost two small views per block; element loops measured slower (0.21-0.32
-        // against 0.15-0.25 ms per audio second in bench/resample-kernel.ts).
+        // Copies through set(subarray) cost two small views per block; element loops measured slower
+        // (bench/resample-kernel.ts; figures in bench/RESULTS.md, "Resampler").
         const from = n + offset;
         const inputs = count + 2 * UP2_PAIRS - 1;
         f32.set(buf.subarray(from, from + inputs), inIdx);

@@ -3,7 +3,7 @@ import { CallmoodError, ErrorCodes } from '../errors.js';
 
 /**
  * How audio becomes features. A model carries the config it was trained with, and serving computes exactly that.
- * Defaults and their reasons are in the README ("Feature defaults").
+ * Defaults and their reasons are in src/features/README.md ("Feature defaults, and why").
  */
 export interface FeatureConfig {
   /** Sample rate the features are computed at (Hz). Audio at other rates is resampled to it first. */

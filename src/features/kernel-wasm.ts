@@ -321,7 +321,7 @@ export class WasmFrameAnalyzer {
     const k = kernel!;
     const f64 = k.f64;
     // A frame that is exactly the window (StreamingFeatures' case) goes in as is; otherwise through a view, which
-    // costs one small allocation but copies far faster than an element loop (about 0.2 µs vs 0.7–1.3 µs here).
+    // costs one small allocation but copies far faster than an element loop (bench/RESULTS.md, "Smaller measurements").
     if (offset === 0 && frame.length === winLength) f64.set(frame, xIdx);
     else if (offset >= 0 && offset + winLength <= frame.length) f64.set(frame.subarray(offset, offset + winLength), xIdx);
     else for (let i = 0; i < winLength; i++) f64[xIdx + i] = frame[offset + i];

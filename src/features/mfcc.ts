@@ -160,8 +160,8 @@ export class StreamingFeatures {
 
   /**
    * @param config feature config (merged over the default, validated)
-   * @param options.kernel per-frame stage: `wasm` (default; about 3× faster) or `js` (the readable reference); both
-   *   give the same numbers to ~1e-14.
+   * @param options.kernel per-frame stage: `wasm` (default; faster, see bench/RESULTS.md) or `js` (the readable
+   *   reference); both give the same numbers to ~1e-14.
    */
   constructor(config: Partial<FeatureConfig> = {}, options: { kernel?: FrameKernel } = {}) {
     this.config = resolveFeatureConfig(config);

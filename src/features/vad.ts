@@ -56,7 +56,7 @@ export interface SpeechGateOptions {
 
 /**
  * Defaults, measured on 60 TESS, RAVDESS and CREMA-D clips, clean and through the telephone channel (`bench/dataset.ts
- * vad`; figures in its header):
+ * vad`; figures in bench/RESULTS.md, "Speech gate defaults"):
  * - thresholdDb 4.5: stationary line noise (white, band-limited) moves about ±1 dB frame to frame in mean log-mel
  *   energy; 4.5 dB above the floor (which sits low in that spread) let no frame of 20 s of white or telephone noise
  *   through at −20 to −70 dBFS, while 6 dB lost the weaker halves of words on a 20 dB-SNR line (clean vs telephone

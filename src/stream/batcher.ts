@@ -1,7 +1,7 @@
 /**
  * One model shared by all calls: windows from many calls are gathered for a few milliseconds and run as one
- * batch, which costs far less per window than one inference each (DESIGN.md: 0.5 ms single vs 9.2 ms per 32 on
- * wasm). The engine may run in a worker thread, so the event loop that carries every call's audio stays free.
+ * batch, which costs far less per window than one inference each (bench/RESULTS.md, "The shipped model's
+ * inference"). The engine may run in a worker thread, so the event loop that carries every call's audio stays free.
  */
 import { CallmoodError, ErrorCodes } from '../errors.js';
 
@@ -31,8 +31,8 @@ export const DEFAULT_BATCHER_OPTIONS: Readonly<BatcherOptions> = Object.freeze({
 
 /**
  * Batch buffers live in shared memory: a worker engine reads the windows where the batcher wrote them, so a batch
- * crosses to the inference thread without a copy (copying and transferring a fresh buffer per batch measured 35 µs
- * for one window and 250 µs for 32 on the main thread; posting a shared view, 1–3 µs).
+ * crosses to the inference thread without a copy: posting a shared view costs the main thread far less than copying
+ * and transferring a fresh buffer (bench/batch-transfer.ts; figures in bench/RESULTS.md).
  */
 function sharedFloats(n: number): Float32Array {
   return new Float32Array(new SharedArrayBuffer(n * Float32Array.BYTES_PER_ELEMENT));
