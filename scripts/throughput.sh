@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's speed figures for replay and concurrent calls, several runs each (the 2 shared cores drift, so one
+# The speed figures of bench/RESULTS.md for replay and concurrent calls, several runs each (the 2 shared cores drift, so one
 # run says little). Each line of the output files is one `callmood bench … --json` result with the time it started
 # and the load average before it.
 #   scripts/throughput.sh [REPLAY_RUNS] ["CALLS…"] [CALL_RUNS]   e.g. scripts/throughput.sh 5 "400 500" 2
