@@ -405,7 +405,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     // Never waits: the outbox write and the delivery happen off this path. With no endpoint there is nothing to do.
     if (this.options.webhooks.endpoints.length > 0) {
       try {
-        void this.webhooks.enqueue(e).catch((err: unknown) => this.log('error', 'CALLMOOD_WEBHOOKS_DISK', `webhook outbox write: ${(err as Error).message}`));
+        // A failed outbox write is the sink's to log (once while the disk fails, not once per event and flush).
+        void this.webhooks.enqueue(e).catch(() => undefined);
       } catch (err) {
         this.log('error', 'CALLMOOD_WEBHOOKS_ERROR', `webhooks: ${(err as Error).message}`);
       }
