@@ -578,7 +578,7 @@ interface LockHolder {
  * Start time of process `pid` in clock ticks since boot (field 22 of /proc/PID/stat, see proc(5)); null when the
  * process does not exist or there is no /proc. A PID is reused, a PID with its start time is not (within one boot).
  */
-export function processStartTime(pid: number): string | null {
+function processStartTime(pid: number): string | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Field 2, the command name, is in parentheses and may itself hold spaces and ')': count from the last ')'.
