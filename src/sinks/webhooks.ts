@@ -235,7 +235,8 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
   /**
    * Routes an event to the endpoints that take it and queues it in their outboxes. Never waits: the returned promise
    * (shared by the events of this tick, never an unhandled rejection if ignored) resolves once they are on disk, and
-   * rejects with FILE_READ if the disk write failed (they are then still delivered from memory). Throws CLOSED after
+   * rejects with FILE_READ if the disk write failed (they then wait in memory, neither durable nor sent, until a later
+   * batch writes them; a process stopping meanwhile loses them). Throws CLOSED after
    * close().
    */
   enqueue(event: CallmoodEvent): Promise<void> {
