@@ -37,7 +37,7 @@ class RecordingSink implements TrackSink {
   }
 }
 
-function harness(options = {}, failEnd: Track[] = []) {
+function harness(options = {}, failEnd: Track[] = [], clock?: { ms: number }) {
   const events: CallmoodEvent[] = [];
   const closes: Array<[number, string]> = [];
   const logs: Array<[string, string, string]> = [];
@@ -51,6 +51,7 @@ function harness(options = {}, failEnd: Track[] = []) {
     },
     close: (code, reason) => closes.push([code, reason]),
     log: (level, code, message) => logs.push([level, code, message]),
+    ...(clock ? { now: () => clock.ms } : {}),
   };
   const session = new MediaSession(hooks, options);
   let seq = 1;
@@ -180,10 +181,12 @@ test('late, duplicate and reordered chunks are dropped and counted; time never r
   assert.equal(end.durationMs, 100);
 });
 
-test('a gap longer than maxGapFillMs is reported and not filled', async () => {
-  const h = harness({ maxGapFillMs: 100 });
+test('a gap longer than maxGapFillMs, as long as the wall clock moved, is reported and not filled', async () => {
+  const clock = { ms: 1_000_000 };
+  const h = harness({ maxGapFillMs: 100 }, [], clock);
   h.msg.start();
   h.msg.media(0);
+  clock.ms += 5000;
   h.msg.media(5000);
   await h.session.end('stop');
   const [err] = h.errors();
@@ -191,6 +194,56 @@ test('a gap longer than maxGapFillMs is reported and not filled', async () => {
   assert.match(err.message, /jumps 4980 ms/);
   assert.equal(h.sinks.get('inbound')!.samples, 320);
   assert.equal(h.callEnd()!.stats.gapsFilled, 0);
+  assert.equal(h.callEnd()!.durationMs, 5020, 'a real silence moves call time on');
+  assert.equal(h.session.timestampJumps, 0);
+});
+
+test('a timestamp jump the wall clock cannot explain (1e20 ms, 5,000 s) is an error; the chunk is dropped and the clock stays', async () => {
+  for (const bogus of [1e20, 5_000_000]) {
+    const clock = { ms: 1_000_000 };
+    const h = harness({}, [], clock);
+    h.msg.start();
+    for (let t = 0; t < 1000; t += 20) {
+      h.msg.media(t);
+      clock.ms += 20;
+    }
+    h.msg.media(bogus);
+    // The stream goes on where it was, as Twilio's next chunk would.
+    for (let t = 1000; t < 2000; t += 20) {
+      h.msg.media(t);
+      clock.ms += 20;
+    }
+    h.msg.stop();
+    await settle();
+    const errs = h.errors();
+    assert.equal(errs.length, 1, `${bogus}: ${errs.map((e) => e.message).join(' | ')}`);
+    assert.equal(errs[0].code, ErrorCodes.PROTOCOL);
+    assert.equal(errs[0].callSid, CALL);
+    assert.equal(errs[0].permanent, false);
+    assert.match(errs[0].message, /ahead of the wall clock.*maxLeadMs \(2000 ms\).*dropped.*call time stays at 1000 ms/);
+    assert.equal(h.session.timestampJumps, 1);
+    const end = h.callEnd()!;
+    assert.equal(end.durationMs, 2000, `${bogus}: call time stays sane`);
+    assert.equal(end.stats.protocolErrors, 1);
+    assert.equal(end.stats.gapsFilled, 0);
+    assert.equal(h.sinks.get('inbound')!.samples, 100 * 160, 'the bogus chunk is not audio of the call');
+    assert.ok(h.session.leadMs <= 20, `lead ${h.session.leadMs}`);
+  }
+});
+
+test("a first chunk stamped far beyond the time since 'start' is dropped too; a later plausible one starts the track", async () => {
+  const clock = { ms: 1_000_000 };
+  const h = harness({}, [], clock);
+  h.msg.start();
+  clock.ms += 40;
+  h.msg.media(1e15);
+  h.msg.media(40);
+  h.msg.media(60);
+  h.msg.stop();
+  await settle();
+  assert.equal(h.errors().length, 1);
+  assert.equal(h.session.timestampJumps, 1);
+  assert.equal(h.callEnd()!.durationMs, 80);
 });
 
 test('both tracks are kept apart, each with its own clock and sink', async () => {
@@ -349,11 +402,80 @@ test('a stream that closes before start emits nothing but a log line', async () 
   assert.ok(h.logs.some(([, code]) => code === 'CALLMOOD_STREAM_CLOSED'));
 });
 
-test('every message refreshes lastMessageAt (stall detection), even bad ones', async () => {
-  const h = harness();
-  h.session.lastMessageAt = 0;
+test('stall detection reads audio progress: start and accepted media move lastProgressAt; bad, duplicate and bogus messages do not', async () => {
+  const clock = { ms: 1_000_000 };
+  const h = harness({}, [], clock);
+  assert.equal(h.session.lastProgressAt, 1_000_000, 'the stream opening counts');
+  clock.ms += 100;
+  h.msg.start();
+  assert.equal(h.session.lastProgressAt, 1_000_100);
+  clock.ms += 100;
+  h.msg.media(0);
+  assert.equal(h.session.lastProgressAt, 1_000_200);
+  clock.ms += 100;
   h.msg.raw('garbage');
-  assert.ok(Date.now() - h.session.lastMessageAt < 1000);
+  h.msg.media(0); // duplicate
+  h.msg.media(1e20); // bogus jump
+  h.msg.raw(JSON.stringify({ event: 'mark', mark: { name: 'x' } }));
+  h.session.handleBinary(16);
+  assert.equal(h.session.lastProgressAt, 1_000_200, 'nothing above moved the audio on');
+  assert.equal(h.session.lastMessageAt, 1_000_300, 'though every message is seen');
+  h.msg.media(20);
+  assert.equal(h.session.lastProgressAt, 1_000_300);
+});
+
+test('a binary frame is a PROTOCOL error naming what is allowed; the call goes on', async () => {
+  const h = harness();
+  h.msg.start();
+  h.session.handleBinary(320);
+  h.msg.media(0);
+  h.msg.stop();
+  await settle();
+  const [err] = h.errors();
+  assert.equal(err.code, ErrorCodes.PROTOCOL);
+  assert.equal(err.callSid, CALL);
+  assert.match(err.message, /binary WebSocket frame \(320 bytes\) is refused.*JSON in a text frame/);
+  assert.equal(h.callEnd()!.reason, 'stop');
+  assert.equal(h.callEnd()!.durationMs, 20);
+});
+
+test("error events of a bad 'start' carry the callSid and streamSid it claimed", async () => {
+  const h = harness();
+  h.msg.start(['inbound'], { mediaFormat: { encoding: 'audio/l16', sampleRate: 16000, channels: 1 } });
+  const [err] = h.errors();
+  assert.equal(err.code, ErrorCodes.MEDIA_FORMAT);
+  assert.equal(err.callSid, CALL);
+  assert.equal(err.streamSid, STREAM);
+  assert.deepEqual(err.customParameters, { aCutomParameter: 'aCustomValue that was set in TwiML' });
+  const h2 = harness();
+  h2.msg.start(['inbound'], { tracks: 'inbound' });
+  h2.msg.media(0);
+  assert.deepEqual(h2.errors().map((e) => [e.callSid, e.streamSid]), [[CALL, STREAM], [CALL, STREAM]]);
+  // Nothing usable: empty, as before.
+  const h3 = harness();
+  h3.msg.raw('{"event":"start","start":{"callSid":"' + 'x'.repeat(500) + '"}}');
+  assert.equal(h3.errors()[0].callSid, '');
+});
+
+test('a start the owner refuses (admit) is a permanent error with the claimed identity, closed 1008, no call-start or call-end', async () => {
+  const events: CallmoodEvent[] = [];
+  const closes: number[] = [];
+  const session = new MediaSession({
+    emit: (e) => events.push(e),
+    createTrack: () => assert.fail('no track for a refused stream'),
+    close: (code) => closes.push(code),
+    log: () => {},
+    admit: (callSid) => (callSid === CALL ? `call ${callSid} already has a live stream` : null),
+  });
+  session.handleMessage(JSON.stringify({ event: 'start', streamSid: STREAM, start: { callSid: CALL, tracks: ['inbound'], mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 } } }));
+  await settle();
+  assert.deepEqual(events.map((e) => e.type), ['error']);
+  const err = events[0] as Extract<CallmoodEvent, { type: 'error' }>;
+  assert.equal(err.callSid, CALL);
+  assert.equal(err.permanent, true);
+  assert.match(err.message, /already has a live stream/);
+  assert.deepEqual(closes, [1008]);
+  assert.equal(session.callSid, null);
 });
 
 test('leadMs: a stream sent faster than real time runs ahead of the wall clock; one sent in real time does not', async () => {

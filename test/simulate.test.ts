@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { createCallmood } from '../src/telephony/server.js';
 import { encodePayloads, followEvents, mediaMessageText, simulateCall } from '../src/telephony/simulator.js';
@@ -103,5 +105,55 @@ test('media messages are built as text byte for byte as JSON.stringify writes th
     const m = parseTwilioMessage(text);
     assert.equal(m.event, 'media');
     if (m.event === 'media') assert.equal(m.media.payload, payload);
+  }
+});
+
+/** Runs `callmood simulate` from source; a run still going after `timeoutMs` is killed and reported as such. */
+function simulateCli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 30_000): Promise<{ code: number | null; killed: boolean; stderr: string; ms: number }> {
+  const t0 = Date.now();
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', fileURLToPath(new URL('../src/cli/main.ts', import.meta.url)), 'simulate', '--file', clip, '--pace', 'fast', ...args],
+      { env: { ...process.env, TWILIO_AUTH_TOKEN: '', CALLMOOD_EVENTS_TOKEN: '', ...env }, timeout: timeoutMs, killSignal: 'SIGKILL' },
+      (err, _stdout, stderr) => {
+        const e = err as (Error & { code?: number; killed?: boolean }) | null;
+        resolve({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, killed: e?.killed ?? false, stderr, ms: Date.now() - t0 });
+      },
+    );
+  });
+}
+
+test('callmood simulate against a dead port: one line naming the URL and ECONNREFUSED, exit 2, no stack', async () => {
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
+  const deadPort = (probe.address() as net.AddressInfo).port;
+  await new Promise((r) => probe.close(r));
+  for (const [args, path] of [[[], '/events'], [['--no-events'], '/media']] as const) {
+    const r = await simulateCli(['--url', `ws://127.0.0.1:${deadPort}/media`, ...args]);
+    assert.equal(r.killed, false, `still running after 30 s: ${r.stderr}`);
+    assert.equal(r.code, 2, r.stderr);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0], new RegExp(`cannot connect to ws://127\\.0\\.0\\.1:${deadPort}${path}: ECONNREFUSED \\(connection refused: nothing listens there\\)`));
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+  }
+});
+
+test('callmood simulate refused with 403 (wrong auth token): one line with the reason, and the process exits at once', async () => {
+  const server = createCallmood({ authToken: TOKEN, eventsToken: FEED, engine: 'in-process', policy: { enabled: false } }, { logger: () => {}, processMetrics: false, env: {} });
+  const { port } = await server.listen(0, '127.0.0.1');
+  try {
+    const r = await simulateCli(['--url', `ws://127.0.0.1:${port}/media`, '--auth-token', 'not-the-servers-token', '--events-token', FEED]);
+    assert.equal(r.killed, false, `simulate never exited after the 403: ${r.stderr}`);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /CALLMOOD_ERR_SIGNATURE: media stream refused: HTTP 403 invalid X-Twilio-Signature \(.*auth token/);
+    // The feed's own refusal says what is wrong with its token.
+    const f = await simulateCli(['--url', `ws://127.0.0.1:${port}/media`, '--auth-token', TOKEN, '--events-token', 'wrong-feed-token']);
+    assert.equal(f.code, 2, f.stderr);
+    assert.match(f.stderr, /event feed refused: HTTP 401.*events token/);
+  } finally {
+    await server.close();
   }
 });

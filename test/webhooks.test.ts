@@ -332,7 +332,8 @@ test('close() leaves pending events in the outbox; the next start sends them, in
   await crm.start();
   crm.respond = () => ({ status: 503 });
   const dir = tmp();
-  const options = { outboxDir: dir, endpoints: [endpoint(crm, { backoff: { baseMs: 5000, maxMs: 5000, jitter: 0 } })] };
+  // No drain on close: what is pending stays for the next start at once (the drain has its own tests).
+  const options = { outboxDir: dir, drainTimeoutMs: 0, endpoints: [endpoint(crm, { backoff: { baseMs: 5000, maxMs: 5000, jitter: 0 } })] };
   const sink = await WebhookSink.open(options);
   for (let n = 0; n < 20; n++) for (const c of ['CA1', 'CA2']) sink.enqueue(markEvent(c, n));
   await crm.until(() => crm.received.length >= 2);
@@ -361,7 +362,8 @@ test('a torn last line in the outbox (a crash mid-write) is skipped with a warni
   await crm.start();
   crm.respond = () => ({ status: 503 });
   const dir = tmp();
-  const options = { outboxDir: dir, endpoints: [endpoint(crm, { backoff: { baseMs: 5000, maxMs: 5000, jitter: 0 } })] };
+  // No drain on close: its retry is due within the drain and would only hold the test up.
+  const options = { outboxDir: dir, drainTimeoutMs: 0, endpoints: [endpoint(crm, { backoff: { baseMs: 5000, maxMs: 5000, jitter: 0 } })] };
   const sink = await WebhookSink.open(options);
   for (let n = 0; n < 5; n++) await sink.enqueue(markEvent('CA1', n));
   await sink.close();
@@ -402,6 +404,8 @@ test('a backlog larger than the memory window waits on disk, compaction keeps ev
     outboxDir: dir,
     memoryWindow: 100,
     compactAtBytes: 8192,
+    // CA-slow's refusals are what is tested here: close() keeps them pending without a drain.
+    drainTimeoutMs: 0,
     endpoints: [endpoint(crm, { concurrency: 4, maxAttempts: 1000, backoff: { baseMs: 5, maxMs: 20, jitter: 0.5 } })],
   };
   const sink = await WebhookSink.open(options, { logger: log.logger });

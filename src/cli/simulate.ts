@@ -58,8 +58,13 @@ export function simulateCommand(program: Command): void {
       const ended = new Set<string>();
       let allEnded: () => void = () => {};
       const done = new Promise<void>((r) => (allEnded = r));
-      const feeds = o.events
-        ? await Promise.all(
+      // Every socket this command opens is closed on the way out, whatever failed: an open feed or a call still
+      // streaming would otherwise keep the process alive after the error was printed.
+      const feeds: Array<{ close: () => void }> = [];
+      const abort = new AbortController();
+      try {
+        if (o.events) {
+          const opened = await Promise.allSettled(
             calls.map((c) =>
               followEvents(o.eventsUrl ?? eventsUrlFor(o.url), {
                 token: eventsToken,
@@ -73,19 +78,33 @@ export function simulateCommand(program: Command): void {
                 },
               }),
             ),
-          )
-        : [];
-      const results = await Promise.all(calls.map((c) => simulateCall(c, { url: o.url, pace: o.pace, authToken })));
-      if (feeds.length > 0) {
-        const timeout = setTimeout(() => allEnded(), 10_000);
-        await done;
-        clearTimeout(timeout);
-        for (const f of feeds) f.close();
-        if (ended.size < calls.length) {
-          throw new CallmoodError(ErrorCodes.PROTOCOL, `${calls.length - ended.size} call(s) got no call-end event within 10 s after stop`, { permanent: false });
+          );
+          for (const r of opened) if (r.status === 'fulfilled') feeds.push(r.value);
+          const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+          if (failed) throw failed.reason;
         }
+        const results = await Promise.all(
+          calls.map((c) =>
+            simulateCall(c, { url: o.url, pace: o.pace, authToken, signal: abort.signal }).catch((err: unknown) => {
+              // One refused call stops the others: they would meet the same refusal.
+              abort.abort();
+              throw err;
+            }),
+          ),
+        );
+        if (feeds.length > 0) {
+          const timeout = setTimeout(() => allEnded(), 10_000);
+          await done;
+          clearTimeout(timeout);
+          if (ended.size < calls.length) {
+            throw new CallmoodError(ErrorCodes.PROTOCOL, `${calls.length - ended.size} call(s) got no call-end event within 10 s after stop`, { permanent: false });
+          }
+        }
+        const lag = Math.max(...results.map((r) => r.maxLagMs));
+        process.stderr.write(`sent ${results.length} call(s), ${results.reduce((s, r) => s + r.chunks, 0)} chunks; worst send lag ${lag.toFixed(1)} ms\n`);
+      } finally {
+        abort.abort();
+        for (const f of feeds) f.close();
       }
-      const lag = Math.max(...results.map((r) => r.maxLagMs));
-      process.stderr.write(`sent ${results.length} call(s), ${results.reduce((s, r) => s + r.chunks, 0)} chunks; worst send lag ${lag.toFixed(1)} ms\n`);
     });
 }

@@ -20,7 +20,7 @@
  */
 import { constants, existsSync, mkdirSync, openSync, closeSync, fsyncSync } from 'node:fs';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import type { Logger } from '../telephony/server.js';
 
@@ -151,8 +151,47 @@ function syncDir(dir: string): void {
   }
 }
 
+const ERRNO_TEXT: Record<string, string> = {
+  EROFS: 'read-only file system',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  ENOTDIR: 'a part of the path is a file, not a folder',
+  ENOENT: 'no such file or folder',
+  EIO: 'input/output error',
+};
+
+/** An fs error as `CODE (what it means)`, or its message when it has no code. */
+export function errnoText(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (!code) return (err as Error).message;
+  return ERRNO_TEXT[code] ? `${code} (${ERRNO_TEXT[code]})` : code;
+}
+
 function fileError(what: string, err: unknown): CallmoodError {
-  return new CallmoodError(ErrorCodes.FILE_READ, `${what}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err, permanent: false });
+  return new CallmoodError(ErrorCodes.FILE_READ, `${what}: ${errnoText(err)}`, { cause: err, permanent: false });
+}
+
+/**
+ * mkdir -p that reports the real reason it failed. Node's recursive mkdir says ENOENT whatever stopped it (a
+ * read-only file system, a folder without write permission): on ENOENT the missing levels are created one by one,
+ * which fails with the true code.
+ */
+export function makeDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+    return;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    const missing: string[] = [];
+    for (let d = resolve(dir); !existsSync(d); d = dirname(d)) {
+      missing.push(d);
+      if (dirname(d) === d) break;
+    }
+    for (const d of missing.reverse()) mkdirSync(d);
+    throw err;
+  }
 }
 
 /** Settings of an Outbox. */
@@ -176,8 +215,10 @@ export class Outbox {
   private spillFrom: number | null = null;
   private spilled = 0;
   private loading = false;
-  /** A write failed part-way: start the next one on a fresh line. */
+  /** A write failed part-way and could not be cut back: start the next one on a fresh line. */
   private needNewline = false;
+  /** Writes failed in a row (a full or read-only disk): logged once when it starts and once when it ends. */
+  private failedWrites = 0;
   private readonly memory = new Map<number, OutboxEntry>();
   /** Removed from delivery, not yet safe in dead.jsonl: compaction must keep them. */
   private readonly deadPending = new Map<number, OutboxEntry>();
@@ -206,6 +247,11 @@ export class Outbox {
     return this.memory.size + this.spilled + unwritten;
   }
 
+  /** True while writes fail (a full or read-only disk): what is queued cannot reach the disk, nor the CRM. */
+  get failing(): boolean {
+    return this.failedWrites > 0;
+  }
+
   /** Pending deliveries held in memory. */
   get inMemory(): number {
     return this.memory.size;
@@ -221,7 +267,7 @@ export class Outbox {
   open(): Promise<{ pending: number; torn: number }> {
     return this.run(async () => {
       try {
-        mkdirSync(this.dir, { recursive: true });
+        makeDir(this.dir);
       } catch (err) {
         throw fileError(`cannot create the outbox folder ${this.dir}`, err);
       }
@@ -238,7 +284,7 @@ export class Outbox {
           const size = (await old.stat()).size;
           const onTorn = (offset: number, bytes: number) => {
             torn++;
-            this.log('warn', 'CALLMOOD_WEBHOOK_TORN_LINE', `outbox ${path}: skipped a damaged line of ${bytes} bytes at byte ${offset} (a write cut short by a crash)`, { endpoint: this.endpoint });
+            this.log('warn', 'CALLMOOD_WEBHOOK_TORN_LINE', `outbox ${path}: skipped a damaged line of ${bytes} bytes at byte ${offset} (a write cut short: a crash, or a disk error that could not be undone)`, { endpoint: this.endpoint });
           };
           const done = new Set<number>();
           for await (const line of readLines(old, 0, size, () => undefined)) {
@@ -362,19 +408,43 @@ export class Outbox {
     }
     const base = this.fileSize;
     const buf = Buffer.from(text, 'utf8');
+    const fh = this.fh;
     try {
-      await this.fh.write(buf, 0, buf.length);
-      await this.fh.datasync();
+      // A write may take only part of the buffer (a disk filling up): the rest is written, or the next call fails.
+      for (let off = 0; off < buf.length; ) {
+        const { bytesWritten } = await fh.write(buf, off, buf.length - off);
+        if (bytesWritten <= 0) throw Object.assign(new Error(`wrote 0 of ${buf.length - off} bytes`), { code: 'EIO' });
+        off += bytesWritten;
+      }
+      await fh.datasync();
       this.needNewline = false;
       this.fileSize += buf.length;
     } catch (err) {
       // Nothing of this batch counts as written: it goes back to the front of the queue with its seqs, to be written
-      // again on a fresh line by the next flush (a line that did get out whole is skipped on replay by its seq).
-      this.needNewline = true;
-      this.fileSize = (await this.fh.stat().catch(() => ({ size: this.fileSize + buf.length }))).size;
+      // again by the next flush. What part of it reached the file is cut off, so the log holds no half line for the
+      // next start to skip; should that fail too, the next batch starts on a fresh line and replay skips the half
+      // line (and, by its seq, any line that did get out whole).
+      const cut = await fh.truncate(base).then(
+        () => true,
+        () => false,
+      );
+      this.needNewline = !cut;
+      this.fileSize = cut ? base : (await fh.stat().catch(() => ({ size: this.fileSize + buf.length }))).size;
       this.buffer = [...items, ...this.buffer];
-      this.log('error', 'CALLMOOD_WEBHOOK_WRITE_FAILED', `outbox ${this.endpoint}: write failed, will retry with the next batch: ${(err as Error).message}`, { endpoint: this.endpoint, events: fresh.length });
+      // Every flush retries, many a second: one line when writing starts to fail and one when it works again.
+      if (this.failedWrites++ === 0) {
+        this.log(
+          'error',
+          'CALLMOOD_WEBHOOK_WRITE_FAILED',
+          `outbox ${this.endpoint}: cannot write ${join(this.dir, LOG)}: ${errnoText(err)}; the events wait in memory and every batch tries again (logged once until a write succeeds)`,
+          { endpoint: this.endpoint, events: fresh.length },
+        );
+      }
       throw fileError(`cannot write the webhook outbox ${join(this.dir, LOG)}`, err);
+    }
+    if (this.failedWrites > 0) {
+      this.log('info', 'CALLMOOD_WEBHOOK_WRITE_RECOVERED', `outbox ${this.endpoint}: writing again after ${this.failedWrites} failed writes`, { endpoint: this.endpoint, failedWrites: this.failedWrites });
+      this.failedWrites = 0;
     }
     const toMemory: OutboxEntry[] = [];
     for (const [i, e] of fresh.entries()) {

@@ -60,6 +60,11 @@ export interface WebhookOptions {
   compactAtBytes: number;
   /** close(): longest wait for requests in flight before they are cut (their events stay pending), ms. */
   closeTimeoutMs: number;
+  /**
+   * close(): how long to go on delivering pending events first (a shutdown's call-ends), ms; what is not delivered by
+   * then stays in the outbox for the next start. 0 = keep everything for the next start.
+   */
+  drainTimeoutMs: number;
 }
 
 /** An endpoint as given: name, url and events required, the rest defaulted. */
@@ -90,6 +95,9 @@ export const DEFAULT_WEBHOOK_OPTIONS: Readonly<WebhookOptions> = deepFreeze({
   memoryWindow: 10_000,
   compactAtBytes: 16 * 1024 * 1024,
   closeTimeoutMs: 5000,
+  // Delivering a few calls' last events takes well under a second with the CRM up; 5 s leaves room for a slow CRM
+  // and, with the server's own drain, stays inside the 30 s a supervisor (Kubernetes, systemd) grants by default.
+  drainTimeoutMs: 5000,
 } satisfies WebhookOptions);
 
 function deepFreeze<T>(o: T): T {
@@ -134,6 +142,7 @@ const TOP_FIELDS = {
   memoryWindow: int(100, 10_000_000),
   compactAtBytes: int(4096, 1024 * 1024 * 1024, 'bytes'),
   closeTimeoutMs: int(0, 600_000, 'ms'),
+  drainTimeoutMs: int(0, 600_000, 'ms'),
 } as const;
 // Headers the sink sets itself; letting config replace them would break signatures or the body's meaning.
 const RESERVED_HEADERS = new Set(['content-type', 'content-length', 'host', 'connection', 'transfer-encoding', 'user-agent']);

@@ -12,11 +12,13 @@
  *   After `maxAttempts` it goes there too; either way the call's next event follows.
  * - A crash loses nothing that was durable: on start the outbox is replayed and undelivered events are sent again,
  *   in order per call. Receivers dedupe by the body's `id`.
+ * - `close()` first keeps delivering for up to `drainTimeoutMs` (the call-ends of the calls a shutdown cut would
+ *   otherwise wait for the next start of this outbox, which a replaced instance never makes), then keeps the rest.
  */
 import http from 'node:http';
 import https from 'node:https';
 import { randomUUID } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeSync, existsSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readdirSync, rmSync, writeSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventEmitter } from 'eventemitter3';
 import { CallmoodError, ErrorCodes } from '../errors.js';
@@ -24,7 +26,7 @@ import type { CallmoodEvent } from '../stream/events.js';
 import type { Logger } from '../telephony/server.js';
 import { resolveWebhookOptions, routeMatcher, type WebhookEndpointOptions, type WebhookOptions, type WebhookOptionsInput } from './webhook-options.js';
 import { EVENT_ID_HEADER, SIGNATURE_HEADER, signWebhook } from './webhook-signature.js';
-import { Outbox, type DeadLetter, type OutboxEntry } from './outbox.js';
+import { Outbox, errnoText, makeDir, type DeadLetter, type OutboxEntry } from './outbox.js';
 
 /** The JSON body of every delivery. */
 export interface WebhookBody {
@@ -103,6 +105,8 @@ interface CallQueue {
   head: number;
   state: 'idle' | 'ready' | 'sending' | 'waiting';
   timer: NodeJS.Timeout | null;
+  /** Wall time the retry timer fires, while `waiting`. */
+  retryAt: number;
   /** Wall time of the first failure since this call's last success, 0 when its last attempt succeeded. */
   failingSince: number;
 }
@@ -179,7 +183,10 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
   private readonly lockPath: string | null;
   private nextFlush: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
+  /** close() was called: enqueue refuses. */
   private closed = false;
+  /** Delivery has stopped (after the drain): no new attempts, no retries. */
+  private stopped = false;
   private started = false;
 
   /** Validates the options (throws INVALID_OPTION), locks the outbox folder and starts replaying it. */
@@ -200,7 +207,7 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
     try {
       await sink.ready;
     } catch (err) {
-      await sink.close(0).catch(noop);
+      await sink.close(0, 0).catch(noop);
       throw err;
     }
     return sink;
@@ -228,7 +235,8 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
   /**
    * Routes an event to the endpoints that take it and queues it in their outboxes. Never waits: the returned promise
    * (shared by the events of this tick, never an unhandled rejection if ignored) resolves once they are on disk, and
-   * rejects with FILE_READ if the disk write failed (they are then still delivered from memory). Throws CLOSED after
+   * rejects with FILE_READ if the disk write failed (they then wait in memory, neither durable nor sent, until a later
+   * batch writes them; a process stopping meanwhile loses them). Throws CLOSED after
    * close().
    */
   enqueue(event: CallmoodEvent): Promise<void> {
@@ -287,7 +295,7 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
     for (;;) {
       await this.scheduleFlush().catch(noop);
       if (this.endpoints.every((ep) => ep.outbox.pending === 0 && ep.sending === 0)) return true;
-      if (Date.now() >= until || this.closed) return false;
+      if (Date.now() >= until || this.stopped) return false;
       await new Promise((r) => setTimeout(r, 10));
     }
   }
@@ -309,18 +317,49 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
   }
 
   /**
-   * Stops: no new deliveries, requests in flight get up to `timeoutMs` to answer (then they are cut and their events
-   * stay pending), everything queued is written and synced, the outbox is unlocked. Pending events are sent on the
-   * next start.
+   * Stops: no new events; what is pending is delivered for up to `drainMs` (retries keep their backoff, and the drain
+   * ends early once nothing can be sent before it would end); then no new deliveries, requests in flight get up to
+   * `timeoutMs` to answer (then they are cut and their events stay pending), everything queued is written and
+   * synced, the outbox is unlocked. Pending events are sent on the next start.
    */
-  close(timeoutMs: number = this.options.closeTimeoutMs): Promise<void> {
-    this.closing ??= this.shutdown(timeoutMs);
+  close(timeoutMs: number = this.options.closeTimeoutMs, drainMs: number = this.options.drainTimeoutMs): Promise<void> {
+    this.closing ??= this.shutdown(timeoutMs, drainMs);
     return this.closing;
   }
 
-  private async shutdown(timeoutMs: number): Promise<void> {
+  /** Delivers pending events until none is left, `drainMs` passed, or nothing can be sent before it passes. */
+  private async drainPending(drainMs: number): Promise<void> {
+    const pending = () => this.endpoints.reduce((n, ep) => n + ep.outbox.pending, 0);
+    const before = pending();
+    if (before === 0 || drainMs <= 0 || !this.started) return;
+    const t0 = Date.now();
+    const until = t0 + drainMs;
+    this.log('info', 'CALLMOOD_WEBHOOK_DRAIN', `close: delivering ${before} pending events for up to ${drainMs} ms`, { pending: before });
+    // Only events that can go before `until` are worth waiting for: a CRM that is down and backing off, or a disk that
+    // refuses writes, leaves the rest on disk at once rather than holding the shutdown for nothing.
+    const hopeless = (ep: Endpoint) =>
+      ep.sending === 0 &&
+      ep.ready.length === 0 &&
+      (ep.calls.size > 0 || ep.outbox.failing) &&
+      [...ep.calls.values()].every((q) => q.state === 'waiting' && q.retryAt >= until);
+    for (;;) {
+      await this.scheduleFlush().catch(noop);
+      const left = pending();
+      const busy = this.endpoints.some((ep) => ep.sending > 0);
+      if ((left === 0 && !busy) || Date.now() >= until || this.endpoints.every((ep) => ep.outbox.pending === 0 || hopeless(ep))) {
+        const level = left === 0 ? 'info' : 'warn';
+        this.log(level, 'CALLMOOD_WEBHOOK_DRAIN', `close: ${before - left} of ${before} pending events delivered in ${Date.now() - t0} ms${left > 0 ? `; ${left} stay in the outbox for the next start` : ''}`, { pending: left });
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  private async shutdown(timeoutMs: number, drainMs: number): Promise<void> {
     this.closed = true;
     await this.ready.catch(noop);
+    await this.drainPending(drainMs);
+    this.stopped = true;
     for (const ep of this.endpoints) {
       for (const q of ep.calls.values()) if (q.timer) clearTimeout(q.timer);
     }
@@ -346,7 +385,7 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
     for (const e of entries) {
       let q = ep.calls.get(e.callSid);
       if (!q) {
-        q = { callSid: e.callSid, items: [], head: 0, state: 'idle', timer: null, failingSince: 0 };
+        q = { callSid: e.callSid, items: [], head: 0, state: 'idle', timer: null, retryAt: 0, failingSince: 0 };
         ep.calls.set(e.callSid, q);
       }
       q.items.push(e);
@@ -359,7 +398,7 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
   }
 
   private pump(ep: Endpoint): void {
-    if (this.closed) return;
+    if (this.stopped) return;
     while (ep.sending < ep.o.concurrency && ep.ready.length > 0) {
       const q = ep.ready.shift()!;
       q.state = 'sending';
@@ -426,7 +465,7 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
       this.log('warn', 'CALLMOOD_WEBHOOK_FAILING', `endpoint ${ep.o.name}: ${error}${dead ? '' : `; retrying in ${retryInMs} ms`}`, { endpoint: ep.o.name, id: e.id, status });
     }
     this.emit('attempt-failed', { endpoint: ep.o.name, id: e.id, callSid: e.callSid, attempt: e.attempts, status, error, permanent, retryInMs });
-    if (this.closed) {
+    if (this.stopped) {
       // Left pending in the outbox for the next start.
       q.state = 'waiting';
       return;
@@ -457,10 +496,11 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
       return;
     }
     q.state = 'waiting';
+    q.retryAt = Date.now() + retryInMs!;
     ep.outbox.maybeLoad();
     q.timer = setTimeout(() => {
       q.timer = null;
-      if (this.closed) return;
+      if (this.stopped) return;
       q.state = 'ready';
       ep.ready.push(q);
       this.pump(ep);
@@ -528,32 +568,103 @@ export function parseRetryAfter(v: string | undefined): number | null {
   return Number.isFinite(at) ? Math.max(0, at - Date.now()) : null;
 }
 
+/** What a lock file says of its holder: PID, start time (/proc/PID/stat field 22) and boot id, when they were known. */
+interface LockHolder {
+  pid: number;
+  startTime: string | null;
+  bootId: string | null;
+}
+
 /**
- * Takes `<outboxDir>/lock` (holding this pid): two processes appending to and compacting one outbox would corrupt it.
- * A lock left by a process that no longer runs (killed) is taken over.
+ * Start time of process `pid` in clock ticks since boot (field 22 of /proc/PID/stat, see proc(5)); null when the
+ * process does not exist or there is no /proc. A PID is reused, a PID with its start time is not (within one boot).
+ */
+function processStartTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 2, the command name, is in parentheses and may itself hold spaces and ')': count from the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields[0] is field 3 (state), so field 22 is fields[19].
+    const t = fields[19];
+    return t !== undefined && /^\d+$/.test(t) ? t : null;
+  } catch {
+    return null;
+  }
+}
+
+function bootId(): string | null {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+function readHolder(path: string): LockHolder | null {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8').trim();
+  } catch {
+    return null;
+  }
+  // Older versions wrote the PID alone.
+  if (/^\d+$/.test(text)) return { pid: Number(text), startTime: null, bootId: null };
+  try {
+    const o = JSON.parse(text) as Partial<LockHolder>;
+    if (!Number.isInteger(o.pid) || (o.pid as number) <= 0) return null;
+    return { pid: o.pid as number, startTime: typeof o.startTime === 'string' ? o.startTime : null, bootId: typeof o.bootId === 'string' ? o.bootId : null };
+  } catch {
+    return null;
+  }
+}
+
+/** Whether the process that wrote a lock still runs; a PID now held by another process (or this one, reborn) is not it. */
+function holderAlive(h: LockHolder): boolean {
+  const boot = bootId();
+  if (h.bootId !== null && boot !== null && h.bootId !== boot) return false;
+  if (h.startTime === null) {
+    // A lock of an older version: this process never wrote it, so its PID being ours is reuse (a container's PID 1).
+    return h.pid !== process.pid && isRunning(h.pid);
+  }
+  const now = processStartTime(h.pid);
+  if (now !== null) return now === h.startTime;
+  // No such process, or no /proc here (not Linux): the PID alone is all there is to go by.
+  return processStartTime(process.pid) === null ? isRunning(h.pid) : false;
+}
+
+/**
+ * Takes `<outboxDir>/lock`: two processes appending to and compacting one outbox would corrupt it. The lock names
+ * its holder by PID, process start time and boot id, so a lock left by a process that died is taken over even when
+ * its PID now belongs to another live process, as it always does in a container where callmood is PID 1 before and
+ * after a crash. (Processes in other PID namespaces sharing the folder cannot see each other: give each its own.)
  */
 function lockOutbox(outboxDir: string): string {
   try {
-    mkdirSync(outboxDir, { recursive: true });
+    makeDir(outboxDir);
   } catch (err) {
-    throw new CallmoodError(ErrorCodes.FILE_READ, `cannot create the webhook outbox folder ${outboxDir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    throw new CallmoodError(ErrorCodes.FILE_READ, `cannot create the webhook outbox folder ${outboxDir}: ${errnoText(err)}`, { cause: err });
   }
   const path = join(outboxDir, 'lock');
+  const me: LockHolder = { pid: process.pid, startTime: processStartTime(process.pid), bootId: bootId() };
   for (let i = 0; i < 2; i++) {
     try {
       const fd = openSync(path, 'wx');
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
+      try {
+        writeSync(fd, `${JSON.stringify(me)}\n`);
+      } finally {
+        closeSync(fd);
+      }
       return path;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new CallmoodError(ErrorCodes.FILE_READ, `cannot lock the webhook outbox ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+        throw new CallmoodError(ErrorCodes.FILE_READ, `cannot lock the webhook outbox ${path}: ${errnoText(err)}`, { cause: err });
       }
-      const pid = existsSync(path) ? Number(readFileSync(path, 'utf8').trim()) : NaN;
-      if (Number.isInteger(pid) && pid > 0 && isRunning(pid)) {
+      const holder = existsSync(path) ? readHolder(path) : null;
+      if (holder !== null && holderAlive(holder)) {
+        const self = holder.pid === process.pid;
         throw new CallmoodError(
           ErrorCodes.INVALID_OPTION,
-          `webhook outbox ${outboxDir} is in use by process ${pid}${pid === process.pid ? ' (this one: one WebhookSink per outbox)' : ''}; stop it first, or give this one another outboxDir`,
+          `webhook outbox ${outboxDir} is in use by process ${holder.pid}${self ? ' (this one: one WebhookSink per outbox)' : ''}; stop it first, or give this one another outboxDir`,
         );
       }
       rmSync(path, { force: true });

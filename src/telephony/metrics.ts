@@ -24,6 +24,7 @@ export class CallmoodMetrics {
   readonly mediaMessages: Counter;
   readonly chunksDropped: Counter;
   readonly gapsFilled: Counter;
+  readonly timestampJumps: Counter;
   readonly windowsScored: Counter;
   readonly inferenceLatency: Histogram;
   readonly batchSize: Histogram;
@@ -56,6 +57,11 @@ export class CallmoodMetrics {
     this.mediaMessages = new Counter({ name: 'callmood_media_messages_total', help: 'Media messages decoded.', registers });
     this.chunksDropped = new Counter({ name: 'callmood_media_chunks_dropped_total', help: 'Late or duplicate media chunks dropped.', registers });
     this.gapsFilled = new Counter({ name: 'callmood_media_gaps_filled_total', help: 'Gaps in media timestamps filled with silence.', registers });
+    this.timestampJumps = new Counter({
+      name: 'callmood_media_timestamp_jumps_total',
+      help: 'Media chunks dropped because their timestamp jumped further ahead than the wall clock allows (maxLeadMs).',
+      registers,
+    });
     this.windowsScored = new Counter({ name: 'callmood_windows_scored_total', help: 'Windows scored by the model (emotion events).', registers });
     this.inferenceLatency = new Histogram({
       name: 'callmood_inference_latency_seconds',

@@ -5,9 +5,10 @@
  * metrics.
  *
  * Isolation: every socket, message and request handler is wrapped, so one broken call never harms another; what
- * goes wrong becomes an `error` event and a log line with a stable code. Time limits: a stream silent for
- * `stallTimeoutMs` ends as `stalled` (1001); a socket dropped without `stop` ends as `disconnected`; messages over
- * `maxMessageBytes` close the socket with 1009 (ws's maxPayload).
+ * goes wrong becomes an `error` event and a log line with a stable code. Time limits: a stream whose audio has not
+ * moved on for `stallTimeoutMs` (whatever else it sends) ends as `stalled` (1001); a socket dropped without `stop`
+ * ends as `disconnected`; messages over `maxMessageBytes` close the socket with 1009 (ws's maxPayload). One call has
+ * one stream: a second stream claiming a call that is live here is refused (1008) and the first goes on.
  *
  * `close()` drains: no new streams or webhooks (503), every live call ends with reason `shutdown` (its call-end
  * carries the summary), the feed gets those events before it closes, the batcher runs what is queued and the worker
@@ -107,7 +108,7 @@ interface Connection {
   /** Settles once call-end went out (or at the close of a stream that never started). */
   done: Promise<void>;
   resolveDone: () => void;
-  counted: { media: number; dropped: number; gaps: number };
+  counted: { media: number; dropped: number; gaps: number; jumps: number };
   killTimer: NodeJS.Timeout | null;
   /** Reading is paused: the stream's audio ran more than maxLeadMs ahead of the wall clock. */
   paused: boolean;
@@ -238,8 +239,9 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     this.engine = engine;
     if (engine instanceof WorkerEngine) {
       engine.on('health', (h) => {
-        const level = h.healthy ? 'info' : h.status === 'closed' ? 'info' : 'error';
-        this.log(level, h.healthy ? 'CALLMOOD_ENGINE_HEALTH' : 'CALLMOOD_ERR_INFERENCE', `inference engine ${h.status}: ${h.readyWorkers}/${h.workers} worker(s) ready, ${h.restarts} restart(s)`);
+        // Closing is the engine stopping as asked (every clean shutdown), not an inference failure.
+        const ok = h.healthy || h.status === 'closed';
+        this.log(ok ? 'info' : 'error', ok ? 'CALLMOOD_ENGINE_HEALTH' : ErrorCodes.INFERENCE, `inference engine ${h.status}: ${h.readyWorkers}/${h.workers} worker(s) ready, ${h.restarts} restart(s)`);
       });
     }
     this.profile = modelProfile(m);
@@ -403,7 +405,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     // Never waits: the outbox write and the delivery happen off this path. With no endpoint there is nothing to do.
     if (this.options.webhooks.endpoints.length > 0) {
       try {
-        void this.webhooks.enqueue(e).catch((err: unknown) => this.log('error', 'CALLMOOD_WEBHOOKS_DISK', `webhook outbox write: ${(err as Error).message}`));
+        // A failed outbox write is the sink's to log (once while the disk fails, not once per event and flush).
+        void this.webhooks.enqueue(e).catch(() => undefined);
       } catch (err) {
         this.log('error', 'CALLMOOD_WEBHOOKS_ERROR', `webhooks: ${(err as Error).message}`);
       }
@@ -468,7 +471,7 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
       callEnded: false,
       done,
       resolveDone,
-      counted: { media: 0, dropped: 0, gaps: 0 },
+      counted: { media: 0, dropped: 0, gaps: 0, jumps: 0 },
       killTimer: null,
       paused: false,
       backlog: [],
@@ -500,12 +503,27 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
           ),
         close: (code, reason) => this.closeSocket(conn, code, reason),
         log: (level, code, message, fields) => this.log(level, code, message, fields),
+        // The policy, the feed's filter and the CRM's per-call order all key on callSid: two live streams of one
+        // call would mix their events, and a second stream (a replayed signature) could steer another caller's call.
+        admit: (callSid) => {
+          for (const c of this.conns) {
+            if (c !== conn && c.base?.callSid === callSid && !c.callEnded) {
+              return `call ${callSid} already has a live stream (${c.base.streamSid}) on this server; a second stream of the same call is refused. Stream both tracks in one <Stream track="both_tracks">`;
+            }
+          }
+          return null;
+        },
       },
       this.options.session,
     );
     this.conns.add(conn);
-    ws.on('message', (data: RawData) => {
+    ws.on('message', (data: RawData, isBinary: boolean) => {
       try {
+        if (isBinary) {
+          // Not audio and not ordered with it: refused at once, paused or not.
+          conn.session.handleBinary(Buffer.isBuffer(data) ? data.length : Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.byteLength);
+          return;
+        }
         const text = Buffer.isBuffer(data) ? data.toString('utf8') : Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data).toString('utf8');
         if (conn.paused) conn.backlog.push(text);
         else this.handle(conn, text);
@@ -517,8 +535,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
       // ws reports frames it cannot take (over maxPayload → 1009, bad UTF-8 → 1007, …) here, then closes.
       conn.endReason ??= 'error';
       const message = `media socket ${conn.remote}: ${err.message}${err.code ? ` (${err.code})` : ''}`;
-      this.log('warn', ErrorCodes.PROTOCOL, message, { callSid: conn.base?.callSid ?? null });
-      this.publish({ ...(conn.base ?? { callSid: '', streamSid: '', customParameters: {} }), timeMs: 0, type: 'error', code: ErrorCodes.PROTOCOL, message, permanent: true });
+      this.log('warn', ErrorCodes.PROTOCOL, message, { callSid: conn.session.identity.callSid || null });
+      this.publish({ ...conn.session.identity, timeMs: 0, type: 'error', code: ErrorCodes.PROTOCOL, message, permanent: true });
     });
     ws.on('close', () => {
       if (conn.killTimer) clearTimeout(conn.killTimer);
@@ -568,7 +586,7 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     const code = (err as CallmoodError).code ?? ErrorCodes.INTERNAL;
     const message = `internal error on ${conn.base?.callSid ?? 'a stream before start'}: ${(err as Error).message}`;
     this.log('error', code, message, { stack: (err as Error).stack });
-    this.publish({ ...(conn.base ?? { callSid: '', streamSid: '', customParameters: {} }), timeMs: 0, type: 'error', code, message, permanent: true });
+    this.publish({ ...conn.session.identity, timeMs: 0, type: 'error', code, message, permanent: true });
     conn.endReason ??= 'error';
     void this.endConnection(conn, 'error');
     this.closeSocket(conn, 1011, 'internal error');
@@ -613,19 +631,24 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     if (s.mediaMessages !== c.media) this.metrics.mediaMessages.inc(s.mediaMessages - c.media);
     if (s.dropped !== c.dropped) this.metrics.chunksDropped.inc(s.dropped - c.dropped);
     if (s.gapsFilled !== c.gaps) this.metrics.gapsFilled.inc(s.gapsFilled - c.gaps);
+    const jumps = conn.session.timestampJumps;
+    if (jumps !== c.jumps) this.metrics.timestampJumps.inc(jumps - c.jumps);
     c.media = s.mediaMessages;
     c.dropped = s.dropped;
     c.gaps = s.gapsFilled;
+    c.jumps = jumps;
   }
 
   private checkStalls(): void {
     const now = Date.now();
     for (const c of this.conns) {
       if (c.endReason || c.session.isEnded || c.ws.readyState !== WebSocket.OPEN) continue;
-      const silentMs = now - c.session.lastMessageAt;
+      // Audio progress, not message arrival: messages that move no audio on (bad, refused, duplicate) keep no
+      // stream alive. A paused stream is resumed within stallTimeoutMs / 2, so flow control never stalls one.
+      const silentMs = now - c.session.lastProgressAt;
       if (silentMs < this.options.stallTimeoutMs) continue;
       c.endReason = 'stalled';
-      this.log('warn', 'CALLMOOD_STALLED', `stream ${c.base?.callSid ?? c.remote} sent nothing for ${silentMs} ms (stallTimeoutMs ${this.options.stallTimeoutMs}): ended`);
+      this.log('warn', 'CALLMOOD_STALLED', `stream ${c.base?.callSid ?? c.remote}: no audio for ${silentMs} ms (stallTimeoutMs ${this.options.stallTimeoutMs}): ended`);
       void this.endConnection(c, 'stalled');
       this.closeSocket(c, CloseCodes.GOING_AWAY, 'stream stalled');
     }

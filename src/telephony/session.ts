@@ -8,7 +8,7 @@
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { MulawPayloadDecoder, TWILIO_FRAME_BYTES } from '../audio/codecs.js';
 import type { CallEndReason, CallmoodEvent, EventBase, Track, TrackSummary } from '../stream/events.js';
-import { parseTwilioMessage, type StartMessage } from './protocol.js';
+import { identityHint, parseTwilioMessage, type StartMessage } from './protocol.js';
 
 /** What the session feeds each track's audio to: the per-track emotion stream. */
 export interface TrackSink {
@@ -27,6 +27,13 @@ export interface SessionHooks {
   close(code: number, reason: string): void;
   /** A log line with a stable code. */
   log(level: 'info' | 'warn' | 'error', code: string, message: string, fields?: Record<string, unknown>): void;
+  /**
+   * Asked when a valid `start` arrives: a reason to refuse this stream (e.g. its call already has a live stream on
+   * this server), or null to accept it. Without it every start is accepted.
+   */
+  admit?(callSid: string, streamSid: string): string | null;
+  /** The wall clock, ms (default Date.now; tests pass their own). */
+  now?(): number;
 }
 
 /** Session limits. */
@@ -37,13 +44,20 @@ export interface SessionOptions {
   maxGapFillMs: number;
   /** After this many protocol errors the stream is closed (1008). */
   maxProtocolErrors: number;
+  /**
+   * How far a stream's audio may run ahead of the wall clock, ms (the server pauses a faster stream there). A
+   * timestamp jump beyond `maxGapFillMs` is believed only if it keeps the audio within this lead; else the chunk is
+   * dropped as an error and call time stays where it was.
+   */
+  maxLeadMs: number;
 }
 
-/** Defaults: payloads up to 1 s, gaps filled up to 10 s, 100 protocol errors tolerated. */
+/** Defaults: payloads up to 1 s, gaps filled up to 10 s, 100 protocol errors tolerated, 2 s of lead (the server's). */
 export const DEFAULT_SESSION_OPTIONS: Readonly<SessionOptions> = Object.freeze({
   maxPayloadBytes: 50 * TWILIO_FRAME_BYTES,
   maxGapFillMs: 10_000,
   maxProtocolErrors: 100,
+  maxLeadMs: 2000,
 });
 
 /** WebSocket close codes used (RFC 6455 §7.4.1). */
@@ -67,13 +81,28 @@ export class MediaSession {
   private ended = false;
   /** Counters reported in call-end. */
   readonly stats = { mediaMessages: 0, gapsFilled: 0, gapMs: 0, dropped: 0, protocolErrors: 0, sequenceGaps: 0 };
-  /** Wall-clock ms of the last message (for stall detection by the owner). */
-  lastMessageAt = Date.now();
+  /** Media chunks dropped for a timestamp jump the wall clock cannot explain (also counted in `protocolErrors`). */
+  timestampJumps = 0;
+  /** Wall-clock ms of the last message of any kind. */
+  lastMessageAt: number;
+  /**
+   * Wall-clock ms of the last audio progress: the stream opening, `start`, or a media chunk that moved call time on.
+   * Stall detection reads this, not `lastMessageAt`: a client sending only messages that carry no audio (bad ones,
+   * refused ones, duplicates) would otherwise keep its stream, and a `maxCalls` slot, forever.
+   */
+  lastProgressAt: number;
   /** Wall-clock ms at which call time 0 fell, from the first media chunk (its timestamp back from its arrival). */
   private wallOrigin = -1;
+  /** Wall-clock ms `start` arrived; -1 before. */
+  private startedAt = -1;
+  /** Identity claimed by a `start` that was not accepted: error events carry what is known of the call. */
+  private known: Omit<EventBase, 'timeMs'> | null = null;
+  private readonly now: () => number;
 
   constructor(private readonly hooks: SessionHooks, options: Partial<SessionOptions> = {}) {
     this.opts = { ...DEFAULT_SESSION_OPTIONS, ...options };
+    this.now = hooks.now ?? Date.now;
+    this.lastMessageAt = this.lastProgressAt = this.now();
     this.decoder = new MulawPayloadDecoder(this.opts.maxPayloadBytes);
     // μ-law silence decodes to 0; gaps are filled in 20 ms pieces from this buffer.
     this.silence = new Float32Array(TWILIO_FRAME_BYTES);
@@ -91,7 +120,13 @@ export class MediaSession {
    * flooding stream cannot take the event loop from every other call.
    */
   get leadMs(): number {
-    return this.wallOrigin < 0 ? 0 : this.callTimeMs() - (Date.now() - this.wallOrigin);
+    return this.wallOrigin < 0 ? 0 : this.callTimeMs() - (this.now() - this.wallOrigin);
+  }
+
+  /** The call's identity as far as it is known: from `start`, else from a `start` that was refused, else empty. */
+  get identity(): Omit<EventBase, 'timeMs'> {
+    const { timeMs: _t, ...rest } = this.base(0);
+    return rest;
   }
 
   /** True after call-end was emitted. */
@@ -100,6 +135,7 @@ export class MediaSession {
   }
 
   private base(timeMs: number): EventBase {
+    if (!this.start && this.known) return { ...this.known, customParameters: { ...this.known.customParameters }, timeMs };
     return {
       callSid: this.start?.start.callSid ?? '',
       streamSid: this.start?.streamSid ?? '',
@@ -116,13 +152,15 @@ export class MediaSession {
 
   /** Handles one text message from the socket. Never throws. */
   handleMessage(text: string): void {
-    this.lastMessageAt = Date.now();
+    this.lastMessageAt = this.now();
     if (this.ended) return;
     let msg;
     try {
       msg = parseTwilioMessage(text);
     } catch (err) {
       const e = err as CallmoodError;
+      // A bad `start` still names its call, most often: its errors say which call they are about.
+      if (!this.start) this.known = identityHint(text) ?? this.known;
       if (e.code === ErrorCodes.MEDIA_FORMAT) {
         this.fail(e, CloseCodes.UNSUPPORTED_DATA);
         return;
@@ -164,12 +202,27 @@ export class MediaSession {
     }
   }
 
+  /** Handles one binary frame from the socket: Twilio sends only text frames, so it is refused. Never throws. */
+  handleBinary(bytes: number): void {
+    this.lastMessageAt = this.now();
+    if (this.ended) return;
+    this.protocolError(ErrorCodes.PROTOCOL, `a binary WebSocket frame (${bytes} bytes) is refused: Twilio Media Streams send every message as JSON in a text frame`);
+  }
+
   private onStart(msg: StartMessage): void {
     if (this.start) {
       this.protocolError(ErrorCodes.PROTOCOL, `a second 'start' (stream ${msg.streamSid}) on stream ${this.start.streamSid} is ignored`);
       return;
     }
+    const refusal = this.hooks.admit?.(msg.start.callSid, msg.streamSid) ?? null;
+    if (refusal !== null) {
+      this.known = { callSid: msg.start.callSid, streamSid: msg.streamSid, customParameters: msg.start.customParameters ?? {} };
+      this.fail(new CallmoodError(ErrorCodes.PROTOCOL, refusal), CloseCodes.POLICY);
+      return;
+    }
     this.start = msg;
+    this.known = null;
+    this.startedAt = this.lastProgressAt = this.now();
     for (const track of new Set(msg.start.tracks)) {
       const sink = this.hooks.createTrack(track, () => {
         const { timeMs: _t, ...rest } = this.base(0);
@@ -195,7 +248,24 @@ export class MediaSession {
       return;
     }
     this.stats.mediaMessages++;
-    if (this.wallOrigin < 0) this.wallOrigin = this.lastMessageAt - timestamp;
+    const now = this.now();
+    const jump = state.started ? timestamp - state.endMs : timestamp;
+    if (jump > this.opts.maxGapFillMs) {
+      // Gap filling does not cover it: believe the jump only if the wall clock moved about as far (a real silence on
+      // the line). Call time then runs at most maxLeadMs ahead of the wall clock, which flow control already allows.
+      const origin = this.wallOrigin >= 0 ? this.wallOrigin : this.startedAt;
+      const aheadMs = timestamp - (now - origin);
+      if (!(aheadMs <= this.opts.maxLeadMs)) {
+        this.timestampJumps++;
+        this.protocolError(
+          ErrorCodes.PROTOCOL,
+          `media timestamp ${timestamp} on track '${track}' jumps ${jump} ms ahead, ${Math.round(aheadMs)} ms ahead of the wall clock; ` +
+            `at most maxLeadMs (${this.opts.maxLeadMs} ms) ahead is believed: the chunk is dropped and call time stays at ${state.endMs} ms`,
+        );
+        return;
+      }
+    }
+    if (this.wallOrigin < 0) this.wallOrigin = now - timestamp;
     const durationMs = samples.length / 8;
     if (!state.started) {
       // The first chunk sets where this track's audio begins; earlier time is silence, but not a gap in the stream
@@ -219,6 +289,7 @@ export class MediaSession {
       state.endMs = timestamp;
     }
     state.endMs += durationMs;
+    this.lastProgressAt = now;
     state.sink.push(samples, state.endMs);
   }
 

@@ -60,6 +60,47 @@ export interface SimulateResult {
 
 const sid = (prefix: string) => prefix + randomBytes(16).toString('hex');
 
+// What the connection errors a user meets mean, for one-line messages.
+const NET_TEXT: Record<string, string> = {
+  ECONNREFUSED: 'connection refused: nothing listens there',
+  ENOTFOUND: 'no such host',
+  EAI_AGAIN: 'the host name could not be resolved now',
+  ETIMEDOUT: 'no answer (timed out)',
+  ECONNRESET: 'the connection was reset',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+};
+
+/**
+ * Opens `ws` or rejects with a one-line CallmoodError: an HTTP answer to the upgrade names its status and the server's
+ * reason (403: the signature or token; 404: the path), a network error its errno and what it means.
+ */
+function opened(ws: WebSocket, what: string, url: string, hints: { 401?: string; 403?: string } = {}): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('unexpected-response', (req, res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body = (body + c).slice(0, 200)));
+      const done = () => {
+        req.destroy();
+        const status = res.statusCode ?? 0;
+        const reason = body.trim().split('\n')[0];
+        const hint = status === 401 ? hints[401] : status === 403 ? hints[403] : status === 404 ? `no such path on the server: check ${url}` : status === 503 ? 'the server is full, loading its model or shutting down' : undefined;
+        const code = status === 401 || status === 403 ? ErrorCodes.SIGNATURE : status === 404 ? ErrorCodes.INVALID_OPTION : ErrorCodes.PROTOCOL;
+        reject(new CallmoodError(code, `${what} refused: HTTP ${status}${reason ? ` ${reason}` : ''}${hint ? ` (${hint})` : ''}`, { permanent: status !== 503 }));
+      };
+      res.on('end', done);
+      res.on('error', done);
+    });
+    ws.once('error', (err: NodeJS.ErrnoException) => {
+      const code = err.code ?? '';
+      const text = NET_TEXT[code] ? `${code} (${NET_TEXT[code]})` : err.message;
+      reject(new CallmoodError(ErrorCodes.INVALID_OPTION, `cannot connect to ${url}: ${text}; is callmood serve running there?`, { cause: err, permanent: false }));
+    });
+  });
+}
+
 /** Signs a WebSocket upgrade as Twilio does: HMAC-SHA1 of the URL with no parameters, keyed by the auth token. */
 export function signUpgrade(authToken: string, url: string): string {
   return twilio.getExpectedTwilioSignature(authToken, url, {});
@@ -102,10 +143,9 @@ export async function simulateCall(call: SimulatedCall, opts: SimulateOptions): 
   const headers: Record<string, string> = {};
   if (opts.authToken) headers['X-Twilio-Signature'] = signUpgrade(opts.authToken, opts.signedUrl ?? opts.url);
   const ws = new WebSocket(opts.url, { headers, ...(opts.zeroMask ? { generateMask: (mask: Buffer) => void mask.fill(0) } : {}) });
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('unexpected-response', (_req, res) => reject(new CallmoodError(ErrorCodes.SIGNATURE, `server refused the stream: HTTP ${res.statusCode}`)));
-    ws.once('error', reject);
+  ws.on('error', () => {}); // after the open, a reset only ends the call early: the close below settles it
+  await opened(ws, 'media stream', opts.url, {
+    403: opts.authToken ? 'the X-Twilio-Signature did not check out: is the auth token the server\'s?' : 'no X-Twilio-Signature: give the Twilio auth token',
   });
   const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
   let seq = 0;
@@ -172,11 +212,8 @@ export async function followEvents(
   if (opts.callSid) u.searchParams.set('callSid', opts.callSid);
   const headers: Record<string, string> = opts.token ? { Authorization: `Bearer ${opts.token}` } : {};
   const ws = new WebSocket(u, { headers });
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('unexpected-response', (_req, res) => reject(new CallmoodError(ErrorCodes.SIGNATURE, `event feed refused: HTTP ${res.statusCode}`)));
-    ws.once('error', reject);
-  });
+  ws.on('error', () => {});
+  await opened(ws, 'event feed', url, { 401: opts.token ? 'the events token is not the server\'s' : 'the feed needs the events token' });
   ws.on('message', (data) => opts.onEvent(JSON.parse(String(data)) as CallmoodEvent));
   return { close: () => ws.close() };
 }
