@@ -4,6 +4,8 @@
 #   scripts/suites.sh dev RECIPE SEED        score it on the dev suite (choosing), telephone channel, both regimes
 #   scripts/suites.sh card RECIPE SEED       score it on the test and cross suites (the model card only), clean and
 #                                            telephone, both regimes
+#   scripts/suites.sh ship RECIPE SEED DIR   install that run as models/DIR (default or commercial), recorded in
+#                                            models/experiments/suites/shipped.json for the card
 # Recipes:
 #   shipped     the recipe of models/default (cnn-fast, 8 kHz, speeds 0.95/1/1.05, mixed channel, adaptive
 #               normalisation) on its three corpora: TESS, RAVDESS, CREMA-D. The incumbent.
@@ -45,5 +47,13 @@ case "$part" in
   card)
     for suite in test cross; do for ch in telephone clean; do for adapt in call clip; do score $suite $ch $adapt; done; done; done
     ;;
-  *) echo "unknown part '$part'; allowed: train, dev, card" >&2; exit 2 ;;
+  ship)
+    dir=${4:?models folder: default or commercial}
+    mkdir -p "models/$dir"
+    cp "$W/$name"/{model.json,weights.bin,training-curves.svg} "models/$dir/"
+    cp "$W/$name/metadata.json" "models/$dir/" # last: a directory with metadata.json is complete
+    node -e 'const f=process.argv[1],k=process.argv[2],v=process.argv[3],fs=require("fs");const o=fs.existsSync(f)?JSON.parse(fs.readFileSync(f,"utf8")):{};o[k]=v;fs.writeFileSync(f,JSON.stringify(o,null,2)+"\n")' "$R/shipped.json" "$dir" "$name"
+    cm bench model --model "models/$dir" --json > "$R/$name.bench.json"
+    ;;
+  *) echo "unknown part '$part'; allowed: train, dev, card, ship" >&2; exit 2 ;;
 esac
