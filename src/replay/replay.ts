@@ -37,6 +37,7 @@ import { InProcessEngine } from '../stream/engine.js';
 import { EmotionTrack, modelProfile, type ModelProfile } from '../stream/track.js';
 import type { CallEndEvent, CallmoodEvent, EventBase, Track, TrackSummary } from '../stream/events.js';
 import type { ModelMetadata } from '../model/io.js';
+import { describeIssues } from '../config/issues.js';
 import { resolveChannels } from './channels.js';
 import { replayIds } from './ids.js';
 
@@ -103,14 +104,7 @@ export function resolveReplayOptions(o: Partial<Omit<ReplayOptions, 'stream'> & 
   const merged = { ...DEFAULT_REPLAY_OPTIONS, ...o, stream: { ...DEFAULT_REPLAY_OPTIONS.stream, ...o.stream } };
   const r = schema.safeParse(merged);
   if (!r.success) {
-    const issue = r.error.issues[0];
-    const field = issue.path.join('.');
-    let value: unknown = merged;
-    for (const k of issue.path) value = (value as Record<PropertyKey, unknown> | undefined)?.[k as string];
-    throw new CallmoodError(
-      ErrorCodes.INVALID_OPTION,
-      `replay option ${field || '(root)'} is ${JSON.stringify(value) ?? String(value)}; allowed: ${ALLOWED[field] ?? issue.message}`,
-    );
+    throw new CallmoodError(ErrorCodes.INVALID_OPTION, describeIssues(r.error, merged, schema, { noun: 'replay option', allowedAt: (p) => ALLOWED[p.join('.')] }));
   }
   return Object.freeze(r.data as ReplayOptions);
 }
