@@ -28,7 +28,7 @@
  */
 import { z } from 'zod';
 import { CallmoodError, ErrorCodes } from '../errors.js';
-import { audioSource, openAudioFile, type AudioSource } from '../audio/read.js';
+import { audioSource, openAudioFile, rawAudioSchema, DEFAULT_RAW_AUDIO, type AudioSource, type RawAudioOptions } from '../audio/read.js';
 import type { DecodedAudio } from '../audio/types.js';
 import { DEFAULT_OPTIONS, type StreamSettings } from '../config/options.js';
 import { resolveModelDir } from '../config/load.js';
@@ -61,6 +61,8 @@ export interface ReplayOptions {
   accountSid: string | null;
   /** customParameters of every event (a recording carries none). */
   customParameters: Record<string, string>;
+  /** How a headerless G.711 file (`.ul`, `.al`, …) is laid out: it has no header to say. Files with a header ignore it. */
+  raw: RawAudioOptions;
 }
 
 /** Defaults: the live server's stream settings, batches of 32 (see BatchSettings.maxBatch), 60 s segments, no account, no parameters. */
@@ -71,6 +73,7 @@ export const DEFAULT_REPLAY_OPTIONS: Readonly<ReplayOptions> = Object.freeze({
   segmentS: 60,
   accountSid: null,
   customParameters: Object.freeze({}) as Record<string, string>,
+  raw: DEFAULT_RAW_AUDIO,
 });
 
 const schema = z.strictObject({
@@ -85,6 +88,7 @@ const schema = z.strictObject({
   segmentS: z.number().min(1).max(3600),
   accountSid: z.string().nullable(),
   customParameters: z.record(z.string(), z.string()),
+  raw: rawAudioSchema,
 });
 
 const ALLOWED: Record<string, string> = {
@@ -97,11 +101,13 @@ const ALLOWED: Record<string, string> = {
   segmentS: 'seconds in [1, 3600]',
   accountSid: 'null or a string',
   customParameters: 'an object of string values',
+  'raw.sampleRate': 'an integer number of Hz in [1000, 192000] (8000 on a phone line)',
+  'raw.channels': 'an integer in [1, 32]',
 };
 
 /** Merges `o` over the defaults (stream field by field) and validates once; INVALID_OPTION names the field and what is allowed. */
-export function resolveReplayOptions(o: Partial<Omit<ReplayOptions, 'stream'> & { stream: Partial<StreamSettings> }> = {}): Readonly<ReplayOptions> {
-  const merged = { ...DEFAULT_REPLAY_OPTIONS, ...o, stream: { ...DEFAULT_REPLAY_OPTIONS.stream, ...o.stream } };
+export function resolveReplayOptions(o: Partial<Omit<ReplayOptions, 'stream' | 'raw'> & { stream: Partial<StreamSettings>; raw: Partial<RawAudioOptions> }> = {}): Readonly<ReplayOptions> {
+  const merged = { ...DEFAULT_REPLAY_OPTIONS, ...o, stream: { ...DEFAULT_REPLAY_OPTIONS.stream, ...o.stream }, raw: { ...DEFAULT_REPLAY_OPTIONS.raw, ...o.raw } };
   const r = schema.safeParse(merged);
   if (!r.success) {
     throw new CallmoodError(ErrorCodes.INVALID_OPTION, describeIssues(r.error, merged, schema, { noun: 'replay option', allowedAt: (p) => ALLOWED[p.join('.')] }));
@@ -312,8 +318,9 @@ export async function replayAudio(
 }
 
 /**
- * Opens a recording (any format readAudioFile takes) and replays it; `name` defaults to the file's base name. WAV and
- * AIFF PCM and G.711 are decoded a segment at a time as the replay goes (see AudioSource).
+ * Opens a recording (any format readAudioFile takes; a headerless G.711 file as `options.raw` says) and replays it;
+ * `name` defaults to the file's base name. WAV and AIFF PCM and G.711 are decoded a segment at a time as the replay
+ * goes (see AudioSource).
  */
 export async function replayFile(
   path: string,
@@ -321,6 +328,6 @@ export async function replayFile(
   options: Partial<ReplayOptions> = {},
   hooks: { observe?: EventObserver; name?: string } = {},
 ): Promise<ReplayResult> {
-  const audio = await openAudioFile(path);
+  const audio = await openAudioFile(path, { raw: resolveReplayOptions(options).raw });
   return replayAudio(audio, hooks.name ?? path.split(/[\\/]/).pop() ?? path, model, options, hooks);
 }
