@@ -267,3 +267,18 @@ test('--json is the same in every command: a file, or standard output with - or 
   assert.match(bad.stderr, /^callmood: CALLMOOD_ERR_INVALID_OPTION: --json .*no-such-folder\/calls\.json: cannot write there: ENOENT\nRun 'callmood bench calls --help' for its usage\.\n$/);
   assert.ok(Date.now() - t0 < 30_000, 'refused before the bench ran');
 });
+
+test('features reads headerless G.711: 8 kHz mono by default, --raw-channels 2 for a dual-channel call', async () => {
+  const raw = join(root, 'test/fixtures/raw');
+  const [mono, dual, bad] = await Promise.all([
+    cli('features', join(raw, 'angry_8k.al'), '--summary'),
+    cli('features', join(raw, 'call_dual.ulaw'), '--raw-channels', '2', '--channel', 'all', '--summary'),
+    cli('features', join(raw, 'angry_8k.ul'), '--raw-rate', '80'),
+  ]);
+  assert.equal(mono.code, 0, mono.stderr);
+  assert.match(mono.stdout, /angry_8k\.al: raw\/alaw, 8000 Hz, 1 channel\(s\), 4\.371 s/);
+  assert.equal(dual.code, 0, dual.stderr);
+  assert.match(dual.stdout, /call_dual\.ulaw: raw\/mulaw, 8000 Hz, 2 channel\(s\), 4\.371 s\n.*channel 0: .*\n(.*\n){2}channel 1: /);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--raw-rate must be an integer in \[1000, 192000\], got '80'/);
+});

@@ -56,7 +56,8 @@ const RAW_ALLOWED: Record<string, string> = { sampleRate: 'an integer number of 
 
 /** Merges `o` over DEFAULT_RAW_AUDIO and validates it; INVALID_OPTION names the field and what is allowed. */
 export function resolveRawAudioOptions(o: Partial<RawAudioOptions> = {}): Readonly<RawAudioOptions> {
-  const merged = { ...DEFAULT_RAW_AUDIO, ...o };
+  // A field left undefined (an option not given) keeps its default.
+  const merged = { sampleRate: o.sampleRate ?? DEFAULT_RAW_AUDIO.sampleRate, channels: o.channels ?? DEFAULT_RAW_AUDIO.channels };
   const r = rawAudioSchema.safeParse(merged);
   if (!r.success) {
     throw new CallmoodError(ErrorCodes.INVALID_OPTION, describeIssues(r.error, merged, rawAudioSchema, { noun: 'raw audio option', allowedAt: (p) => RAW_ALLOWED[p.join('.')] }));

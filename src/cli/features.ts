@@ -10,6 +10,8 @@ import { readJsonFile } from '../util/json-file.js';
 import { readMetadata } from '../model/io.js';
 import { resolveModelDir } from '../config/load.js';
 import { DEFAULT_OPTIONS } from '../config/options.js';
+import { DEFAULT_RAW_AUDIO, RAW_G711_EXTENSIONS } from '../audio/read.js';
+import { integer } from './args.js';
 import { matrixToCsv, matrixToJson, matrixToNpy, type MatrixFormat } from '../features/io.js';
 
 function parseChannel(v: string): number | 'all' {
@@ -46,7 +48,7 @@ export function featuresCommand(program: Command): void {
   program
     .command('features')
     .description('compute the feature matrix (frames × coefficients) of an audio file and print or save it')
-    .argument('<file>', 'audio file: WAV, FLAC, AIFF, Ogg Opus or MP3, any rate, mono or multi-channel')
+    .argument('<file>', 'audio file: WAV, FLAC, AIFF, Ogg Opus, MP3 or headerless G.711 (.ul/.al), any rate, mono or multi-channel')
     .option('--channel <n|all>', "channel to analyse (0-based) or 'all'", parseChannel, 0)
     .addOption(new Option('--format <format>', 'output format (default: from --out extension, else csv)').choices(['csv', 'json', 'npy']))
     .option('-o, --out <path>', 'write to this file instead of standard output')
@@ -57,11 +59,13 @@ export function featuresCommand(program: Command): void {
     )
     .option('--config <file.json>', "feature config JSON (fields as in FeatureConfig; missing fields take those of --feature-rate, else the shipped model's)")
     .option('--set <key=value>', 'override one config field, e.g. --set nMfcc=13 (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--raw-channels <n>', `headerless G.711 (${Object.keys(RAW_G711_EXTENSIONS).join(' ')}): interleaved channels in the file (default ${DEFAULT_RAW_AUDIO.channels})`, integer('--raw-channels', 1, 32))
+    .option('--raw-rate <hz>', `headerless G.711: samples per second (default ${DEFAULT_RAW_AUDIO.sampleRate})`, integer('--raw-rate', 1000, 192_000))
     .option('--telephone', 'pass the audio through the telephone channel simulator first')
     .option('--summary', 'print only shape and per-coefficient mean/std')
-    .action(async (file: string, o: { channel: number | 'all'; format?: MatrixFormat; out?: string; featureRate?: string; config?: string; set: string[]; telephone?: boolean; summary?: boolean }) => {
+    .action(async (file: string, o: { channel: number | 'all'; format?: MatrixFormat; out?: string; featureRate?: string; config?: string; set: string[]; rawChannels?: number; rawRate?: number; telephone?: boolean; summary?: boolean }) => {
       const config = await readConfig(o.featureRate, o.config, o.set);
-      const loaded = await loadChannels(file, config.sampleRate, o.channel);
+      const loaded = await loadChannels(file, config.sampleRate, o.channel, { raw: { channels: o.rawChannels, sampleRate: o.rawRate } });
       const matrices = loaded.channels.map((c) =>
         computeFeatures(o.telephone ? telephoneChannel(c, config.sampleRate) : c, config),
       );
