@@ -1,9 +1,9 @@
 /**
  * Reading recorded audio files into float samples, one array per channel, for offline replay and training.
  *
- * The container is told by its magic bytes, never by the file name. WAV and AIFF are parsed here: wavefile's
- * `getSamples` took 1.5 s for a 10-minute 16 kHz stereo 16-bit WAV, this parser about 0.1 s (0.2 s for 24-bit or
- * float). FLAC, Ogg Opus and MP3 go through the wasm decoders of the `@wasm-audio-decoders` family, imported on first
+ * The container is told by its magic bytes, not by the file name: only headerless G.711, which has no header, is told
+ * by its name. WAV and AIFF are parsed here: wavefile's `getSamples` took 1.5 s for a 10-minute 16 kHz stereo 16-bit
+ * WAV, this parser about 0.1 s (0.2 s for 24-bit or float). FLAC, Ogg Opus and MP3 go through the wasm decoders of the `@wasm-audio-decoders` family, imported on first
  * use; the same 10 minutes take about 0.5 s as FLAC, 0.65 s as MP3 and 3 s as Opus (48 kHz output).
  * Every failure is a `CallmoodError` whose message starts with the file name and says what is wrong.
  */
