@@ -42,8 +42,8 @@ export const featureRateOption = (description: string, defaultRate: '8000' | '16
  * `-` or left out. The value is optional so that `--json` alone, as scripts and the README use it, keeps printing.
  * Read the parsed value with {@link jsonTarget}; open it with {@link openJsonOutput}.
  */
-export const jsonOption = (what: string): Option =>
-  new Option('--json [file]', `write ${what} as JSON to this file ('-' or no value: standard output)`);
+export const jsonOption = (what: string, note?: string): Option =>
+  new Option('--json [file]', `write ${what} as JSON to this file ('-' or no value: standard output)${note ? `; ${note}` : ''}`);
 
 /** Where `--json` goes: null when not given, '-' for standard output, else the file path. */
 export function jsonTarget(value: string | boolean | undefined): string | null {

@@ -105,7 +105,7 @@ export function replayCommand(program: Command): void {
     .option('--channels <spec>', `which channel each party is on: caller=left|right|N, agent=left|right|N (default ${DEFAULT_CHANNEL_SPEC}; a mono file is the caller)`)
     .option('--raw-channels <n>', `headerless G.711 (${Object.keys(RAW_G711_EXTENSIONS).join(' ')}): interleaved channels in the file (default ${DEFAULT_RAW_AUDIO.channels}; 2 for a dual-channel call)`, integer('--raw-channels', 1, 32))
     .option('--raw-rate <hz>', `headerless G.711: samples per second (default ${DEFAULT_RAW_AUDIO.sampleRate}, the telephone line's)`, integer('--raw-rate', 1000, 192_000))
-    .addOption(jsonOption("every event (JSON lines; latencyMs and atMs are this replay's wall clock, not comparable with a live call)"))
+    .addOption(jsonOption('the events (one per line)', "latencyMs and atMs are this replay's wall clock, not comparable with a live call"))
     .option('--report <file.html>', "one recording's HTML report")
     .option('--report-dir <dir>', "a report per recording and index.html across them (for a folder)")
     .option('--policy <file>', "a dialog policy file (default: the config's policy, else the shipped one), run as a dry run: its decisions are reported, never carried out")
@@ -119,6 +119,9 @@ export function replayCommand(program: Command): void {
       `
 The callSid of a recording is CA + 32 hex digits of SHA-256 of its name (its path relative to the folder, or its file
 name), unless the file name holds a Twilio CallSid (CA + 32 hex), which is then used. Events come in call-time order.
+In a folder, files whose names are not recordings' are skipped, and listed with the reason after the summary line
+(and in index.html). Headerless G.711 files (.ul .ulaw .mulaw μ-law, .al .alaw A-law) have no header to say their
+rate and channels: 8 kHz mono unless --raw-rate and --raw-channels say otherwise.
 Exit code: 0 when every recording was replayed, 1 when any failed (each is listed with its reason), 2 for a usage
 error (bad option, policy file or model).`,
     )
