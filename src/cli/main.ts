@@ -50,8 +50,11 @@ program.parseAsync(process.argv).catch((err: unknown) => {
   if (usage !== null) {
     process.exitCode = usage;
   } else if (err instanceof CallmoodError) {
-    // A bad option value found by the command itself is a usage error like commander's: the same hint.
-    const hint = err.code === ErrorCodes.INVALID_OPTION && running ? `${helpHint(running)}\n` : '';
+    // A bad value of one of the command's own flags, found by the command itself, is a usage error like commander's:
+    // the same hint. Errors in a config file or the environment are not, and --help would not explain them.
+    const command: Command | null = running;
+    const aboutAFlag = command !== null && err.code === ErrorCodes.INVALID_OPTION && command.options.some((opt) => opt.long !== undefined && err.message.startsWith(opt.long));
+    const hint = aboutAFlag ? `${helpHint(command)}\n` : '';
     process.stderr.write(`callmood: ${err.code}: ${err.message}\n${hint}`);
     process.exitCode = USAGE_EXIT_CODE;
   } else {
