@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs Debian's chromium when it is missing: the report render test (test/report.test.ts) drives it headless
-# through puppeteer-core, which downloads no browser of its own. Exit 0 when chromium is there afterwards; 3 when it
-# cannot be installed here (no apt-get, or not root and no password-less sudo), so the test can say why it skips.
+# For developers: installs Debian's chromium when it is missing. The browser tests (test/report.test.ts,
+# test/plots.test.ts) drive it headless through puppeteer-core, which downloads no browser of its own; they fail where
+# it is missing and never run this script (tests do not change the machine). CI installs it in .ci/run.
+# Exit 0 when chromium is there afterwards; 3 when it cannot be installed here (no apt-get, or not root and no
+# password-less sudo).
 set -euo pipefail
 
 if command -v chromium >/dev/null 2>&1; then

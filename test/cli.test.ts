@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +12,7 @@ import { NARROWBAND_FEATURE_CONFIG } from '../src/features/config.js';
 import { loadChannels } from '../src/audio/load.js';
 import { DEFAULT_HEAP_GROWING_PERCENT, tuneHeap } from '../src/cli/heap.js';
 import { CallmoodError, ErrorCodes } from '../src/errors.js';
+import { readMetadata } from '../src/model/io.js';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -40,7 +41,7 @@ test('every command has --help', async () => {
 });
 
 test('features prints the same matrix the library computes, as CSV', async () => {
-  const r = await cli('features', clip);
+  const r = await cli('features', clip, '--feature-rate', '16000');
   assert.equal(r.code, 0, r.stderr);
   const rows = r.stdout.trim().split('\n').map((l) => l.split(',').map(Number));
   const expected = computeFeatures((await readAudioFile(clip)).channels[0]);
@@ -174,4 +175,110 @@ test('the command line sets V8\'s heap growing factor: default, override, off, t
   }).then(() => ({ code: 0, stderr: '' }), (e: { code: number; stderr: string }) => e);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /CALLMOOD_HEAP_GROWING_PERCENT is "lots"; allowed: an integer in \[0, 1000\]/);
+});
+
+test("features without --feature-rate computes the shipped model's own features, as its metadata.json records them", async () => {
+  const shipped = (await readMetadata(join(root, 'models/default'))).window.feature;
+  const r = await cli('features', clip, '--format', 'json');
+  assert.equal(r.code, 0, r.stderr);
+  const got = JSON.parse(r.stdout) as { frames: number; dims: number; rows: number[][] };
+  const expected = computeFeatures((await loadChannels(clip, shipped.sampleRate, 0)).channels[0], shipped);
+  assert.equal(got.frames, expected.frames);
+  assert.equal(got.dims, expected.dims);
+  let worst = 0;
+  got.rows.forEach((row, t) => row.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - expected.data[t * expected.dims + j])))));
+  assert.ok(worst < 1e-4, `JSON rounding error ${worst}`);
+  // Not the 16 kHz default config (same frame rate, other band and window: other values).
+  const wide = JSON.parse((await cli('features', clip, '--format', 'json', '--feature-rate', '16000')).stdout) as { rows: number[][] };
+  assert.ok(Math.abs(wide.rows[50][1] - got.rows[50][1]) > 0.01, 'the 16 kHz config gives other features');
+  const summary = await cli('features', clip, '--summary');
+  assert.match(summary.stdout, new RegExp(`channel 0: ${expected.frames} frames × ${expected.dims} ${shipped.kind}`));
+});
+
+test('usage errors exit 2 with one line naming the command and a hint to its --help, never the whole help text', async () => {
+  const cases: [string[], RegExp, string][] = [
+    [['replay', '--frobnicate', clip], /^callmood replay: unknown option '--frobnicate'$/, 'callmood replay'],
+    [['replay'], /^callmood replay: missing required argument 'path'$/, 'callmood replay'],
+    [['replay', clip, '--workers', '0'], /^callmood replay: option '--workers <n>' argument '0' is invalid\. --workers must be an integer in \[1, 256\], got '0'$/, 'callmood replay'],
+    [['replay', clip, '--report', 'a.html', '--report-dir', 'b'], /^callmood: CALLMOOD_ERR_INVALID_OPTION: --report and --report-dir: give one/, 'callmood replay'],
+    [['features', clip, '--format', 'xml'], /^callmood features: option '--format <format>' argument 'xml' is invalid\. Allowed choices are csv, json, npy\.$/, 'callmood features'],
+    [['bench', 'mfcc', '--rounds', 'abc'], /^callmood bench mfcc: option '--rounds <n>' argument 'abc' is invalid/, 'callmood bench mfcc'],
+    [['policy', 'run'], /^callmood policy run: required option '--events <file>' not specified$/, 'callmood policy run'],
+    [['bench'], /^callmood bench: a command is needed: mfcc, calls, model, replay, resample$/, 'callmood bench'],
+    [['bench', 'mfc'], /^callmood bench: unknown command 'mfc' \(did you mean mfcc\?\); commands: mfcc, /, 'callmood bench'],
+    [['replai', clip], /^callmood: unknown command 'replai' \(did you mean replay\?\)/, 'callmood'],
+    [[], /^callmood: a command is needed: features, /, 'callmood'],
+  ];
+  const results = await Promise.all(cases.map(([args]) => cli(...args)));
+  cases.forEach(([args, re, command], i) => {
+    const r = results[i];
+    assert.equal(r.code, 2, `${args.join(' ')} → ${r.code}: ${r.stderr}`);
+    const lines = r.stderr.trimEnd().split('\n');
+    assert.equal(lines.length, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(lines[0], re);
+    assert.equal(lines[1], `Run '${command} --help' for its usage.`);
+    assert.doesNotMatch(r.stderr, /Usage:|Options:/);
+    assert.equal(r.stdout, '');
+  });
+  // What --help promises is what happens; help itself is not an error.
+  const help = await cli('replay', '--help');
+  assert.equal(help.code, 0);
+  assert.match(help.stdout.replace(/\s+/g, ' '), /2 for a usage error/);
+  for (const args of [['help'], ['help', 'replay'], ['bench', 'help', 'mfcc'], ['--version']]) {
+    const r = await cli(...args);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    assert.ok(r.stdout.length > 0);
+  }
+});
+
+test('--json is the same in every command: a file, or standard output with - or no value; an unwritable file fails before any work', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'callmood-json-'));
+  const file = join(dir, 'resample.json');
+  const [toFile, dash, bare] = await Promise.all([
+    cli('bench', 'resample', '--seconds', '2', '--json', file),
+    cli('bench', 'resample', '--seconds', '2', '--json', '-'),
+    cli('bench', 'resample', '--json', '--seconds', '2'),
+  ]);
+  for (const r of [toFile, dash, bare]) assert.equal(r.code, 0, r.stderr);
+  assert.equal(toFile.stdout, '');
+  assert.equal((JSON.parse(readFileSync(file, 'utf8')) as { inRate: number }).inRate, 8000);
+  assert.equal((JSON.parse(dash.stdout) as { seconds: number }).seconds, 2);
+  assert.equal((JSON.parse(bare.stdout) as { seconds: number }).seconds, 2);
+
+  // policy run: the actions as JSON lines to the file (the lines for people stay on stdout), or to stdout alone.
+  const policy = join(dir, 'policy.json');
+  writeFileSync(policy, JSON.stringify({ rules: [{ name: 'key-zero', when: { dtmf: ['0'] }, do: { action: 'flag_customer', tags: ['asked-for-agent'] } }] }));
+  const events = join(dir, 'events.jsonl');
+  const base = { callSid: 'CA' + '0'.repeat(32), streamSid: 'MZ1', customParameters: {} };
+  writeFileSync(events, [{ ...base, type: 'dtmf', timeMs: 1000, track: 'inbound', digit: '0' }].map((e) => JSON.stringify(e)).join('\n') + '\n');
+  const actions = join(dir, 'actions.jsonl');
+  const [pFile, pDash] = await Promise.all([cli('policy', 'run', policy, '--events', events, '--json', actions), cli('policy', 'run', policy, '--events', events, '--json', '-')]);
+  assert.equal(pFile.code, 0, pFile.stderr);
+  const written = readFileSync(actions, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; rule: string });
+  assert.deepEqual(written.map((a) => [a.type, a.rule]), [['action', 'key-zero']]);
+  assert.match(pFile.stdout, /^ +1\.00 s CA00000000… action flag_customer \(dry run\): .*\n1 action\(s\)\n$/);
+  assert.equal(pDash.code, 0, pDash.stderr);
+  assert.deepEqual(pDash.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { rule: string }).rule), ['key-zero']);
+
+  // A path that cannot be written is a usage error at once: bench calls would otherwise run for a minute first.
+  const t0 = Date.now();
+  const bad = await cli('bench', 'calls', '--calls', '50', '--seconds', '60', '--json', join(dir, 'no-such-folder', 'calls.json'));
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /^callmood: CALLMOOD_ERR_INVALID_OPTION: --json .*no-such-folder\/calls\.json: cannot write there: ENOENT\nRun 'callmood bench calls --help' for its usage\.\n$/);
+  assert.ok(Date.now() - t0 < 30_000, 'refused before the bench ran');
+});
+
+test('features reads headerless G.711: 8 kHz mono by default, --raw-channels 2 for a dual-channel call', async () => {
+  const raw = join(root, 'test/fixtures/raw');
+  const [mono, dual, bad] = await Promise.all([
+    cli('features', join(raw, 'angry_8k.al'), '--summary'),
+    cli('features', join(raw, 'call_dual.ulaw'), '--raw-channels', '2', '--channel', 'all', '--summary'),
+    cli('features', join(raw, 'angry_8k.ul'), '--raw-rate', '80'),
+  ]);
+  assert.equal(mono.code, 0, mono.stderr);
+  assert.match(mono.stdout, /angry_8k\.al: raw\/alaw, 8000 Hz, 1 channel\(s\), 4\.371 s/);
+  assert.equal(dual.code, 0, dual.stderr);
+  assert.match(dual.stdout, /call_dual\.ulaw: raw\/mulaw, 8000 Hz, 2 channel\(s\), 4\.371 s\n.*channel 0: .*\n(.*\n){2}channel 1: /);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--raw-rate must be an integer in \[1000, 192000\], got '80'/);
 });

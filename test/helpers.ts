@@ -1,19 +1,41 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { accessSync, constants, statSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { CallmoodError } from '../src/errors.js';
 
+/** How to get the browser the browser tests need: said when it is missing. */
+export const CHROMIUM_HINT =
+  "install Debian's chromium once, as root: apt-get update && apt-get install -y chromium (.ci/run does this on CI), " +
+  'or set CALLMOOD_CHROMIUM to a Chromium or Chrome binary';
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
 /**
- * chromium's path for the browser tests, installing it with the project's script (scripts/setup-chromium.sh) when
- * missing; null and why when it cannot be had here, so the test can say so when it skips.
+ * chromium's path for the browser tests (they drive it headless through puppeteer-core, which brings no browser of
+ * its own): CALLMOOD_CHROMIUM if set, else `chromium` or `chromium-browser` on PATH. Tests never install anything:
+ * where it is missing this throws, so the browser tests fail saying what to install rather than pass having checked
+ * nothing.
  */
-export function findChromium(): { path: string } | { why: string } {
-  const which = () => spawnSync('sh', ['-c', 'command -v chromium'], { encoding: 'utf8' }).stdout.trim();
-  if (which()) return { path: which() };
-  const script = fileURLToPath(new URL('../scripts/setup-chromium.sh', import.meta.url));
-  const r = spawnSync('bash', [script], { encoding: 'utf8', timeout: 8 * 60_000 });
-  if (which()) return { path: which() };
-  return { why: `chromium is missing and scripts/setup-chromium.sh could not install it (exit ${r.status}): ${(r.stderr || r.stdout).trim().split('\n').pop()}` };
+export function findChromium(env: NodeJS.ProcessEnv = process.env): string {
+  const given = env.CALLMOOD_CHROMIUM;
+  if (given !== undefined && given !== '') {
+    if (isExecutable(given)) return given;
+    throw new Error(`CALLMOOD_CHROMIUM is ${JSON.stringify(given)}, which is not an executable file; ${CHROMIUM_HINT}`);
+  }
+  for (const dir of (env.PATH ?? '').split(delimiter).filter(Boolean)) {
+    for (const name of ['chromium', 'chromium-browser']) {
+      const path = join(dir, name);
+      if (isExecutable(path)) return path;
+    }
+  }
+  throw new Error(`the browser tests need chromium, and there is none on PATH; ${CHROMIUM_HINT}`);
 }
 
 /** Asserts that `fn` throws a CallmoodError with `code` whose message matches every pattern. */

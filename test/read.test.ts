@@ -393,3 +393,61 @@ describe('openAudioFile: a recording read a range of frames at a time', () => {
     }
   });
 });
+
+describe('headerless G.711 (.ul/.ulaw/.mulaw μ-law, .al/.alaw A-law), as PBXs write it', () => {
+  const RAW = fileURLToPath(new URL('./fixtures/raw/', import.meta.url));
+
+  it('the fixtures are what scripts/make-g711-fixtures.ts makes from the committed clips', async () => {
+    const { makeG711Fixtures } = await import('../scripts/make-g711-fixtures.js');
+    for (const [name, bytes] of Object.entries(await makeG711Fixtures())) {
+      assert.deepEqual(new Uint8Array(await readFile(join(RAW, name))), bytes, name);
+    }
+  });
+
+  it('read as 8 kHz mono by default: exactly alawmulaw\'s decoding of every byte, μ-law and A-law', async () => {
+    for (const [file, law] of [['angry_8k.ul', alawmulaw.mulaw], ['angry_8k.al', alawmulaw.alaw]] as const) {
+      const bytes = await readFile(join(RAW, file));
+      const a = await readAudioFile(join(RAW, file));
+      assert.equal(a.container, 'raw');
+      assert.equal(a.encoding, file.endsWith('.ul') ? 'mulaw' : 'alaw');
+      assert.equal(a.sampleRate, 8000);
+      assert.equal(a.channels.length, 1);
+      assert.equal(a.channels[0].length, bytes.length);
+      assert.equal(a.durationS, bytes.length / 8000);
+      const expected = Float32Array.from(bytes, (b) => law.decodeSample(b) / 32768 + 0);
+      assert.deepEqual(a.channels[0], expected, file);
+      // openAudioFile, a range at a time, gives the same samples.
+      const src = await openAudioFile(join(RAW, file));
+      const out = [new Float32Array(1000)];
+      src.read(5000, 6000, out);
+      assert.deepEqual(out[0], expected.subarray(5000, 6000));
+    }
+  });
+
+  it('with raw: { channels: 2 } a dual-channel call is de-interleaved: caller left, agent right', async () => {
+    const dual = await readFile(join(RAW, 'call_dual.ulaw'));
+    const mono = await readAudioFile(join(RAW, 'angry_8k.ul'));
+    const a = await readAudioFile(join(RAW, 'call_dual.ulaw'), { raw: { channels: 2 } });
+    assert.equal(a.channels.length, 2);
+    assert.equal(a.channels[0].length, dual.length / 2);
+    assert.deepEqual(a.channels[0].subarray(0, mono.channels[0].length), mono.channels[0]);
+    assert.equal(a.channels[1][0], alawmulaw.mulaw.decodeSample(dual[1]) / 32768 + 0);
+    // The same bytes read as mono are twice as long: nothing in the file can tell, so the option must.
+    assert.equal((await readAudioFile(join(RAW, 'call_dual.ulaw'))).channels[0].length, dual.length);
+    // Another rate, when told; a last partial frame is dropped, as in a WAV streamed to its end.
+    const odd = await decodeAudio(dual.subarray(0, 101), 'cut.ul', { raw: { channels: 2, sampleRate: 16000 } });
+    assert.equal(odd.sampleRate, 16000);
+    assert.equal(odd.channels[0].length, 50);
+  });
+
+  it('a raw name does not override a real header; bad raw options and an empty file are refused in words', async () => {
+    const wav = await readFile(fixture('mulaw_8k.wav'));
+    const asWav = await decodeAudio(wav, 'mislabelled.ul');
+    assert.equal(asWav.container, 'wav');
+    await assert.rejects(decodeAudio(wav.subarray(0, 0), 'x.ul'), (e: CallmoodError) => e.code === ErrorCodes.EMPTY_AUDIO);
+    await assert.rejects(decodeAudio(new Uint8Array(1), 'x.al', { raw: { channels: 2 } }), (e: CallmoodError) => e.code === ErrorCodes.EMPTY_AUDIO && /less than one frame of 2 channel/.test(e.message));
+    await assert.rejects(decodeAudio(new Uint8Array(10), 'x.ul', { raw: { channels: 0 } }), (e: CallmoodError) => e.code === ErrorCodes.INVALID_OPTION && /raw audio option channels is 0; allowed: an integer in \[1, 32\]/.test(e.message));
+    // Under another name the same bytes are refused, saying which names are read as headerless G.711.
+    await assert.rejects(decodeAudio(await readFile(join(RAW, 'angry_8k.ul')), 'call.raw'), (e: CallmoodError) => e.code === ErrorCodes.UNSUPPORTED_FORMAT && /headerless G\.711 is read from files named \*\.ul, \*\.ulaw, \*\.mulaw \(μ-law\) or \*\.al, \*\.alaw \(A-law\)/.test(e.message));
+  });
+});

@@ -21,6 +21,7 @@ import { replayIds } from '../src/replay/ids.js';
 import { runReplays } from '../src/replay/run.js';
 import { assertCallmoodError } from './helpers.js';
 import { AUDIO, phoneClip, trackContent, withoutWallClock, writeCall } from './helpers/replay-audio.js';
+import { decodeMulaw } from '../src/audio/codecs.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const TOKEN = 'replay-test-token-123';
@@ -222,7 +223,12 @@ test('a folder with a corrupt file: the others are replayed in worker threads, t
   assert.match(index, /cut short or damaged/);
   assert.match(index, /href="a-dual\.wav\.html"/);
   assert.match(index, /href="sub__b_16k____c_\.flac\.html">sub\/b 16k &amp; &lt;c&gt;\.flac</);
-  assert.doesNotMatch(index, /notes\.txt/);
+  // A file that is not a recording is not a call, but it is listed as skipped, with the reason, here and on the console.
+  const [calls, skippedTable] = index.split('<h2>Skipped</h2>');
+  assert.doesNotMatch(calls, /notes\.txt/);
+  assert.match(skippedTable ?? '', /<td>notes\.txt<\/td><td>&#39;\.txt&#39; is not an audio file name ending callmood reads<\/td>/);
+  assert.match(cli.stderr, /replayed 2 of 3 recording\(s\).*; 1 other file\(s\) skipped/);
+  assert.match(cli.stderr, /\n {2}skipped notes\.txt: '\.txt' is not an audio file name ending callmood reads\n/);
   assert.match(readFileSync(join(reports, 'a-dual.wav.html'), 'utf8'), /<svg/);
 
   // Usage errors exit with 2 and say what is allowed.
@@ -249,3 +255,34 @@ function run(args: string[]): Promise<{ code: number | null; stdout: string; std
     });
   });
 }
+
+test('headerless G.711 (.ul, .al, .ulaw): replayed as the μ-law WAV of the same samples would be; --raw-channels 2 gives caller and agent', async () => {
+  const RAW = join(root, 'test/fixtures/raw');
+  const bytes = readFileSync(join(RAW, 'angry_8k.ul'));
+  const asWav = writeCall(dir, 'angry_8k.wav', [decodeMulaw(bytes)]);
+  const [raw, wav] = [await replayFile(join(RAW, 'angry_8k.ul'), model), await replayFile(asWav, model)];
+  assert.deepEqual(raw.source, { container: 'raw', encoding: 'mulaw', sampleRate: 8000, channels: 1, durationS: bytes.length / 8000 });
+  assert.ok(trackContent(raw.events, 'inbound').filter((e) => e.type === 'emotion').length > 3);
+  assert.deepEqual(trackContent(raw.events, 'inbound'), trackContent(wav.events, 'inbound'));
+  // Two interleaved channels: the caller's track is the mono file's (the agent's clip is the shorter, padded one).
+  const dual = await replayFile(join(RAW, 'call_dual.ulaw'), model, { raw: { sampleRate: 8000, channels: 2 } });
+  assert.deepEqual(dual.channels, { inbound: 0, outbound: 1 });
+  assert.deepEqual(trackContent(dual.events, 'inbound'), trackContent(raw.events, 'inbound'));
+  assert.ok(trackContent(dual.events, 'outbound').some((e) => e.type === 'emotion'));
+
+  // The command line, as a user runs it on PBX files.
+  const [al, ul2, bad] = await Promise.all([
+    run(['replay', join(RAW, 'angry_8k.al'), '--no-policy', '--json', '-']),
+    run(['replay', join(RAW, 'call_dual.ulaw'), '--raw-channels', '2', '--no-policy', '--json', '-']),
+    run(['replay', join(RAW, 'angry_8k.ul'), '--raw-channels', '0']),
+  ]);
+  assert.equal(al.code, 0, al.stderr);
+  const alEvents = al.stdout.trim().split('\n').map((l) => JSON.parse(l) as CallmoodEvent);
+  assert.ok(alEvents.some((e) => e.type === 'emotion' && e.track === 'inbound'));
+  assert.match(al.stderr, /angry_8k\.al {2}0:04\.4 {2}caller angry/);
+  assert.equal(ul2.code, 0, ul2.stderr);
+  const tracks = new Set(ul2.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { track?: string }).track).filter(Boolean));
+  assert.deepEqual([...tracks].sort(), ['inbound', 'outbound']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--raw-channels must be an integer in \[1, 32\], got '0'/);
+});

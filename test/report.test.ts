@@ -1,13 +1,14 @@
 /**
  * Call reports and the summary page: what the HTML holds (the timeline SVG, speech, the policy's decisions, the
- * summary, escaping, no external URL), and how they render in headless Chromium (Debian's chromium, installed by
- * scripts/setup-chromium.sh when missing, driven by puppeteer-core): the plot is there, the table sorts on a click,
- * no console errors, no request leaves the file. Screenshots are kept under test/artifacts/replay/.
+ * summary, escaping, no external URL), and how they render in headless Chromium (Debian's chromium driven by
+ * puppeteer-core; .ci/run installs it on CI, the tests never do, and where it is missing the browser test fails):
+ * the plot is there, the table sorts on a click, no console errors, no request leaves the file. Screenshots are kept
+ * under test/artifacts/replay/.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -158,11 +159,8 @@ before(() => {
 after(() => rmSync(folder, { recursive: true, force: true }));
 
 test('reports render in headless Chromium: the timeline SVG is drawn, the table sorts on click, no console error, no request', { timeout: 240_000 }, async (t) => {
-  const found = findChromium();
-  if ('why' in found) {
-    t.skip(found.why);
-    return;
-  }
+  // Fails, saying what to install, where there is no chromium: a browser test that skips checks nothing.
+  const chromium = findChromium();
   mkdirSync(artifacts, { recursive: true });
   // Real calls through the real replay: an angry caller with a neutral agent under a policy that acts, a neutral call, a corrupt file.
   const angry = await phoneClip('YAF_back_angry.flac');
@@ -182,7 +180,7 @@ test('reports render in headless Chromium: the timeline SVG is drawn, the table 
   const { default: puppeteer } = await import('puppeteer-core');
   const profile = mkdtempSync(join(tmpdir(), 'callmood-chromium-'));
   const browser = await puppeteer.launch({
-    executablePath: found.path,
+    executablePath: chromium,
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', `--user-data-dir=${profile}`],
     timeout: 60_000,
@@ -250,11 +248,25 @@ test('reports render in headless Chromium: the timeline SVG is drawn, the table 
   }
 });
 
-// Keeps the check that the chromium helper is a real shell script (a syntax error would only show where chromium is missing).
-test('scripts/setup-chromium.sh parses and finds an installed chromium', () => {
-  execFileSync('bash', ['-n', join(root, 'scripts/setup-chromium.sh')]);
-  const which = spawnSync('sh', ['-c', 'command -v chromium'], { encoding: 'utf8' }).stdout.trim();
-  if (!which) return;
-  const out = execFileSync('bash', [join(root, 'scripts/setup-chromium.sh')], { encoding: 'utf8' });
-  assert.match(out, /chromium is installed/);
+test('where chromium is missing the browser tests fail, saying how to install it; the tests never install it themselves', () => {
+  const empty = mkdtempSync(join(tmpdir(), 'callmood-no-chromium-'));
+  const stubs = mkdtempSync(join(tmpdir(), 'callmood-chromium-stub-'));
+  try {
+    assert.throws(() => findChromium({ PATH: empty }), (e: Error) => /the browser tests need chromium, and there is none on PATH; install Debian's chromium once, as root: apt-get update && apt-get install -y chromium \(\.ci\/run does this on CI\)/.test(e.message));
+    assert.throws(() => findChromium({ PATH: empty, CALLMOOD_CHROMIUM: join(empty, 'chrome') }), /CALLMOOD_CHROMIUM is ".*chrome", which is not an executable file/);
+    // Found on PATH or named by CALLMOOD_CHROMIUM; a file that is not executable does not count.
+    const stub = join(stubs, 'chromium');
+    writeFileSync(stub, '#!/bin/sh\nexit 0\n');
+    assert.throws(() => findChromium({ PATH: stubs }), /none on PATH/);
+    chmodSync(stub, 0o755);
+    assert.equal(findChromium({ PATH: `${empty}:${stubs}` }), stub);
+    assert.equal(findChromium({ PATH: empty, CALLMOOD_CHROMIUM: stub }), stub);
+    // The developer's install helper still parses, and with a chromium on PATH it leaves the machine alone.
+    execFileSync('bash', ['-n', join(root, 'scripts/setup-chromium.sh')]);
+    const out = execFileSync('bash', [join(root, 'scripts/setup-chromium.sh')], { encoding: 'utf8', env: { ...process.env, PATH: `${stubs}:${process.env.PATH}` } });
+    assert.equal(out.trim(), `chromium is installed: ${stub}`);
+  } finally {
+    rmSync(empty, { recursive: true, force: true });
+    rmSync(stubs, { recursive: true, force: true });
+  }
 });

@@ -1,5 +1,5 @@
 import { CallmoodError, ErrorCodes } from '../errors.js';
-import { readAudioFile } from './read.js';
+import { readAudioFile, type ReadOptions } from './read.js';
 import { resample } from './resample.js';
 import type { DecodedAudio } from './types.js';
 
@@ -12,10 +12,10 @@ export interface LoadedChannels {
 
 /**
  * Reads an audio file and resamples every channel to `sampleRate` (a no-op when the file is already at it).
- * `channel`: a 0-based channel index, or 'all'.
+ * `channel`: a 0-based channel index, or 'all'. `options.raw`: the layout of a headerless G.711 file.
  */
-export async function loadChannels(path: string, sampleRate: number, channel: number | 'all' = 'all'): Promise<LoadedChannels> {
-  const source = await readAudioFile(path);
+export async function loadChannels(path: string, sampleRate: number, channel: number | 'all' = 'all', options: ReadOptions = {}): Promise<LoadedChannels> {
+  const source = await readAudioFile(path, options);
   const count = source.channels.length;
   if (channel !== 'all' && !(Number.isInteger(channel) && channel >= 0 && channel < count)) {
     throw new CallmoodError(

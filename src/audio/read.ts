@@ -1,15 +1,18 @@
 /**
  * Reading recorded audio files into float samples, one array per channel, for offline replay and training.
  *
- * The container is told by its magic bytes, never by the file name. WAV and AIFF are parsed here: wavefile's
- * `getSamples` took 1.5 s for a 10-minute 16 kHz stereo 16-bit WAV, this parser about 0.1 s (0.2 s for 24-bit or
- * float). FLAC, Ogg Opus and MP3 go through the wasm decoders of the `@wasm-audio-decoders` family, imported on first
+ * The container is told by its magic bytes, not by the file name: only headerless G.711, which has no header, is told
+ * by its name. WAV and AIFF are parsed here: wavefile's `getSamples` took 1.5 s for a 10-minute 16 kHz stereo 16-bit
+ * WAV, this parser about 0.1 s (0.2 s for 24-bit or float). FLAC, Ogg Opus and MP3 go through the wasm decoders of the `@wasm-audio-decoders` family, imported on first
  * use; the same 10 minutes take about 0.5 s as FLAC, 0.65 s as MP3 and 3 s as Opus (48 kHz output).
  * Every failure is a `CallmoodError` whose message starts with the file name and says what is wrong.
  */
 import { readFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { z } from 'zod';
 import { ALAW_TO_FLOAT, MULAW_TO_FLOAT } from './codecs.js';
 import { CallmoodError, ErrorCodes, type ErrorCode } from '../errors.js';
+import { describeIssues } from '../config/issues.js';
 import { parseAiff } from './aiff.js';
 import type { DecodedAudio } from './types.js';
 
@@ -18,6 +21,55 @@ const SUPPORTED_CONTAINERS = 'WAV (RIFF, RF64), FLAC, AIFF/AIFF-C, Ogg Opus, MP3
 /** The WAV encodings we read, for error messages. */
 const SUPPORTED_WAV =
   'integer PCM 8/16/24/32-bit, IEEE float 32/64-bit, μ-law, A-law (plain or WAVE_FORMAT_EXTENSIBLE)';
+
+/**
+ * File name endings of headerless G.711 audio, as PBXs and sox write it (sox: `.ul` μ-law, `.al` A-law; Asterisk:
+ * `.ulaw`, `.alaw`), and the law each holds. Such a file has no header, so it is told by its name alone.
+ */
+export const RAW_G711_EXTENSIONS: Readonly<Record<string, 'mulaw' | 'alaw'>> = Object.freeze({
+  '.ul': 'mulaw',
+  '.ulaw': 'mulaw',
+  '.mulaw': 'mulaw',
+  '.al': 'alaw',
+  '.alaw': 'alaw',
+});
+
+/** The G.711 law a file name says its headerless audio is in, or null. */
+export function rawG711Encoding(name: string): 'mulaw' | 'alaw' | null {
+  return RAW_G711_EXTENSIONS[extname(name).toLowerCase()] ?? null;
+}
+
+/** How to read a headerless G.711 file: what a header would have said. */
+export interface RawAudioOptions {
+  /** Samples per second of each channel. 8000: G.711 is the telephone network's 8 kHz codec. */
+  sampleRate: number;
+  /** Interleaved channels, one byte each per sample frame (2: a dual-channel call recording, caller first). */
+  channels: number;
+}
+
+/** The telephone line's: 8 kHz, mono. */
+export const DEFAULT_RAW_AUDIO: Readonly<RawAudioOptions> = Object.freeze({ sampleRate: 8000, channels: 1 });
+
+/** The schema of RawAudioOptions (for option schemas that hold them). */
+export const rawAudioSchema = z.strictObject({ sampleRate: z.number().int().min(1000).max(192_000), channels: z.number().int().min(1).max(32) });
+const RAW_ALLOWED: Record<string, string> = { sampleRate: 'an integer number of Hz in [1000, 192000] (8000 on a phone line)', channels: 'an integer in [1, 32]' };
+
+/** Merges `o` over DEFAULT_RAW_AUDIO and validates it; INVALID_OPTION names the field and what is allowed. */
+export function resolveRawAudioOptions(o: Partial<RawAudioOptions> = {}): Readonly<RawAudioOptions> {
+  // A field left undefined (an option not given) keeps its default.
+  const merged = { sampleRate: o.sampleRate ?? DEFAULT_RAW_AUDIO.sampleRate, channels: o.channels ?? DEFAULT_RAW_AUDIO.channels };
+  const r = rawAudioSchema.safeParse(merged);
+  if (!r.success) {
+    throw new CallmoodError(ErrorCodes.INVALID_OPTION, describeIssues(r.error, merged, rawAudioSchema, { noun: 'raw audio option', allowedAt: (p) => RAW_ALLOWED[p.join('.')] }));
+  }
+  return Object.freeze(r.data);
+}
+
+/** How files are read. */
+export interface ReadOptions {
+  /** The layout of a headerless G.711 file (see RAW_G711_EXTENSIONS); default DEFAULT_RAW_AUDIO. */
+  raw?: Partial<RawAudioOptions>;
+}
 
 /** How one sample is stored. `u8` is offset binary (WAV 8-bit); `s*` are two's complement. */
 export type SampleType = 'u8' | 's8' | 's16' | 's24' | 's32' | 'f32' | 'f64' | 'mulaw' | 'alaw';
@@ -59,11 +111,12 @@ function startsWith(bytes: Uint8Array, at: number, text: string): boolean {
 // ---------------------------------------------------------------------------------------------------------------
 
 /**
- * Reads an audio file (WAV, FLAC, AIFF/AIFF-C, Ogg Opus or MP3, told apart by content) and decodes it.
- * Throws `CallmoodError` FILE_READ when the file cannot be read, and whatever `decodeAudio` throws.
+ * Reads an audio file (WAV, FLAC, AIFF/AIFF-C, Ogg Opus or MP3, told apart by content; headerless G.711 told by its
+ * name, see RAW_G711_EXTENSIONS) and decodes it. Throws `CallmoodError` FILE_READ when the file cannot be read, and
+ * whatever `decodeAudio` throws.
  */
-export async function readAudioFile(path: string): Promise<DecodedAudio> {
-  return decodeAudio(await readBytes(path), path);
+export async function readAudioFile(path: string, options: ReadOptions = {}): Promise<DecodedAudio> {
+  return decodeAudio(await readBytes(path), path, options);
 }
 
 /**
@@ -87,13 +140,16 @@ export interface AudioSource {
 }
 
 /** Opens an audio file as an AudioSource; the same errors as `readAudioFile`, for the same files. */
-export async function openAudioFile(path: string): Promise<AudioSource> {
-  return openAudio(await readBytes(path), path);
+export async function openAudioFile(path: string, options: ReadOptions = {}): Promise<AudioSource> {
+  return openAudio(await readBytes(path), path, options);
 }
 
-/** An AudioSource over a file held in memory (see AudioSource); `name` is used in error messages only. */
-export async function openAudio(bytes: Uint8Array, name: string): Promise<AudioSource> {
-  const pcm = bytes.length > 0 ? pcmFile(bytes, name) : null;
+/**
+ * An AudioSource over a file held in memory (see AudioSource); `name` is used in error messages, and its ending tells
+ * headerless G.711 apart.
+ */
+export async function openAudio(bytes: Uint8Array, name: string, options: ReadOptions = {}): Promise<AudioSource> {
+  const pcm = bytes.length > 0 ? pcmFile(bytes, name, options) : null;
   if (!pcm) return audioSource(await decodeAudio(bytes, name));
   const { layout: l, container } = pcm;
   // Float files are checked for NaN and infinity in full before anything is replayed.
@@ -110,10 +166,12 @@ export async function openAudio(bytes: Uint8Array, name: string): Promise<AudioS
 }
 
 /**
- * The sample layout of a WAV or AIFF file (its header parsed and checked), or null for any other container. Throws
- * when the bytes claim to be RIFF or IFF but are cut short or of another type.
+ * The sample layout of a WAV or AIFF file (its header parsed and checked) or of a headerless G.711 file, or null for
+ * any other container. Throws when the bytes claim to be RIFF or IFF but are cut short or of another type.
  */
-function pcmFile(bytes: Uint8Array, name: string): { layout: PcmLayout; container: 'wav' | 'aiff' } | null {
+function pcmFile(bytes: Uint8Array, name: string, options: ReadOptions = {}): { layout: PcmLayout; container: 'wav' | 'aiff' | 'raw' } | null {
+  const raw = rawG711Encoding(name);
+  if (raw && !hasContainerMagic(bytes)) return { layout: rawLayout(bytes, name, raw, options.raw), container: 'raw' };
   const id = fourCC(bytes, 0);
   if (id === 'RIFF' || id === 'RF64' || id === 'BW64') {
     if (bytes.length < 12) throw fail(ErrorCodes.CORRUPT_FILE, name, `the ${id} header is cut short (${bytes.length} bytes)`);
@@ -180,15 +238,16 @@ async function readBytes(path: string): Promise<Uint8Array> {
 }
 
 /**
- * Decodes a whole audio file held in memory. `name` is used in error messages only. Channels are kept apart, samples
- * are floats in [-1, 1] (float sources and lossy decoders' overshoot are clamped to that range).
+ * Decodes a whole audio file held in memory. `name` is used in error messages, and its ending tells headerless G.711
+ * apart (RAW_G711_EXTENSIONS; read as `options.raw` says). Channels are kept apart, samples are floats in [-1, 1]
+ * (float sources and lossy decoders' overshoot are clamped to that range).
  * Throws `CallmoodError`: EMPTY_AUDIO (no bytes or no samples), UNSUPPORTED_FORMAT (unknown container, encoding or
  * bit depth), CORRUPT_FILE (truncated or damaged), INVALID_AUDIO (NaN or infinity in a float file).
  */
-export async function decodeAudio(bytes: Uint8Array, name: string): Promise<DecodedAudio> {
+export async function decodeAudio(bytes: Uint8Array, name: string, options: ReadOptions = {}): Promise<DecodedAudio> {
   if (bytes.length === 0) throw fail(ErrorCodes.EMPTY_AUDIO, name, 'the file is empty (0 bytes)');
 
-  const pcm = pcmFile(bytes, name);
+  const pcm = pcmFile(bytes, name, options);
   if (pcm) return fromLayout(bytes, pcm.layout, name, pcm.container);
   const id = fourCC(bytes, 0);
   if (id === 'fLaC') return decodeFlac(bytes, name);
@@ -209,7 +268,9 @@ export async function decodeAudio(bytes: Uint8Array, name: string): Promise<Deco
   }
   const frame = mpegFrameAt(bytes, audioStart);
   if (frame && (audioStart > 0 || confirmsMpeg(bytes, frame))) return decodeMp3(bytes, frame, name);
-  throw unsupported(name, describeUnknown(bytes, audioStart));
+  const what = describeUnknown(bytes, audioStart);
+  const headerless = audioStart === 0 && (what.startsWith('this looks like a text') || what.startsWith('the first bytes match no'));
+  throw fail(ErrorCodes.UNSUPPORTED_FORMAT, name, `${what}; supported containers: ${SUPPORTED_CONTAINERS}${headerless ? `; ${RAW_HINT}` : ''}`);
 }
 
 function unsupported(name: string, what: string): CallmoodError {
@@ -236,6 +297,27 @@ function describeUnknown(bytes: Uint8Array, at: number): string {
   for (const b of head) if (!(b === 9 || b === 10 || b === 13 || (b >= 32 && b < 127) || b >= 0x80)) printable = false;
   if (printable) return 'this looks like a text file, not audio';
   return 'the first bytes match no audio container we know';
+}
+
+/** Said after a file with no header we know: it may be headerless audio under a name we do not read as such. */
+const RAW_HINT = 'headerless G.711 is read from files named *.ul, *.ulaw, *.mulaw (μ-law) or *.al, *.alaw (A-law)';
+
+// ---------------------------------------------------------------------------------------------------------------
+// Headerless G.711 (ITU-T G.711 bytes, channels interleaved, nothing else)
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Whether the bytes start like a container we read: then a file's content wins over a raw-audio name. */
+function hasContainerMagic(bytes: Uint8Array): boolean {
+  const id = fourCC(bytes, 0);
+  return id === 'RIFF' || id === 'RF64' || id === 'BW64' || id === 'FORM' || id === 'fLaC' || id === 'OggS' || startsWith(bytes, 0, 'ID3');
+}
+
+function rawLayout(bytes: Uint8Array, name: string, law: 'mulaw' | 'alaw', given: Partial<RawAudioOptions> | undefined): PcmLayout {
+  const { sampleRate, channels } = resolveRawAudioOptions(given);
+  // As a WAV streamed to its end: a last partial frame is the writer stopping, not a damaged file.
+  const frames = Math.floor(bytes.length / channels);
+  if (frames === 0) throw fail(ErrorCodes.EMPTY_AUDIO, name, `the headerless ${law === 'mulaw' ? 'μ-law' : 'A-law'} file holds less than one frame of ${channels} channel(s)`);
+  return { sampleRate, channels, frames, offset: 0, blockAlign: channels, sample: law, bytesPerSample: 1, littleEndian: true, encoding: law };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -377,7 +459,7 @@ function parseWav(bytes: Uint8Array, name: string): PcmLayout {
 // Interleaved PCM → one Float32Array per channel (WAV and AIFF)
 // ---------------------------------------------------------------------------------------------------------------
 
-function fromLayout(bytes: Uint8Array, l: PcmLayout, name: string, container: 'wav' | 'aiff'): DecodedAudio {
+function fromLayout(bytes: Uint8Array, l: PcmLayout, name: string, container: 'wav' | 'aiff' | 'raw'): DecodedAudio {
   const channels = Array.from({ length: l.channels }, () => new Float32Array(l.frames));
   decodeFrames(bytes, l, name, 0, l.frames, channels);
   return { sampleRate: l.sampleRate, channels, container, encoding: l.encoding, durationS: l.frames / l.sampleRate };

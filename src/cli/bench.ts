@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { featureRateOption, positive } from './args.js';
+import { featureRateOption, jsonOption, jsonTarget, openJsonOutput, positive } from './args.js';
 import { benchMfcc } from '../bench/mfcc.js';
 import { benchResample } from '../bench/resample.js';
 import { benchModel } from '../bench/model.js';
@@ -8,14 +8,23 @@ import { benchReplay, DEFAULT_REPLAY_BENCH } from '../bench/replay.js';
 import { FEATURE_CONFIGS_BY_RATE } from '../features/config.js';
 
 
-function print(result: object, json: boolean | undefined): void {
-  if (json) {
-    process.stdout.write(JSON.stringify(result) + '\n');
-    return;
-  }
-  for (const [k, v] of Object.entries(result)) {
-    process.stdout.write(`${k.padEnd(20)} ${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(2) : String(v)}\n`);
-  }
+/**
+ * Where a bench's figures go: printed for people, or as one JSON object where `--json` says. The JSON file is opened
+ * now, before the bench runs, so an unwritable path fails at once rather than after minutes of measuring.
+ */
+function output(json: string | boolean | undefined): (result: object) => Promise<void> {
+  const target = jsonTarget(json);
+  const out = target ? openJsonOutput(target) : null;
+  return async (result) => {
+    if (out) {
+      out.write(`${JSON.stringify(result)}\n`);
+      await out.close();
+      return;
+    }
+    for (const [k, v] of Object.entries(result)) {
+      process.stdout.write(`${k.padEnd(20)} ${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(2) : String(v)}\n`);
+    }
+  };
 }
 
 /** `callmood bench mfcc|resample`: speed figures (CPU time of this process, so a busy machine skews less). */
@@ -24,54 +33,59 @@ export function benchCommand(program: Command): void {
   bench
     .command('mfcc')
     .description('streaming MFCC in 20 ms chunks, against the whole clip pushed at once')
-    .option('--json', 'print one JSON object')
+    .addOption(jsonOption('the figures (one object)'))
     .option('--seconds <s>', 'seconds of audio per round', positive('--seconds'), 120)
     .option('--chunk-ms <ms>', 'chunk length in ms', positive('--chunk-ms'), 20)
     .option('--rounds <n>', 'timed rounds (best is reported)', positive('--rounds'), 5)
     .addOption(featureRateOption('the feature config: 16000 (the default config) or 8000 (narrowband)', '16000'))
-    .action((o: { json?: boolean; seconds: number; chunkMs: number; rounds: number; featureRate: string }) => {
-      print(benchMfcc({ seconds: o.seconds, chunkMs: o.chunkMs, rounds: Math.round(o.rounds), config: FEATURE_CONFIGS_BY_RATE[o.featureRate] }), o.json);
+    .action(async (o: { json?: string | boolean; seconds: number; chunkMs: number; rounds: number; featureRate: string }) => {
+      const emit = output(o.json);
+      await emit(benchMfcc({ seconds: o.seconds, chunkMs: o.chunkMs, rounds: Math.round(o.rounds), config: FEATURE_CONFIGS_BY_RATE[o.featureRate] }));
     });
   bench
     .command('calls')
     .description('N simulated calls at real-time pace against a callmood serve child process on loopback')
-    .option('--json', 'print one JSON object')
+    .addOption(jsonOption('the figures (one object)'))
     .option('--calls <n>', 'concurrent calls', positive('--calls'), 50)
     .option('--seconds <s>', 'seconds of audio per call', positive('--seconds'), 20)
     .option('--model <dir>', 'model directory (default: the shipped model)')
-    .action(async (o: { json?: boolean; calls: number; seconds: number; model?: string }) => {
-      print(await benchCalls({ calls: Math.round(o.calls), seconds: o.seconds, modelDir: o.model }), o.json);
+    .action(async (o: { json?: string | boolean; calls: number; seconds: number; model?: string }) => {
+      const emit = output(o.json);
+      await emit(await benchCalls({ calls: Math.round(o.calls), seconds: o.seconds, modelDir: o.model }));
     });
   bench
     .command('model')
     .description('inference time of a model per window, single and batched, on the TF.js backend in use')
-    .option('--json', 'print one JSON object')
+    .addOption(jsonOption('the figures (one object)'))
     .option('--model <dir>', 'model directory', 'models/default')
     .option('--batch <n>', 'batch size for the batched figure', positive('--batch'), 32)
-    .action(async (o: { json?: boolean; model: string; batch: number }) => {
-      print(await benchModel({ modelDir: o.model, batch: Math.round(o.batch) }), o.json);
+    .action(async (o: { json?: string | boolean; model: string; batch: number }) => {
+      const emit = output(o.json);
+      await emit(await benchModel({ modelDir: o.model, batch: Math.round(o.batch) }));
     });
   bench
     .command('replay')
     .description('replay of one recording on one core: a dual-channel 8 kHz μ-law call, read, streamed and scored in-process (no report)')
-    .option('--json', 'print one JSON object')
+    .addOption(jsonOption('the figures (one object)'))
     .option('--seconds <s>', 'length of the recording', positive('--seconds'), DEFAULT_REPLAY_BENCH.seconds)
     .option('--mono', 'the caller channel only')
     .option('--batch <n>', 'largest inference batch', positive('--batch'), DEFAULT_REPLAY_BENCH.maxBatch)
     .option('--model <dir>', 'model directory', DEFAULT_REPLAY_BENCH.modelDir)
     .option('--runs <n>', 'timed replays; the median one is reported', positive('--runs'), DEFAULT_REPLAY_BENCH.runs)
-    .action(async (o: { json?: boolean; seconds: number; mono?: boolean; batch: number; model: string; runs: number }) => {
-      print(await benchReplay({ seconds: o.seconds, channels: o.mono ? 1 : 2, maxBatch: Math.round(o.batch), modelDir: o.model, runs: Math.round(o.runs) }), o.json);
+    .action(async (o: { json?: string | boolean; seconds: number; mono?: boolean; batch: number; model: string; runs: number }) => {
+      const emit = output(o.json);
+      await emit(await benchReplay({ seconds: o.seconds, channels: o.mono ? 1 : 2, maxBatch: Math.round(o.batch), modelDir: o.model, runs: Math.round(o.runs) }));
     });
   bench
     .command('resample')
     .description('streaming resampler (default 8 → 16 kHz, the live-call path) in 20 ms chunks')
-    .option('--json', 'print one JSON object')
+    .addOption(jsonOption('the figures (one object)'))
     .option('--seconds <s>', 'seconds of audio', positive('--seconds'), 600)
     .option('--in-rate <hz>', 'input rate', positive('--in-rate'), 8000)
     .option('--out-rate <hz>', 'output rate', positive('--out-rate'), 16000)
     .option('--chunk-ms <ms>', 'chunk length in ms', positive('--chunk-ms'), 20)
-    .action((o: { json?: boolean; seconds: number; inRate: number; outRate: number; chunkMs: number }) => {
-      print(benchResample({ seconds: o.seconds, inRate: o.inRate, outRate: o.outRate, chunkMs: o.chunkMs }), o.json);
+    .action(async (o: { json?: string | boolean; seconds: number; inRate: number; outRate: number; chunkMs: number }) => {
+      const emit = output(o.json);
+      await emit(benchResample({ seconds: o.seconds, inRate: o.inRate, outRate: o.outRate, chunkMs: o.chunkMs }));
     });
 }

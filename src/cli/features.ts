@@ -7,7 +7,11 @@ import { telephoneChannel } from '../audio/telephone.js';
 import { FEATURE_CONFIGS_BY_RATE, resolveFeatureConfig, type FeatureConfig } from '../features/config.js';
 import { computeFeatures } from '../features/mfcc.js';
 import { readJsonFile } from '../util/json-file.js';
-import { featureRateOption } from './args.js';
+import { readMetadata } from '../model/io.js';
+import { resolveModelDir } from '../config/load.js';
+import { DEFAULT_OPTIONS } from '../config/options.js';
+import { DEFAULT_RAW_AUDIO, RAW_G711_EXTENSIONS } from '../audio/read.js';
+import { integer } from './args.js';
 import { matrixToCsv, matrixToJson, matrixToNpy, type MatrixFormat } from '../features/io.js';
 
 function parseChannel(v: string): number | 'all' {
@@ -17,9 +21,17 @@ function parseChannel(v: string): number | 'all' {
   return n;
 }
 
-/** The config at `rate` (8000 or 16000), then the fields of `--config`, then each `--set`. */
-function readConfig(rate: string, path: string | undefined, sets: string[]): Readonly<FeatureConfig> {
-  let partial: Record<string, unknown> = { ...FEATURE_CONFIGS_BY_RATE[rate] };
+/**
+ * The feature config of the shipped model, as its metadata.json records it: what `features` computes by default, so
+ * that its output is what the model sees (the model's rate is not written here a second time).
+ */
+async function shippedFeatureConfig(): Promise<Readonly<FeatureConfig>> {
+  return (await readMetadata(resolveModelDir(DEFAULT_OPTIONS.modelDir))).window.feature;
+}
+
+/** The config at `rate` (8000 or 16000; the shipped model's when not given), then the fields of `--config`, then each `--set`. */
+async function readConfig(rate: string | undefined, path: string | undefined, sets: string[]): Promise<Readonly<FeatureConfig>> {
+  let partial: Record<string, unknown> = { ...(rate === undefined ? await shippedFeatureConfig() : FEATURE_CONFIGS_BY_RATE[rate]) };
   if (path) partial = { ...partial, ...(readJsonFile(path, ErrorCodes.INVALID_OPTION, '--config') as Record<string, unknown>) };
   for (const s of sets) {
     const eq = s.indexOf('=');
@@ -36,18 +48,24 @@ export function featuresCommand(program: Command): void {
   program
     .command('features')
     .description('compute the feature matrix (frames × coefficients) of an audio file and print or save it')
-    .argument('<file>', 'audio file: WAV, FLAC, AIFF, Ogg Opus or MP3, any rate, mono or multi-channel')
+    .argument('<file>', 'audio file: WAV, FLAC, AIFF, Ogg Opus, MP3 or headerless G.711 (.ul/.al), any rate, mono or multi-channel')
     .option('--channel <n|all>', "channel to analyse (0-based) or 'all'", parseChannel, 0)
     .addOption(new Option('--format <format>', 'output format (default: from --out extension, else csv)').choices(['csv', 'json', 'npy']))
     .option('-o, --out <path>', 'write to this file instead of standard output')
-    .addOption(featureRateOption("the config to start from: 16000 (the default config) or 8000 (the shipped model's)", '16000'))
-    .option('--config <file.json>', 'feature config JSON (fields as in FeatureConfig; missing fields take those of --feature-rate)')
+    .addOption(
+      new Option('--feature-rate <hz>', `the config to start from: ${Object.keys(FEATURE_CONFIGS_BY_RATE).join(' or ')} (default: the shipped model's own config, from ${DEFAULT_OPTIONS.modelDir}/metadata.json)`).choices(
+        Object.keys(FEATURE_CONFIGS_BY_RATE),
+      ),
+    )
+    .option('--config <file.json>', "feature config JSON (fields as in FeatureConfig; missing fields take those of --feature-rate, else the shipped model's)")
     .option('--set <key=value>', 'override one config field, e.g. --set nMfcc=13 (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--raw-channels <n>', `headerless G.711 (${Object.keys(RAW_G711_EXTENSIONS).join(' ')}): interleaved channels in the file (default ${DEFAULT_RAW_AUDIO.channels})`, integer('--raw-channels', 1, 32))
+    .option('--raw-rate <hz>', `headerless G.711: samples per second (default ${DEFAULT_RAW_AUDIO.sampleRate})`, integer('--raw-rate', 1000, 192_000))
     .option('--telephone', 'pass the audio through the telephone channel simulator first')
     .option('--summary', 'print only shape and per-coefficient mean/std')
-    .action(async (file: string, o: { channel: number | 'all'; format?: MatrixFormat; out?: string; featureRate: string; config?: string; set: string[]; telephone?: boolean; summary?: boolean }) => {
-      const config = readConfig(o.featureRate, o.config, o.set);
-      const loaded = await loadChannels(file, config.sampleRate, o.channel);
+    .action(async (file: string, o: { channel: number | 'all'; format?: MatrixFormat; out?: string; featureRate?: string; config?: string; set: string[]; rawChannels?: number; rawRate?: number; telephone?: boolean; summary?: boolean }) => {
+      const config = await readConfig(o.featureRate, o.config, o.set);
+      const loaded = await loadChannels(file, config.sampleRate, o.channel, { raw: { channels: o.rawChannels, sampleRate: o.rawRate } });
       const matrices = loaded.channels.map((c) =>
         computeFeatures(o.telephone ? telephoneChannel(c, config.sampleRate) : c, config),
       );

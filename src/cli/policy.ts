@@ -11,6 +11,7 @@ import { resolvePackagePath } from '../config/load.js';
 import { DEFAULT_POLICY, PolicyEngine, loadPolicyFile, type PolicyConfig, type PolicyRule } from '../policy/index.js';
 import { EVENT_TYPES, type ActionEvent, type CallmoodEvent } from '../stream/events.js';
 import { formatEvent } from './simulate.js';
+import { jsonOption, jsonTarget, openJsonOutput } from './args.js';
 
 function load(file: string | undefined): PolicyConfig {
   return file ? loadPolicyFile(resolvePackagePath(file)) : DEFAULT_POLICY;
@@ -78,10 +79,19 @@ export function policyCommands(program: Command): void {
     .description('run a policy over recorded events (JSONL, e.g. from `callmood replay --json`) and print the actions it decides')
     .argument('[file]', 'policy JSON file (default: the shipped one)')
     .requiredOption('--events <file>', 'events, one JSON object per line')
-    .option('--json', 'print the action events as JSON lines')
-    .action(async (file: string | undefined, o: { events: string; json?: boolean }) => {
-      const actions = await runPolicyOverEvents(load(file), o.events);
-      for (const a of actions) process.stdout.write(`${o.json ? JSON.stringify(a) : formatEvent(a)}\n`);
-      if (!o.json) process.stdout.write(`${actions.length} action(s)\n`);
+    .addOption(jsonOption('the action events (one per line)'))
+    .action(async (file: string | undefined, o: { events: string; json?: string | boolean }) => {
+      const policy = load(file);
+      const target = jsonTarget(o.json);
+      const out = target ? openJsonOutput(target) : null;
+      const actions = await runPolicyOverEvents(policy, o.events);
+      if (out) {
+        for (const a of actions) out.write(`${JSON.stringify(a)}\n`);
+        await out.close();
+        // With the events in a file, the lines for people still go to stdout.
+        if (out.stdout) return;
+      }
+      for (const a of actions) process.stdout.write(`${formatEvent(a)}\n`);
+      process.stdout.write(`${actions.length} action(s)\n`);
     });
 }

@@ -1,35 +1,64 @@
-import { createWriteStream, existsSync, mkdirSync, statSync, writeFileSync, type WriteStream } from 'node:fs';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { basename, dirname, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { integer } from './args.js';
+import { integer, jsonOption, jsonTarget, openJsonOutput } from './args.js';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { loadConfigFile, resolvePackagePath } from '../config/load.js';
 import { DEFAULT_OPTIONS, type CallmoodOptionsInput } from '../config/options.js';
 import { clock, pct } from '../report/html.js';
 import { renderSummaryPage, type SummaryRow } from '../report/summary-page.js';
 import { parseChannelSpec, DEFAULT_CHANNEL_SPEC } from '../replay/channels.js';
+import { DEFAULT_RAW_AUDIO, RAW_G711_EXTENSIONS } from '../audio/read.js';
 import { runReplays, type JobOutcome, type ReplayJob, type RunSettings } from '../replay/run.js';
 
-/** File name endings taken as recordings in a folder (the formats readAudioFile reads); other files are skipped. */
-export const AUDIO_EXTENSIONS = Object.freeze(['.wav', '.wave', '.flac', '.aif', '.aiff', '.aifc', '.opus', '.ogg', '.mp3']);
+/**
+ * File name endings taken as recordings in a folder (the formats readAudioFile reads, headerless G.711 included);
+ * other files are skipped, and listed as skipped.
+ */
+export const AUDIO_EXTENSIONS = Object.freeze(['.wav', '.wave', '.flac', '.aif', '.aiff', '.aifc', '.opus', '.ogg', '.mp3', ...Object.keys(RAW_G711_EXTENSIONS)]);
 
-/** The recordings under `dir`, recursively, as paths and names relative to it ('/'-separated), sorted by name. */
-export async function listRecordings(dir: string): Promise<{ path: string; name: string }[]> {
+/** A file of a folder that is not replayed, and why. */
+export interface SkippedFile {
+  /** Path relative to the folder, '/'-separated. */
+  name: string;
+  reason: string;
+}
+
+const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+
+/**
+ * The recordings under `dir`, recursively, as paths and names relative to it ('/'-separated), sorted by name; and the
+ * files skipped there, with the reason (a name that is not a recording's; not a regular file).
+ */
+export async function listRecordings(dir: string): Promise<{ recordings: { path: string; name: string }[]; skipped: SkippedFile[] }> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  const out: { path: string; name: string }[] = [];
+  const recordings: { path: string; name: string }[] = [];
+  const skipped: SkippedFile[] = [];
   for (const e of entries) {
-    if (!e.isFile() && !e.isSymbolicLink()) continue;
-    if (!AUDIO_EXTENSIONS.some((x) => e.name.toLowerCase().endsWith(x))) continue;
+    if (e.isDirectory()) continue;
     // Node 20.12+ names the folder `parentPath`; 20.10–20.11 only `path`.
     const parent = (e as { parentPath?: string }).parentPath ?? (e as { path?: string }).path ?? dir;
     const path = join(parent, e.name);
-    out.push({ path, name: relative(dir, path).split(sep).join('/') });
+    const name = relative(dir, path).split(sep).join('/');
+    if (!e.isFile() && !e.isSymbolicLink()) {
+      skipped.push({ name, reason: 'not a regular file' });
+      continue;
+    }
+    const ext = extname(e.name).toLowerCase();
+    if (!AUDIO_EXTENSIONS.includes(ext)) {
+      skipped.push({ name, reason: ext ? `'${ext}' is not an audio file name ending callmood reads` : 'no file name ending to tell its format by' });
+      continue;
+    }
+    recordings.push({ path, name });
   }
-  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return { recordings: recordings.sort(byName), skipped: skipped.sort(byName) };
 }
+
+/** Skipped files listed on the console; the rest are counted (all of them are on the summary page). */
+const SKIPPED_SHOWN = 20;
 
 /** A report file name for a recording's name: '/' → '__', anything but letters, digits, '.', '_', '-' → '_'; unique within `taken`. */
 export function reportFileName(name: string, taken: Set<string>): string {
@@ -51,7 +80,9 @@ function describe(o: JobOutcome): string {
 
 interface ReplayCliOptions {
   channels?: string;
-  json?: string;
+  rawChannels?: number;
+  rawRate?: number;
+  json?: string | boolean;
   report?: string;
   reportDir?: string;
   policy?: string | boolean;
@@ -69,10 +100,12 @@ interface ReplayCliOptions {
 export function replayCommand(program: Command): void {
   program
     .command('replay')
-    .description('replay recorded calls (WAV/FLAC/…, 8 kHz μ-law or PCM at any rate, mono or dual-channel) through the live emotion stream; write events and HTML reports')
+    .description('replay recorded calls (WAV/FLAC/…, headerless .ul/.al G.711, 8 kHz μ-law or PCM at any rate, mono or dual-channel) through the live emotion stream; write events and HTML reports')
     .argument('<path>', 'a recording, or a folder of recordings (searched recursively)')
     .option('--channels <spec>', `which channel each party is on: caller=left|right|N, agent=left|right|N (default ${DEFAULT_CHANNEL_SPEC}; a mono file is the caller)`)
-    .option('--json <file>', "write every event as JSON lines ('-' = stdout); latencyMs and atMs are this replay's wall clock, not comparable with a live call")
+    .option('--raw-channels <n>', `headerless G.711 (${Object.keys(RAW_G711_EXTENSIONS).join(' ')}): interleaved channels in the file (default ${DEFAULT_RAW_AUDIO.channels}; 2 for a dual-channel call)`, integer('--raw-channels', 1, 32))
+    .option('--raw-rate <hz>', `headerless G.711: samples per second (default ${DEFAULT_RAW_AUDIO.sampleRate}, the telephone line's)`, integer('--raw-rate', 1000, 192_000))
+    .addOption(jsonOption('the events (one per line)', "latencyMs and atMs are this replay's wall clock, not comparable with a live call"))
     .option('--report <file.html>', "one recording's HTML report")
     .option('--report-dir <dir>', "a report per recording and index.html across them (for a folder)")
     .option('--policy <file>', "a dialog policy file (default: the config's policy, else the shipped one), run as a dry run: its decisions are reported, never carried out")
@@ -86,6 +119,9 @@ export function replayCommand(program: Command): void {
       `
 The callSid of a recording is CA + 32 hex digits of SHA-256 of its name (its path relative to the folder, or its file
 name), unless the file name holds a Twilio CallSid (CA + 32 hex), which is then used. Events come in call-time order.
+In a folder, files whose names are not recordings' are skipped, and listed with the reason after the summary line
+(and in index.html). Headerless G.711 files (.ul .ulaw .mulaw μ-law, .al .alaw A-law) have no header to say their
+rate and channels: 8 kHz mono unless --raw-rate and --raw-channels say otherwise.
 Exit code: 0 when every recording was replayed, 1 when any failed (each is listed with its reason), 2 for a usage
 error (bad option, policy file or model).`,
     )
@@ -103,6 +139,7 @@ function replayPolicyFile(flag: string | boolean | undefined, config: CallmoodOp
 }
 
 async function replay(target: string, o: ReplayCliOptions): Promise<number> {
+  const jsonTo = jsonTarget(o.json);
   if (o.channels !== undefined) parseChannelSpec(o.channels);
   if (o.report && o.reportDir) throw new CallmoodError(ErrorCodes.INVALID_OPTION, '--report and --report-dir: give one (--report for one recording, --report-dir for a folder)');
   let isDir: boolean;
@@ -115,13 +152,21 @@ async function replay(target: string, o: ReplayCliOptions): Promise<number> {
   const config = o.config ? loadConfigFile(o.config) : {};
   const settings: RunSettings = {
     modelDir: o.model ?? (config.modelDir as string | undefined) ?? DEFAULT_OPTIONS.modelDir,
-    replay: { channels: o.channels ?? null, stream: { ...DEFAULT_OPTIONS.stream, ...(config.stream as object | undefined) } },
+    replay: {
+      channels: o.channels ?? null,
+      stream: { ...DEFAULT_OPTIONS.stream, ...(config.stream as object | undefined) },
+      raw: { sampleRate: o.rawRate ?? DEFAULT_RAW_AUDIO.sampleRate, channels: o.rawChannels ?? DEFAULT_RAW_AUDIO.channels },
+    },
     // As `serve` would: the flag, else the config's policy, else the shipped one.
     policyFile: replayPolicyFile(o.policy, config),
-    keepEvents: o.json !== undefined,
+    keepEvents: jsonTo !== null,
   };
-  const files = isDir ? await listRecordings(target) : [{ path: target, name: basename(target) }];
-  if (files.length === 0) throw new CallmoodError(ErrorCodes.FILE_READ, `${target}: no recordings in this folder (looked for ${AUDIO_EXTENSIONS.join(' ')})`);
+  const listed = isDir ? await listRecordings(target) : { recordings: [{ path: target, name: basename(target) }], skipped: [] };
+  const files = listed.recordings;
+  const { skipped } = listed;
+  if (files.length === 0) {
+    throw new CallmoodError(ErrorCodes.FILE_READ, `${target}: no recordings in this folder (looked for ${AUDIO_EXTENSIONS.join(' ')}${skipped.length ? `; skipped ${skipped.length} other file(s), e.g. ${skipped[0].name}` : ''})`);
+  }
 
   const cannot = (what: string, err: unknown) =>
     new CallmoodError(ErrorCodes.INVALID_OPTION, `${what}: cannot write there: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
@@ -134,14 +179,6 @@ async function replay(target: string, o: ReplayCliOptions): Promise<number> {
     }
   }
   if (o.report && !existsSync(dirname(resolve(o.report)))) throw cannot(`--report ${o.report}`, Object.assign(new Error('no such folder'), { code: 'ENOENT' }));
-  if (o.json && o.json !== '-') {
-    // Fail now, not after the replay: an unwritable events file is a usage error.
-    try {
-      writeFileSync(o.json, '');
-    } catch (err) {
-      throw cannot(`--json ${o.json}`, err);
-    }
-  }
   const taken = new Set<string>();
   const jobs: ReplayJob[] = files.map((f) => {
     if (reportDir) {
@@ -151,9 +188,8 @@ async function replay(target: string, o: ReplayCliOptions): Promise<number> {
     return { ...f, reportPath: o.report ? resolve(o.report) : null };
   });
 
-  let out: WriteStream | NodeJS.WriteStream | null = null;
-  if (o.json === '-') out = process.stdout;
-  else if (o.json) out = createWriteStream(o.json, { flags: 'a' });
+  // Opened before the replay: an unwritable events file is a usage error, found before any work.
+  const out = jsonTo ? openJsonOutput(jsonTo) : null;
   const lines = process.stdout;
   const pending = new Map<number, JobOutcome>();
   let written = 0;
@@ -181,13 +217,13 @@ async function replay(target: string, o: ReplayCliOptions): Promise<number> {
         written++;
         if (out && x.ok && x.events) for (const e of x.events) out.write(JSON.stringify(e) + '\n');
         // With events on stdout, the per-call lines go to stderr.
-        if (!bar) (o.json === '-' ? process.stderr : lines).write(describe(x) + '\n');
+        if (!bar) (out?.stdout ? process.stderr : lines).write(describe(x) + '\n');
       }
     },
   });
   bar?.stop();
   if (bar) for (const x of outcomes) if (!x.ok) process.stderr.write(describe(x) + '\n');
-  if (out && out !== process.stdout) await new Promise<void>((r) => (out as WriteStream).end(r));
+  await out?.close();
 
   if (reportDir) {
     const rows: SummaryRow[] = outcomes.map((x, i) =>
@@ -197,17 +233,25 @@ async function replay(target: string, o: ReplayCliOptions): Promise<number> {
     );
     writeFileSync(
       join(reportDir, 'index.html'),
-      renderSummaryPage(rows, basename(resolve(target)), {
-        model: settings.modelDir,
-        policy: settings.policyFile ? `${settings.policyFile} (dry run)` : 'none',
-        channels: o.channels ?? `${DEFAULT_CHANNEL_SPEC} (default)`,
-      }),
+      renderSummaryPage(
+        rows,
+        basename(resolve(target)),
+        {
+          model: settings.modelDir,
+          policy: settings.policyFile ? `${settings.policyFile} (dry run)` : 'none',
+          channels: o.channels ?? `${DEFAULT_CHANNEL_SPEC} (default)`,
+        },
+        skipped,
+      ),
     );
   }
   process.stderr.write(
     `replayed ${outcomes.length - failed} of ${outcomes.length} recording(s), ${clock(audioMs)} of calls${failed > 0 ? `; ${failed} failed` : ''}` +
+      `${skipped.length > 0 ? `; ${skipped.length} other file(s) skipped` : ''}` +
       `${reportDir ? `; reports in ${reportDir}${sep}index.html` : o.report ? `; report ${resolve(o.report)}` : ''}\n`,
   );
+  for (const f of skipped.slice(0, SKIPPED_SHOWN)) process.stderr.write(`  skipped ${f.name}: ${f.reason}\n`);
+  if (skipped.length > SKIPPED_SHOWN) process.stderr.write(`  … and ${skipped.length - SKIPPED_SHOWN} more skipped${reportDir ? ' (all are listed in index.html)' : ''}\n`);
   return failed > 0 ? 1 : 0;
 }
 

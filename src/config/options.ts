@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { deepFreeze, describeValue, valueAt } from '../util/values.js';
+import { describeIssues } from './issues.js';
 import { DEFAULT_WEBHOOK_OPTIONS, resolveWebhookOptions, type WebhookOptions, type WebhookOptionsInput } from '../sinks/webhook-options.js';
 
 /** A TwiML verb that may run before or after the `<Stream>` verb (built with twilio's VoiceResponse, so escaped). */
@@ -232,6 +233,15 @@ function allowed<T extends z.ZodType>(schema: T, text: string): T {
 const int = (lo: number, hi: number, unit = '') => allowed(z.number().int().min(lo).max(hi), `an integer${unit ? ` (${unit})` : ''} in [${lo}, ${hi}]`);
 const path = () => allowed(z.string().regex(/^\/[A-Za-z0-9._~\-/]*$/), "a path starting with '/' (letters, digits, . _ ~ - /)");
 const secret = () => allowed(z.string().min(8).nullable(), 'null or a string of at least 8 characters');
+
+/** The environment variable each secret is read from when not given in code. */
+const SECRET_ENV = { authToken: 'TWILIO_AUTH_TOKEN', eventsToken: 'CALLMOOD_EVENTS_TOKEN' } as const;
+/** What each secret's variable may hold, for its error message. */
+const SECRET_ALLOWED: Record<keyof typeof SECRET_ENV, string> = {
+  // Twilio shows the auth token in the Console under Account info: 32 hex digits.
+  authToken: "at least 8 characters: the account's auth token from the Twilio Console (32 hex digits)",
+  eventsToken: 'at least 8 characters (a long random string: the event feed is read with it as a bearer token), or unset it to turn the feed off',
+};
 const paramName = allowed(z.string().min(1).max(128), 'a non-empty name of at most 128 characters');
 
 const verb = allowed(
@@ -306,7 +316,7 @@ const schema = z.strictObject({
 });
 
 /** The schema's leaf at a path, to find its allowed text. */
-function leafAt(path: PropertyKey[]): WithAllowed | undefined {
+function leafAt(path: readonly PropertyKey[]): WithAllowed | undefined {
   let s: z.ZodType | undefined = schema;
   for (const key of path) {
     if (!s) return undefined;
@@ -355,18 +365,23 @@ export function resolveOptions(input: CallmoodOptionsInput = {}, env: NodeJS.Pro
   const parsed = schema.safeParse(merged);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    if (issue.code === 'unrecognized_keys') {
-      const where = issue.path.length ? `${issue.path.join('.')}.` : '';
-      const known = Object.keys(valueAt(DEFAULT_OPTIONS, issue.path) ?? {}).join(', ');
-      throw new CallmoodError(ErrorCodes.INVALID_OPTION, `unknown option ${issue.keys.map((k) => where + k).join(', ')}; known here: ${known}`);
+    const field = issue.path.join('.');
+    // A secret read from the environment is named by its variable: the user never wrote "authToken" anywhere.
+    const env = field in SECRET_ENV && input[field as keyof typeof SECRET_ENV] == null ? SECRET_ENV[field as keyof typeof SECRET_ENV] : null;
+    if (env) {
+      const v = valueAt(merged, issue.path);
+      throw new CallmoodError(
+        ErrorCodes.INVALID_OPTION,
+        `${env} (from the environment) is ${typeof v === 'string' ? `${v.length} character(s) long` : describeValue(v)}; allowed: ${SECRET_ALLOWED[field as keyof typeof SECRET_ENV]}`,
+      );
     }
-    const name = issue.path.join('.');
-    const leaf = leafAt(issue.path);
-    const value = valueAt(merged, issue.path);
-    const shown = name === 'authToken' || name === 'eventsToken' ? '(hidden)' : describeValue(value);
     throw new CallmoodError(
       ErrorCodes.INVALID_OPTION,
-      `option ${name} is ${shown}; allowed: ${leaf?.[ALLOWED] ?? issue.message}`,
+      describeIssues(parsed.error, merged, schema, {
+        noun: 'option',
+        allowedAt: (p) => leafAt(p)?.[ALLOWED],
+        secret: (p) => p.length === 1 && (p[0] === 'authToken' || p[0] === 'eventsToken'),
+      }),
     );
   }
   const o = parsed.data as CallmoodOptions;

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { deepFreeze, describeValue, valueAt } from '../util/values.js';
 import { readJsonFile } from '../util/json-file.js';
+import { allowedFromIssue, keysAt, unknownKeysText } from '../config/issues.js';
 import { EMOTION_LABELS } from '../data/types.js';
 import type { ActionKind, Track } from '../stream/events.js';
 
@@ -171,6 +172,9 @@ const policy = z.strictObject({ $comment: z.string().optional(), dryRun: z.boole
 
 /** What is allowed where, for the error message (by the last named key of the issue's path). */
 const ALLOWED: Record<string, string> = {
+  rules: 'an array of rules, each {name, when, do}',
+  when: 'an object of conditions (track, emotion, trend, negativeShare, dtmf, parameters, afterMs)',
+  do: `an object {action, …} with action one of ${ACTIONS.join(', ')}`,
   name: 'letters, digits and _ . : - (1–64 characters)',
   track: "'inbound' (the caller) or 'outbound' (the bot or agent)",
   label: LABELS_TEXT,
@@ -213,12 +217,12 @@ export function parsePolicy(raw: unknown, source = 'policy'): PolicyConfig {
       where = `${source}: rule ${typeof name === 'string' ? `'${name}' ` : ''}(rules[${path[1]}])`;
       rest = path.slice(2);
     }
-    const field = rest.join('.') || '(the rule itself)';
+    const field = rest.join('.') || (path.length ? '(the rule itself)' : '(the whole file)');
     if (issue.code === 'unrecognized_keys') {
-      throw new CallmoodError(ErrorCodes.INVALID_POLICY, `${where}: unknown field ${issue.keys.map((k) => (rest.length ? `${rest.join('.')}.${k}` : k)).join(', ')}`);
+      throw new CallmoodError(ErrorCodes.INVALID_POLICY, `${where}: ${unknownKeysText('field', rest.length ? `${rest.join('.')}.` : '', issue.keys, keysAt(policy, path))}`);
     }
     const key = [...rest].reverse().find((k) => typeof k === 'string') as string | undefined;
-    const allowedText = issue.code === 'custom' ? issue.message : key && ALLOWED[key] ? ALLOWED[key] : issue.message;
+    const allowedText = issue.code === 'custom' ? issue.message : key && ALLOWED[key] ? ALLOWED[key] : allowedFromIssue(issue, policy);
     throw new CallmoodError(ErrorCodes.INVALID_POLICY, `${where}: ${field} is ${describeValue(valueAt(raw, path))}; allowed: ${allowedText}`);
   }
   const out = parsed.data as PolicyConfig & { $comment?: string };

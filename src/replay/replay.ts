@@ -28,7 +28,7 @@
  */
 import { z } from 'zod';
 import { CallmoodError, ErrorCodes } from '../errors.js';
-import { audioSource, openAudioFile, type AudioSource } from '../audio/read.js';
+import { audioSource, openAudioFile, rawAudioSchema, DEFAULT_RAW_AUDIO, type AudioSource, type RawAudioOptions } from '../audio/read.js';
 import type { DecodedAudio } from '../audio/types.js';
 import { DEFAULT_OPTIONS, type StreamSettings } from '../config/options.js';
 import { resolveModelDir } from '../config/load.js';
@@ -37,6 +37,7 @@ import { InProcessEngine } from '../stream/engine.js';
 import { EmotionTrack, modelProfile, type ModelProfile } from '../stream/track.js';
 import type { CallEndEvent, CallmoodEvent, EventBase, Track, TrackSummary } from '../stream/events.js';
 import type { ModelMetadata } from '../model/io.js';
+import { describeIssues } from '../config/issues.js';
 import { resolveChannels } from './channels.js';
 import { replayIds } from './ids.js';
 
@@ -60,6 +61,8 @@ export interface ReplayOptions {
   accountSid: string | null;
   /** customParameters of every event (a recording carries none). */
   customParameters: Record<string, string>;
+  /** How a headerless G.711 file (`.ul`, `.al`, …) is laid out: it has no header to say. Files with a header ignore it. */
+  raw: RawAudioOptions;
 }
 
 /** Defaults: the live server's stream settings, batches of 32 (see BatchSettings.maxBatch), 60 s segments, no account, no parameters. */
@@ -70,6 +73,7 @@ export const DEFAULT_REPLAY_OPTIONS: Readonly<ReplayOptions> = Object.freeze({
   segmentS: 60,
   accountSid: null,
   customParameters: Object.freeze({}) as Record<string, string>,
+  raw: DEFAULT_RAW_AUDIO,
 });
 
 const schema = z.strictObject({
@@ -84,6 +88,7 @@ const schema = z.strictObject({
   segmentS: z.number().min(1).max(3600),
   accountSid: z.string().nullable(),
   customParameters: z.record(z.string(), z.string()),
+  raw: rawAudioSchema,
 });
 
 const ALLOWED: Record<string, string> = {
@@ -96,21 +101,16 @@ const ALLOWED: Record<string, string> = {
   segmentS: 'seconds in [1, 3600]',
   accountSid: 'null or a string',
   customParameters: 'an object of string values',
+  'raw.sampleRate': 'an integer number of Hz in [1000, 192000] (8000 on a phone line)',
+  'raw.channels': 'an integer in [1, 32]',
 };
 
 /** Merges `o` over the defaults (stream field by field) and validates once; INVALID_OPTION names the field and what is allowed. */
-export function resolveReplayOptions(o: Partial<Omit<ReplayOptions, 'stream'> & { stream: Partial<StreamSettings> }> = {}): Readonly<ReplayOptions> {
-  const merged = { ...DEFAULT_REPLAY_OPTIONS, ...o, stream: { ...DEFAULT_REPLAY_OPTIONS.stream, ...o.stream } };
+export function resolveReplayOptions(o: Partial<Omit<ReplayOptions, 'stream' | 'raw'> & { stream: Partial<StreamSettings>; raw: Partial<RawAudioOptions> }> = {}): Readonly<ReplayOptions> {
+  const merged = { ...DEFAULT_REPLAY_OPTIONS, ...o, stream: { ...DEFAULT_REPLAY_OPTIONS.stream, ...o.stream }, raw: { ...DEFAULT_REPLAY_OPTIONS.raw, ...o.raw } };
   const r = schema.safeParse(merged);
   if (!r.success) {
-    const issue = r.error.issues[0];
-    const field = issue.path.join('.');
-    let value: unknown = merged;
-    for (const k of issue.path) value = (value as Record<PropertyKey, unknown> | undefined)?.[k as string];
-    throw new CallmoodError(
-      ErrorCodes.INVALID_OPTION,
-      `replay option ${field || '(root)'} is ${JSON.stringify(value) ?? String(value)}; allowed: ${ALLOWED[field] ?? issue.message}`,
-    );
+    throw new CallmoodError(ErrorCodes.INVALID_OPTION, describeIssues(r.error, merged, schema, { noun: 'replay option', allowedAt: (p) => ALLOWED[p.join('.')] }));
   }
   return Object.freeze(r.data as ReplayOptions);
 }
@@ -318,8 +318,9 @@ export async function replayAudio(
 }
 
 /**
- * Opens a recording (any format readAudioFile takes) and replays it; `name` defaults to the file's base name. WAV and
- * AIFF PCM and G.711 are decoded a segment at a time as the replay goes (see AudioSource).
+ * Opens a recording (any format readAudioFile takes; a headerless G.711 file as `options.raw` says) and replays it;
+ * `name` defaults to the file's base name. WAV and AIFF PCM and G.711 are decoded a segment at a time as the replay
+ * goes (see AudioSource).
  */
 export async function replayFile(
   path: string,
@@ -327,6 +328,6 @@ export async function replayFile(
   options: Partial<ReplayOptions> = {},
   hooks: { observe?: EventObserver; name?: string } = {},
 ): Promise<ReplayResult> {
-  const audio = await openAudioFile(path);
+  const audio = await openAudioFile(path, { raw: resolveReplayOptions(options).raw });
   return replayAudio(audio, hooks.name ?? path.split(/[\\/]/).pop() ?? path, model, options, hooks);
 }

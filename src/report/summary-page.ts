@@ -81,8 +81,11 @@ const SORT_SCRIPT = `
 })();
 `;
 
-/** Renders the summary page (see the module comment). `title` names the folder. */
-export function renderSummaryPage(rows: readonly SummaryRow[], title: string, meta: Record<string, string> = {}): string {
+/**
+ * Renders the summary page (see the module comment). `title` names the folder; `skipped` lists its files that were
+ * not replayed (not recordings by their names), so that a recording under an unexpected name is not silently missing.
+ */
+export function renderSummaryPage(rows: readonly SummaryRow[], title: string, meta: Record<string, string> = {}, skipped: readonly { name: string; reason: string }[] = []): string {
   const failed = rows.filter((r) => r.status === 'failed').length;
   const angry = rows.filter((r) => (r.digest?.summary.inbound?.anger.durationMs ?? 0) > 0).length;
   // 'when' columns sort by a number (the first episode's start) but read as text.
@@ -104,6 +107,15 @@ ${Object.keys(meta).length > 0 ? `<table class="meta">${Object.entries(meta).map
 episodes are the caller's (inbound track); agent angry is the outbound track's angry speech.</p>
 <table id="calls" class="sortable"><thead><tr>${head}</tr></thead><tbody>
 ${body}
-</tbody></table>`;
+</tbody></table>${
+    skipped.length > 0
+      ? `
+<h2>Skipped</h2>
+<p class="note">${skipped.length} file(s) in the folder were not replayed.</p>
+<table id="skipped"><thead><tr><th>file</th><th>why</th></tr></thead><tbody>
+${skipped.map((f) => `<tr><td>${esc(f.name)}</td><td>${esc(f.reason)}</td></tr>`).join('\n')}
+</tbody></table>`
+      : ''
+  }`;
   return page(`callmood replay: ${title}`, html, SORT_SCRIPT);
 }
