@@ -42,11 +42,11 @@ try {
       } else if (e.type === 'emotion') latencies.push(e.latencyMs);
     },
   });
-  const rss0 = await server.metric('callmood_process_resident_memory_bytes');
+  const rss0 = await server.metric('process_resident_memory_bytes');
   let rssPeak = rss0;
   let queuedPeak = 0;
   const sampler = setInterval(() => {
-    server.metric('callmood_process_resident_memory_bytes').then((v) => (rssPeak = Math.max(rssPeak, v)), () => {});
+    server.metric('process_resident_memory_bytes').then((v) => (rssPeak = Math.max(rssPeak, v)), () => {});
     server.metric('callmood_inference_queued_windows').then((v) => (queuedPeak = Math.max(queuedPeak, v)), () => {});
   }, o.sampleMs);
   const t0 = performance.now();

@@ -979,3 +979,14 @@ test('close() in process: a live call ends as shutdown, its socket closes with 1
   assert.equal(server.health().draining, true);
   await assert.rejects(server.ready(), /after close/);
 });
+
+test("/metrics: Node's default process metrics keep their standard names; only callmood's own are prefixed", async () => {
+  const metrics = new CallmoodMetrics(() => ({ calls: 0, connections: 0, feedClients: 0, queuedWindows: 0 }));
+  const { body } = await metrics.text();
+  const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(body)?.[1] ?? NaN);
+  assert.ok(value('process_resident_memory_bytes') > 1e6, 'process_resident_memory_bytes');
+  assert.ok(value('process_cpu_seconds_total') > 0, 'process_cpu_seconds_total');
+  assert.match(body, /^nodejs_eventloop_lag_seconds /m);
+  assert.doesNotMatch(body, /^callmood_(process|nodejs)_/m, 'default metrics carry no callmood_ prefix');
+  assert.match(body, /^callmood_calls_live /m);
+});

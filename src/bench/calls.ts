@@ -216,13 +216,13 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
         }
       },
     });
-    const rssBefore = await metric(base, 'callmood_process_resident_memory_bytes');
-    const cpuBefore = await metric(base, 'callmood_process_cpu_seconds_total');
+    const rssBefore = await metric(base, 'process_resident_memory_bytes');
+    const cpuBefore = await metric(base, 'process_cpu_seconds_total');
     const clientBefore = process.cpuUsage();
     const threadsBefore = threadCpuMs(server.pid);
     let rssPeak = rssBefore;
     const sampler = setInterval(() => {
-      metric(base, 'callmood_process_resident_memory_bytes').then((v) => (rssPeak = Math.max(rssPeak, v)), () => {});
+      metric(base, 'process_resident_memory_bytes').then((v) => (rssPeak = Math.max(rssPeak, v)), () => {});
     }, 1000);
     const stagger = opts.staggerMs ?? Math.min(20, 2000 / opts.calls);
     const results = await Promise.all(
@@ -246,7 +246,7 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
     // Give the last windows a moment to come back.
     for (let i = 0; i < 100 && endAt.size < opts.calls; i++) await new Promise((r) => setTimeout(r, 50));
     clearInterval(sampler);
-    const cpuAfter = await metric(base, 'callmood_process_cpu_seconds_total');
+    const cpuAfter = await metric(base, 'process_cpu_seconds_total');
     const threadsAfter = threadCpuMs(server.pid);
     const clientUsage = process.cpuUsage(clientBefore);
     const clientCpuMs = (clientUsage.user + clientUsage.system) / 1000;

@@ -93,7 +93,9 @@ export class CallmoodMetrics {
       labelNames: ['action', 'outcome'],
       registers,
     });
-    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'callmood_' });
+    // The default process metrics keep their standard names (process_*, nodejs_*), which every Node dashboard
+    // expects; only callmood's own metrics carry the callmood_ prefix.
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
   /** Counts the deliveries of a webhook sink: delivered, failed attempts, dead letters, and pending per endpoint. */
