@@ -1,10 +1,9 @@
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { featureRateOption, integer, list, numberIn } from './args.js';
+import { featureRateOption, integer, jsonOption, jsonTarget, list, numberIn, openJsonOutput } from './args.js';
 import cliProgress from 'cli-progress';
 import { ARCHITECTURES, type Arch } from '../model/architectures.js';
-import { DEFAULT_TRAIN_OPTIONS, evaluateModel, trainFromManifest, writeJson, type CalmPolicy } from '../model/pipeline.js';
+import { DEFAULT_TRAIN_OPTIONS, evaluateModel, trainFromManifest, type CalmPolicy } from '../model/pipeline.js';
 import { formatEvaluationTable } from '../model/metrics.js';
 import type { ManifestFilter } from '../data/manifest.js';
 import { FEATURE_CONFIGS_BY_RATE } from '../features/config.js';
@@ -160,7 +159,7 @@ export function modelCommands(program: Command): void {
   filterOptions(
     program
       .command('evaluate')
-      .description('score a model on a manifest, clip by clip; print a table and write JSON and a confusion-matrix plot')
+      .description('score a model on a manifest, clip by clip: print a table; with --json FILE, write the JSON and a confusion-matrix plot beside it')
       .option('--model <dir>', 'model directory', DEFAULT_MODEL_DIR),
   )
     .addOption(new Option('--channel <channel>', 'evaluate on clean audio or through the telephone channel').choices(['clean', 'telephone']).default('clean'))
@@ -172,11 +171,14 @@ export function modelCommands(program: Command): void {
     .option('--call-seconds <s>', 'length of a call for --adapt call, in seconds of the speaker\'s audio', numberIn('--call-seconds', 1, 86_400), DEFAULT_CALL_SECONDS)
     .option('--suites <file>', 'suites file for --suite', 'models/suites.json')
     .addOption(new Option('--suite <name>', 'score only the speakers of this group of the suites file').choices([...SUITE_NAMES]))
-    .option('--json <file>', "write the results as JSON to this file ('-' for stdout; the confusion matrix goes beside a file as .svg)")
+    .addOption(jsonOption('the results', 'the confusion matrix goes beside a file as .confusion.svg'))
     .option('--seed <n>', 'seed (order of speakers for adaptive normalisation)', integer('--seed', 0), 1)
     .option('--cache <dir>', 'feature cache directory', '.cache/features')
     .option('--workers <n>', 'decoding worker threads', integer('--workers', 0))
     .action(async (o) => {
+      // Opened before the work, so an unwritable path fails at once.
+      const target = jsonTarget(o.json as string | boolean | undefined);
+      const out = target ? openJsonOutput(target) : null;
       const bars = progress();
       const { report, confusionSvg } = await evaluateModel({
         modelDir: resolveModelDir(o.model as string),
@@ -193,8 +195,8 @@ export function modelCommands(program: Command): void {
         log: (m) => bars.log(m),
       });
       bars.stop();
-      // With --json -, stdout carries the JSON alone; the table goes to stderr.
-      const table = o.json === '-' ? process.stderr : process.stdout;
+      // With the JSON on stdout, stdout carries the JSON alone; the table goes to stderr.
+      const table = out?.stdout ? process.stderr : process.stdout;
       table.write(`regime: adapt ${report.regime.adapt}${report.regime.callSeconds ? ` (calls of ${report.regime.callSeconds} s)` : ''}, ${report.channel} channel${report.suite ? `, suite ${report.suite.name}` : ''}\n`);
       table.write(formatEvaluationTable(report) + '\n');
       const corpora = Object.keys(report.perCorpus);
@@ -204,13 +206,10 @@ export function modelCommands(program: Command): void {
       }
       table.write(`skipped: ${report.skipped} ${JSON.stringify(report.skippedReasons)}\n`);
       if (report.speakersInTraining.length) table.write(`warning: ${report.speakersInTraining.length} of these speakers were in the model's training set: not a figure on unseen callers\n`);
-      if (o.json === '-') {
-        process.stdout.write(JSON.stringify(report, null, 2) + '\n');
-      } else if (o.json) {
-        writeJson(o.json, report);
-        writeFileSync(o.json.replace(/\.json$/i, '') + '.confusion.svg', confusionSvg);
-      } else {
-        writeFileSync(join(o.model, `confusion-${o.channel}.svg`), confusionSvg);
+      if (out) {
+        out.write(JSON.stringify(report, null, 2) + '\n');
+        await out.close();
+        if (!out.stdout) writeFileSync(target!.replace(/\.json$/i, '') + '.confusion.svg', confusionSvg);
       }
     });
 }
