@@ -146,6 +146,64 @@ test('summary page: one row per file, failures with their reason, numbers to sor
   assert.match(html, /<script>[\s\S]*aria-sort[\s\S]*<\/script>/);
 });
 
+/** Each timeline panel's shaded speech regions, [start, end] s, read from the rect marks' labels (panels in track order). */
+function shadedRegions(html: string): number[][][] {
+  const svg = html.slice(html.indexOf('<figure id="timeline">'), html.indexOf('</figure>'));
+  const panels: number[][][] = [];
+  for (const m of svg.matchAll(/concat_(\d+)_layer_0_marks"[^>]*>((?:<path[^>]*\/>)*)<\/g>/g)) {
+    panels[Number(m[1])] = [...m[2].matchAll(/aria-label="[^"]*?: ([\d.]+); e: ([\d.]+)"/g)].map((r) => [Number(r[1]), Number(r[2])]);
+  }
+  return panels;
+}
+
+/** Whether [s, e] (ms) lies inside one of `regions` (s), to the ms. */
+function covered(regions: number[][], s: number, e: number): boolean {
+  return regions.some(([a, b]) => a * 1000 <= s + 0.5 && b * 1000 >= e - 0.5);
+}
+
+test('speech shading: every run of speech of every track, also one whose next run starts a frame after it (speech-start before its speech-end)', async () => {
+  // As the stream emits them for runs one 10 ms frame apart: the second run's speech-start (its first frame's start,
+  // 370 ms) comes before the first run's speech-end (its last frame's end, 375 ms).
+  const ev: CallmoodEvent[] = [{ ...base, type: 'call-start', timeMs: 0, accountSid: null, tracks: ['inbound', 'outbound'] }];
+  ev.push({ ...base, type: 'speech-start', track: 'inbound', timeMs: 20 });
+  ev.push({ ...base, type: 'speech-start', track: 'outbound', timeMs: 180 });
+  ev.push({ ...base, type: 'speech-start', track: 'outbound', timeMs: 370 });
+  ev.push({ ...base, type: 'speech-end', track: 'outbound', timeMs: 375, durationMs: 195 });
+  ev.push({ ...base, type: 'speech-end', track: 'inbound', timeMs: 1415, durationMs: 1395 });
+  ev.push({ ...base, type: 'speech-end', track: 'outbound', timeMs: 1725, durationMs: 1355 });
+  ev.push({ ...base, type: 'speech-start', track: 'inbound', timeMs: 1800 });
+  ev.push({ ...base, type: 'call-end', timeMs: 2080, reason: 'stop', durationMs: 2080, summary: {}, stats: { mediaMessages: 208, gapsFilled: 0, gapMs: 0, dropped: 0, protocolErrors: 0, sequenceGaps: 0 } });
+  const html = await renderCallReport({ name: 'runs.wav', events: ev, labels: LABELS });
+  const [caller, agent] = shadedRegions(html);
+  assert.ok(covered(agent, 180, 375), `the agent's first run, 0.18–0.375 s, is shaded: ${JSON.stringify(agent)}`);
+  assert.ok(covered(agent, 370, 1725), `and the second: ${JSON.stringify(agent)}`);
+  assert.ok(covered(caller, 20, 1415), JSON.stringify(caller));
+  // A run still open at the end of the call is shaded to its end.
+  assert.ok(covered(caller, 1800, 2080), JSON.stringify(caller));
+});
+
+test('speech shading of a real two-channel call: every speech-end of each track lies in its panel\'s shading', async () => {
+  // The agent's clip has two runs of speech one frame apart at its start (0.18–0.375 s, then from 0.37 s).
+  const dir = mkdtempSync(join(tmpdir(), 'callmood-speech-'));
+  try {
+    const caller = await phoneClip('YAF_back_angry.flac');
+    writeCall(dir, 'two.wav', [caller, await phoneClip('1062_DFA_ANG_XX.opus', caller.length / 8000)]);
+    const reportPath = join(dir, 'two.html');
+    const [o] = await runReplays([{ path: join(dir, 'two.wav'), name: 'two.wav', reportPath }], { modelDir: 'models/default', replay: {}, policyFile: null, keepEvents: true }, { workers: 1 });
+    assert.ok(o.ok && o.events);
+    const ends = o.events.filter((e) => e.type === 'speech-end') as Extract<CallmoodEvent, { type: 'speech-end' }>[];
+    const starts = o.events.filter((e) => e.type === 'speech-start' && e.track === 'outbound').map((e) => e.timeMs);
+    assert.ok(starts.length >= 2 && starts[1] < (ends.find((e) => e.track === 'outbound')?.timeMs ?? 0), `the agent's second run starts before the first ends: ${starts}`);
+    const panels = shadedRegions(readFileSync(reportPath, 'utf8'));
+    for (const e of ends) {
+      const regions = panels[e.track === 'inbound' ? 0 : 1];
+      assert.ok(covered(regions, e.timeMs - e.durationMs, e.timeMs), `${e.track} speech ${e.timeMs - e.durationMs}–${e.timeMs} ms is shaded: ${JSON.stringify(regions)}`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 // ---------------------------------------------------------------------------------------------------------------
 // Headless Chromium
 // ---------------------------------------------------------------------------------------------------------------

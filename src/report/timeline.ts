@@ -71,18 +71,34 @@ function windowRows(events: readonly CallmoodEvent[], track: Track, labels: read
   return { rows, grouped: k };
 }
 
-function speechRegions(events: readonly CallmoodEvent[], track: Track, durationMs: number): { s: number; e: number }[] {
+/**
+ * A track's runs of speech, s. A speech-end carries its run's length, so each run is [end − duration, end]. Its
+ * speech-start cannot mark it: after a pause of a single frame the next run's speech-start (its first frame's start)
+ * comes before this run's speech-end (its last frame's end, a frame length later), so in call-time order the starts
+ * of two runs precede the first run's end. A speech-start left open at the end is a run cut by the end of the call.
+ * Overlapping runs are merged.
+ */
+export function speechRegions(events: readonly CallmoodEvent[], track: Track, durationMs: number): { s: number; e: number }[] {
   const out: { s: number; e: number }[] = [];
-  let open: number | null = null;
+  // Runs follow one another, so a speech-end ends the earliest run still open.
+  const open: number[] = [];
   for (const e of events) {
-    if (e.type === 'speech-start' && e.track === track) open = e.timeMs;
+    if (e.type === 'speech-start' && e.track === track) open.push(e.timeMs);
     else if (e.type === 'speech-end' && e.track === track) {
-      out.push({ s: (open ?? e.timeMs - e.durationMs) / 1000, e: e.timeMs / 1000 });
-      open = null;
+      open.shift();
+      out.push({ s: (e.timeMs - e.durationMs) / 1000, e: e.timeMs / 1000 });
     }
   }
-  if (open !== null) out.push({ s: open / 1000, e: durationMs / 1000 });
-  return out;
+  for (const s of open) out.push({ s: s / 1000, e: durationMs / 1000 });
+  out.sort((a, b) => a.s - b.s);
+  // Runs a frame apart overlap by a few ms: one region, not two shades stacked into a stripe.
+  const merged: { s: number; e: number }[] = [];
+  for (const r of out) {
+    const last = merged[merged.length - 1];
+    if (last && r.s <= last.e) last.e = Math.max(last.e, r.e);
+    else merged.push({ ...r });
+  }
+  return merged;
 }
 
 /** The SVG and what was simplified to draw it. */
