@@ -20,6 +20,10 @@ import { MAX_POINTS_PER_TRACK } from '../src/report/timeline.js';
 import { esc } from '../src/report/html.js';
 import { runReplays, type ReplayJob } from '../src/replay/run.js';
 import { AUDIO, phoneClip, writeCall } from './helpers/replay-audio.js';
+import { loadChannels } from '../src/audio/load.js';
+import { readMetadata } from '../src/model/io.js';
+import { resolveModelDir } from '../src/config/load.js';
+import { DEFAULT_OPTIONS } from '../src/config/options.js';
 import { findChromium } from './helpers.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -199,6 +203,44 @@ test('speech shading of a real two-channel call: every speech-end of each track 
       const regions = panels[e.track === 'inbound' ? 0 : 1];
       assert.ok(covered(regions, e.timeMs - e.durationMs, e.timeMs), `${e.track} speech ${e.timeMs - e.durationMs}–${e.timeMs} ms is shaded: ${JSON.stringify(regions)}`);
     }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A row of a report's header table, unescaped. */
+function metaRow(html: string, key: string): string {
+  const m = new RegExp(`<tr><th>${key}</th><td>([^<]*)</td></tr>`).exec(html);
+  assert.ok(m, `no ${key} row`);
+  return m[1].replace(/&#39;/g, "'").replace(/&amp;/g, '&');
+}
+
+test("call report: the path row follows the model's feature rate and the file's, and the hop row the stream's", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'callmood-path-'));
+  try {
+    const featureRate = (await readMetadata(resolveModelDir('models/default'))).window.feature.sampleRate;
+    const model = `${featureRate / 1000} kHz`;
+    writeCall(dir, 'phone.wav', [await phoneClip('YAF_back_angry.flac')]);
+    writeCall(dir, 'studio.wav', [(await loadChannels(join(AUDIO, 'YAF_back_angry.flac'), 22_050, 0)).channels[0]], 22_050, 'pcm16');
+    const jobs = ['phone.wav', 'studio.wav'].map((name) => ({ path: join(dir, name), name, reportPath: join(dir, `${name}.html`) }));
+    const outcomes = await runReplays(jobs, { modelDir: 'models/default', replay: {}, policyFile: null, keepEvents: false }, { workers: 1 });
+    assert.ok(outcomes.every((o) => o.ok));
+    const [phone, studio] = jobs.map((j) => readFileSync(j.reportPath, 'utf8'));
+    const rates = (text: string) => [...text.matchAll(/([\d.]+) kHz/g)].map((m) => `${m[1]} kHz`);
+    const phonePath = metaRow(phone, 'path');
+    assert.match(phonePath, /^8 kHz, as a live call/);
+    assert.deepEqual([...new Set(rates(phonePath))].sort(), [...new Set(['8 kHz', model])].sort(), `only the file's and the model's rates: ${phonePath}`);
+    if (featureRate === 8000) assert.match(phonePath, /not resampled, the model's features are 8 kHz too/);
+    else assert.match(phonePath, new RegExp(`resampled 8 kHz → ${model} \\(the model's feature rate\\)`));
+    const studioPath = metaRow(studio, 'path');
+    assert.match(studioPath, new RegExp(`^22\\.05 kHz \\(a live call is 8 kHz\\): resampled 22\\.05 kHz → ${model} \\(the model's feature rate\\) in the stream$`));
+    // The hop the replay ran with: the live server's default when none is given.
+    for (const html of [phone, studio]) assert.equal(metaRow(html, 'window hop'), `${DEFAULT_OPTIONS.stream.hopMs} ms`);
+    // A model whose features are 16 kHz, and a file already at the feature rate.
+    const { signalPath } = await import('../src/replay/run.js');
+    assert.equal(signalPath(8000, 16_000), "8 kHz, as a live call: resampled 8 kHz → 16 kHz (the model's feature rate) in the stream");
+    assert.equal(signalPath(16_000, 16_000), "16 kHz (a live call is 8 kHz): not resampled, the model's features are 16 kHz too");
+    assert.equal(signalPath(44_100, 8000), "44.1 kHz (a live call is 8 kHz): resampled 44.1 kHz → 8 kHz (the model's feature rate) in the stream");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
