@@ -22,6 +22,7 @@ import { runReplays } from '../src/replay/run.js';
 import { assertCallmoodError } from './helpers.js';
 import { AUDIO, phoneClip, trackContent, withoutWallClock, writeCall } from './helpers/replay-audio.js';
 import { decodeMulaw } from '../src/audio/codecs.js';
+import { clock, pct } from '../src/report/html.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const TOKEN = 'replay-test-token-123';
@@ -285,4 +286,19 @@ test('headerless G.711 (.ul, .al, .ulaw): replayed as the μ-law WAV of the same
   assert.deepEqual([...tracks].sort(), ['inbound', 'outbound']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--raw-channels must be an integer in \[1, 32\], got '0'/);
+});
+
+test("the console line of a recording names every track's anger: an angry agent is not left out", async () => {
+  const path = writeCall(dir, 'angry agent.wav', [neutral, angry]);
+  const events = join(dir, 'angry-agent.jsonl');
+  const r = await run(['replay', path, '--no-policy', '--json', events]);
+  assert.equal(r.code, 0, r.stderr);
+  const end = readFileSync(events, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as CallmoodEvent).find((e) => e.type === 'call-end');
+  assert.ok(end?.type === 'call-end' && end.summary.inbound && end.summary.outbound);
+  const agent = end.summary.outbound;
+  assert.ok(agent.anger.peak >= 0.5 && agent.anger.peakAtMs !== null, `the agent's clip is angry: ${JSON.stringify(agent.anger)}`);
+  const part = (who: string, s: typeof agent) =>
+    `${who} angry ${clock(s.anger.durationMs)} of ${clock(s.speechMs)} speech${s.anger.peakAtMs !== null ? `, peak ${pct(s.anger.peak)} at ${clock(s.anger.peakAtMs)}` : ''}`;
+  // --json FILE: the per-call lines go to stdout.
+  assert.equal(r.stdout.trim(), `angry agent.wav  ${clock(end.durationMs)}  ${part('caller', end.summary.inbound)}; ${part('agent', agent)}  actions 0`);
 });
