@@ -302,3 +302,22 @@ test("the console line of a recording names every track's anger: an angry agent 
   // --json FILE: the per-call lines go to stdout.
   assert.equal(r.stdout.trim(), `angry agent.wav  ${clock(end.durationMs)}  ${part('caller', end.summary.inbound)}; ${part('agent', agent)}  actions 0`);
 });
+
+test("a folder's index.html counts angry callers by the anger threshold of the policy the replay ran, and says it", async () => {
+  const folder = join(dir, 'threshold-calls');
+  mkdirSync(folder, { recursive: true });
+  writeCall(folder, 'angry.wav', [angry]);
+  writeCall(folder, 'calm.wav', [neutral]);
+  const policy = join(dir, 'threshold-policy.json');
+  writeFileSync(policy, JSON.stringify({ dryRun: true, rules: [{ name: 'early-anger', when: { track: 'inbound', emotion: { label: 'angry', above: 0.3, forMs: 0 } }, do: { action: 'soften_offer' }, once: true, cooldownMs: 0 }] }));
+  const reports = join(dir, 'threshold-reports');
+  const events = join(dir, 'threshold.jsonl');
+  const r = await run(['replay', folder, '--policy', policy, '--report-dir', reports, '--json', events, '--workers', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  const peaks = readFileSync(events, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as CallmoodEvent).flatMap((e) => (e.type === 'call-end' ? [e.summary.inbound!.anger.peak] : []));
+  const expected = peaks.filter((p) => p >= 0.3).length;
+  assert.deepEqual([peaks.length, expected], [2, 1], `caller peaks ${peaks}`);
+  const index = readFileSync(join(reports, 'index.html'), 'utf8');
+  assert.match(index, new RegExp(`the caller was angry in ${expected} call\\(s\\) \\(peak anger at or over 30%, the policy's threshold\\)`));
+  assert.match(index, /<code>early-anger<\/code> \([^)]*threshold-policy\.json\)/);
+});

@@ -141,7 +141,7 @@ test('summary page: one row per file, failures with their reason, numbers to sor
   const html = renderSummaryPage(rows, 'calls <monday>');
   assert.ok(!html.includes(EVIL) && !html.includes('<short>') && !html.includes('<monday>'));
   assert.match(html, /<h1>calls &lt;monday&gt;<\/h1>/);
-  assert.match(html, /3 recording\(s\): 2 replayed, <span class="failed" id="failed-count">1 failed<\/span>; the caller was angry in 2/);
+  assert.match(html, /3 recording\(s\): 2 replayed, <span class="failed" id="failed-count">1 failed<\/span>; <span id="angry-count">the caller was angry in 2 call\(s\)/);
   assert.match(html, /href="x%20y%231%3F\.html"/);
   assert.match(html, /<tr data-i="2" data-status="failed">.*CALLMOOD_ERR_CORRUPT_FILE<\/code> broken\.flac: cut &lt;short&gt;/);
   assert.match(html, /<td data-v="10000" class="num">0:10\.0<\/td>/);
@@ -241,6 +241,55 @@ test("call report: the path row follows the model's feature rate and the file's,
     assert.equal(signalPath(8000, 16_000), "8 kHz, as a live call: resampled 8 kHz → 16 kHz (the model's feature rate) in the stream");
     assert.equal(signalPath(16_000, 16_000), "16 kHz (a live call is 8 kHz): not resampled, the model's features are 16 kHz too");
     assert.equal(signalPath(44_100, 8000), "44.1 kHz (a live call is 8 kHz): resampled 44.1 kHz → 8 kHz (the model's feature rate) in the stream");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("summary page: a call counts as angry by the policy's own anger threshold, which the page states", async () => {
+  const d = digestEvents(syntheticCall());
+  const withPeak = (peak: number, durationMs: number) => ({ ...d, summary: { ...d.summary, inbound: { ...d.summary.inbound!, anger: { peak, peakAtMs: 3000, durationMs } } } });
+  // Anger the top label for a while at a 45% peak (the other six labels share the rest): under the threshold.
+  const rows: SummaryRow[] = [
+    { name: 'peak-45.wav', href: 'a.html', status: 'ok', digest: withPeak(0.45, 1500) },
+    { name: 'peak-90.wav', href: 'b.html', status: 'ok', digest: withPeak(0.9, 4000) },
+    { name: 'peak-50.wav', href: 'c.html', status: 'ok', digest: withPeak(0.5, 250) },
+    { name: 'calm.wav', href: 'd.html', status: 'ok', digest: withPeak(0.1, 0) },
+  ];
+  const anger = { above: 0.5, rule: 'soften-on-anger', policy: 'config/policy.json' };
+  const html = renderSummaryPage(rows, 'calls', { anger });
+  assert.match(html, /the caller was angry in 2 call\(s\) \(peak anger at or over 50%, the policy's threshold\)/);
+  assert.match(html, /id="anger-threshold">[^<]*50%[^<]*<code>soften-on-anger<\/code> \(config\/policy\.json\)/);
+  const peakCell = (name: string) => new RegExp(`${name.replace('.', '\\.')}<\\/a>.*?<td data-v="[\\d.]+" class="num"><span class="([^"]*)">`).exec(html)?.[1];
+  assert.equal(peakCell('peak-45.wav'), '', 'a 45% peak is not marked angry');
+  assert.equal(peakCell('peak-50.wav'), 'angry');
+  // Another policy's threshold, said as such.
+  const lower = renderSummaryPage(rows, 'calls', { anger: { above: 0.4, rule: 'early', policy: 'mine.json' } });
+  assert.match(lower, /angry in 3 call\(s\) \(peak anger at or over 40%/);
+  assert.match(lower, /<code>early<\/code> \(mine\.json\)/);
+  // Without one: the shipped policy's, as config/policy.json says it.
+  const shipped = JSON.parse(readFileSync(join(root, 'config/policy.json'), 'utf8')) as { rules: { name: string; when: { track?: string; emotion?: { label: string; above: number } } }[] };
+  const rule = shipped.rules.find((r) => r.when.emotion?.label === 'angry')!;
+  assert.match(renderSummaryPage(rows, 'calls'), new RegExp(`at or over ${Math.round(rule.when.emotion!.above * 100)}%[\\s\\S]*<code>${rule.name}</code>`));
+
+  // The threshold a replay's reports use: the policy file's, else (no file, or no anger rule in it) the shipped one's.
+  const { reportAngerThreshold } = await import('../src/replay/policy.js');
+  const dir = mkdtempSync(join(tmpdir(), 'callmood-threshold-'));
+  try {
+    const own = join(dir, 'own.json');
+    writeFileSync(own, JSON.stringify({ dryRun: true, rules: [
+      { name: 'late', when: { track: 'inbound', emotion: { label: 'angry', above: 0.8 } }, do: { action: 'soften_offer' }, once: true, cooldownMs: 0 },
+      { name: 'early', when: { track: 'inbound', emotion: { label: 'angry', above: 0.3 } }, do: { action: 'soften_offer' }, once: true, cooldownMs: 0 },
+      { name: 'agent', when: { track: 'outbound', emotion: { label: 'angry', above: 0.1 } }, do: { action: 'soften_offer' }, once: true, cooldownMs: 0 },
+    ] }));
+    const none = join(dir, 'none.json');
+    writeFileSync(none, JSON.stringify({ dryRun: true, rules: [{ name: 'keys', when: { track: 'inbound', dtmf: ['0'] }, do: { action: 'escalate', dial: '+15550100' }, once: true, cooldownMs: 0 }] }));
+    assert.deepEqual(reportAngerThreshold(own), { above: 0.3, rule: 'early', policy: own });
+    for (const file of [none, null]) {
+      const t = reportAngerThreshold(file);
+      assert.deepEqual([t.above, t.rule], [rule.when.emotion!.above, rule.name]);
+      assert.match(t.policy, /config\/policy\.json$/);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -13,6 +13,7 @@ import { renderSummaryPage, type SummaryRow } from '../report/summary-page.js';
 import { parseChannelSpec, DEFAULT_CHANNEL_SPEC } from '../replay/channels.js';
 import { DEFAULT_RAW_AUDIO, RAW_G711_EXTENSIONS } from '../audio/read.js';
 import type { Track } from '../stream/events.js';
+import { reportAngerThreshold } from '../replay/policy.js';
 import { runReplays, type JobOutcome, type ReplayJob, type RunSettings } from '../replay/run.js';
 
 /**
@@ -244,16 +245,15 @@ async function replay(target: string, o: ReplayCliOptions): Promise<number> {
     );
     writeFileSync(
       join(reportDir, 'index.html'),
-      renderSummaryPage(
-        rows,
-        basename(resolve(target)),
-        {
+      renderSummaryPage(rows, basename(resolve(target)), {
+        meta: {
           model: settings.modelDir,
           policy: settings.policyFile ? `${settings.policyFile} (dry run)` : 'none',
           channels: o.channels ?? `${DEFAULT_CHANNEL_SPEC} (default)`,
         },
         skipped,
-      ),
+        anger: reportAngerThreshold(settings.policyFile),
+      }),
     );
   }
   process.stderr.write(
