@@ -295,11 +295,62 @@ test("summary page: a call counts as angry by the policy's own anger threshold, 
   }
 });
 
+/** The emotion lines of each timeline panel, in drawing order: label, colour, width, dash pattern. */
+function emotionLines(html: string): { label: string; stroke: string; width: number; dash: string }[][] {
+  const svg = html.slice(html.indexOf('<figure id="timeline">'), html.indexOf('</figure>'));
+  const panels: { label: string; stroke: string; width: number; dash: string }[][] = [];
+  // Each panel is a group of its own.
+  for (const part of svg.split(/role-scope concat_\d+_group"/).slice(1)) {
+    panels.push(
+      [...part.matchAll(/<path aria-label="[^"]*emotion: (\w+)[^"]*"[^>]*aria-roledescription="line mark"[^>]*>/g)].map((m) => ({
+        label: m[1],
+        stroke: /stroke="([^"]*)"/.exec(m[0])?.[1] ?? '',
+        width: Number(/stroke-width="([^"]*)"/.exec(m[0])?.[1] ?? 1),
+        dash: /stroke-dasharray="([^"]*)"/.exec(m[0])?.[1] ?? '',
+      })),
+    );
+  }
+  return panels;
+}
+
+test('timeline: anger stands out (thick, red, drawn over the rest), the others thin; no two emotions differ by colour alone, in the plot or the legend', async () => {
+  const html = await renderCallReport({ name: 'call.wav', events: syntheticCall(), labels: LABELS });
+  const [caller] = emotionLines(html);
+  const byLabel = new Map(caller.map((l) => [l.label, l]));
+  assert.deepEqual([...byLabel.keys()].sort(), LABELS, 'a line per emotion on the caller panel');
+  const angry = byLabel.get('angry')!;
+  assert.equal(angry.stroke, '#d62728');
+  assert.equal(angry.dash, '', 'angry is solid');
+  const quiet = caller.filter((l) => l.label !== 'angry' && l.label !== 'disgust');
+  assert.ok(quiet.every((l) => angry.width >= 2.4 * l.width), `angry ${angry.width} px against ${quiet.map((l) => `${l.label} ${l.width}`)}`);
+  assert.ok(byLabel.get('disgust')!.width < angry.width && byLabel.get('disgust')!.width > Math.max(...quiet.map((l) => l.width)), 'disgust, the other negative label, between');
+  assert.equal(caller[caller.length - 1].label, 'angry', 'angry is drawn last, over the others');
+  // In greyscale or to colour-blind eyes, width and dash still tell every line apart.
+  const shapes = (xs: { width: number; dash: string }[]) => new Set(xs.map((x) => `${x.width}|${x.dash}`)).size;
+  assert.equal(shapes([...byLabel.values()]), LABELS.length, `width+dash per line: ${caller.map((l) => `${l.label} ${l.width} ${l.dash}`).join('; ')}`);
+  const legend = [...html.matchAll(/role-legend-symbol"[^>]*><path[^>]*>/g)].map((m) => ({ width: Number(/stroke-width="([^"]*)"/.exec(m[0])?.[1] ?? 1), dash: /stroke-dasharray="([^"]*)"/.exec(m[0])?.[1] ?? '' }));
+  assert.equal(legend.length, LABELS.length, 'one legend, an entry per emotion');
+  assert.equal(shapes(legend), LABELS.length, 'the legend shows each line\'s width and dash, not only its colour');
+  // The policy's anger threshold across the caller's panel, labelled; the caption explains the styles.
+  assert.match(html, /policy: angry ≥ 50%/);
+  assert.match(html, /Angry: the thick solid red line/);
+});
+
 // ---------------------------------------------------------------------------------------------------------------
 // Headless Chromium
 // ---------------------------------------------------------------------------------------------------------------
 
 const artifacts = join(root, 'test/artifacts/replay');
+
+/** The page's globals used inside page.evaluate (the tests compile without the DOM library). */
+interface PageGlobals {
+  document: {
+    documentElement: { clientWidth: number; scrollWidth: number };
+    getElementById(id: string): { getBoundingClientRect(): { right: number } } | null;
+    elementFromPoint(x: number, y: number): unknown;
+  };
+  scrollTo(x: number, y: number): void;
+}
 let folder: string;
 
 before(() => {
@@ -385,8 +436,52 @@ test('reports render in headless Chromium: the timeline SVG is drawn, the table 
     await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('#calls tbody a')]);
     assert.match(page.url(), /call-\d\.html$/);
     assert.equal(await page.$$eval('#timeline svg', (s) => s.length), 1);
+
+    // At 1100 and 1600 px: the plot fits the window, its legend inside it and not covered; nothing scrolls sideways.
+    const shots: string[] = [];
+    for (const width of [1100, 1600]) {
+      await page.setViewport({ width, height: 900 });
+      await page.goto(pathToFileURL(jobs[0].reportPath!).href, { waitUntil: 'load' });
+      const fit = await page.$eval('#timeline svg', (svg) => {
+        const legend = svg.querySelector('.role-legend')!;
+        legend.scrollIntoView({ block: 'center' });
+        const l = legend.getBoundingClientRect();
+        const doc = (globalThis as unknown as PageGlobals).document;
+        const top = doc.elementFromPoint(l.left + l.width / 2, l.top + l.height / 2);
+        const box = svg.getBoundingClientRect();
+        // What the figure shows: a box that clips or scrolls its content hides what lies past its edge.
+        const fig = svg.closest('figure')!.getBoundingClientRect();
+        return {
+          // The window without its scroll bar.
+          inner: Math.min(doc.documentElement.clientWidth, fig.right),
+          scroll: doc.documentElement.scrollWidth,
+          svg: { left: box.left, right: box.right, width: box.width },
+          legend: { left: l.left, right: l.right, top: l.top, bottom: l.bottom },
+          legendShown: top !== null && svg.contains(top as typeof svg),
+          legendLabels: [...legend.querySelectorAll('.role-legend-label text')].map((x) => x.textContent),
+        };
+      });
+      const where = `${width} px: ${JSON.stringify(fit)}`;
+      assert.ok(fit.scroll <= width, `no sideways scrolling at ${where}`);
+      assert.ok(fit.svg.left >= 0 && fit.svg.right <= fit.inner, `the plot fits the window at ${where}`);
+      assert.ok(fit.legend.left >= 0 && fit.legend.right <= fit.inner && fit.legend.top >= 0 && fit.legend.bottom <= 900, `the legend is inside the window at ${where}`);
+      assert.ok(fit.legendShown, `nothing covers the legend at ${where}`);
+      assert.deepEqual(fit.legendLabels, ['angry', 'disgust', 'fear', 'happy', 'neutral', 'sad', 'surprise']);
+      // The plot grows with the window (up to the page's width), rather than keeping one size.
+      if (width === 1600) assert.ok(fit.svg.width > 1100, `the plot uses a wide window: ${where}`);
+      await page.evaluate(() => (globalThis as unknown as PageGlobals).scrollTo(0, 0));
+      await page.screenshot({ path: join(artifacts, `call-report-${width}.png`), fullPage: true });
+      await page.goto(pathToFileURL(join(artifacts, 'index.html')).href, { waitUntil: 'load' });
+      const index = await page.evaluate(() => {
+        const doc = (globalThis as unknown as PageGlobals).document;
+        return { inner: doc.documentElement.clientWidth, scroll: doc.documentElement.scrollWidth, table: doc.getElementById('calls')!.getBoundingClientRect().right };
+      });
+      assert.ok(index.scroll <= index.inner && index.table <= index.inner, `the summary table fits at ${width} px: ${JSON.stringify(index)}`);
+      await page.screenshot({ path: join(artifacts, `summary-${width}.png`), fullPage: true });
+      shots.push(`call-report-${width}.png`, `summary-${width}.png`);
+    }
     assert.deepEqual(problems, [], 'no console errors or warnings, no requests');
-    for (const png of ['call-report.png', 'summary.png']) {
+    for (const png of ['call-report.png', 'summary.png', ...shots]) {
       const bytes = readFileSync(join(artifacts, png));
       assert.deepEqual([...bytes.subarray(1, 4)], [0x50, 0x4e, 0x47], `${png} is a PNG`);
       t.diagnostic(`screenshot ${join('test/artifacts/replay', png)}: ${bytes.length} bytes`);

@@ -18,7 +18,7 @@ import { digestEvents, type CallDigest } from '../report/digest.js';
 import { resolveModelDir } from '../config/load.js';
 import { readMetadata } from '../model/io.js';
 import { loadReplayModel, replayFile, resolveReplayOptions, type EventObserver, type ReplayModel, type ReplayOptions, type ReplayResult } from './replay.js';
-import { policyObserverFactory } from './policy.js';
+import { policyObserverFactory, reportAngerThreshold, type AngerThreshold } from './policy.js';
 
 /** One recording to replay. */
 export interface ReplayJob {
@@ -70,6 +70,8 @@ export interface RunOptions {
 /** A thread's loaded model and policy. */
 export interface ReplayContext {
   model: ReplayModel;
+  /** When the reports call the caller angry: the policy's own anger threshold (see reportAngerThreshold). */
+  anger: AngerThreshold;
   makeObserver: (() => EventObserver) | null;
   settings: RunSettings;
 }
@@ -77,8 +79,9 @@ export interface ReplayContext {
 /** Loads the model and the policy for this thread. Throws what would fail every job. */
 export async function createContext(settings: RunSettings): Promise<ReplayContext> {
   const makeObserver = settings.policyFile ? await policyObserverFactory(settings.policyFile) : null;
+  const anger = reportAngerThreshold(settings.policyFile);
   const model = await loadReplayModel(settings.modelDir);
-  return { model, makeObserver, settings };
+  return { model, makeObserver, anger, settings };
 }
 
 function failure(name: string, err: unknown): JobOutcome {
@@ -100,6 +103,7 @@ export async function runJob(job: ReplayJob, ctx: ReplayContext): Promise<JobOut
         labels: ctx.model.metadata.labels,
         backHref: job.backHref,
         meta: reportMeta(r, ctx),
+        anger: ctx.anger,
       });
       await writeFile(job.reportPath, html);
     }

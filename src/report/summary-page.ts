@@ -125,9 +125,9 @@ ${Object.keys(meta).length > 0 ? `<table class="meta">${Object.entries(meta).map
 <h2>Calls</h2>
 <p class="note">Click a heading to sort by it; click again to reverse. Times are call time (m:ss.s). Speech, anger share, peak, time and
 episodes are the caller's (inbound track); agent angry is the outbound track's angry speech.</p>
-<table id="calls" class="sortable"><thead><tr>${head}</tr></thead><tbody>
+<div class="scroll-x"><table id="calls" class="sortable"><thead><tr>${head}</tr></thead><tbody>
 ${body}
-</tbody></table>${
+</tbody></table></div>${
     skipped.length > 0
       ? `
 <h2>Skipped</h2>
