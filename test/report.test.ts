@@ -336,6 +336,18 @@ test('timeline: anger stands out (thick, red, drawn over the rest), the others t
   assert.match(html, /Angry: the thick solid red line/);
 });
 
+test('timeline: a window with no neighbour (a run of speech scored once) is drawn as a dot, a line through it draws nothing', async () => {
+  const ev: CallmoodEvent[] = [{ ...base, type: 'call-start', timeMs: 0, accountSid: null, tracks: ['inbound'] }];
+  ev.push(emotion('inbound', 1250, 0.9));
+  // A pause, then a run of three windows: lines, no dots.
+  for (const t of [5000, 5250, 5500]) ev.push(emotion('inbound', t, 0.2));
+  const html = await renderCallReport({ name: 'short.wav', events: ev, labels: LABELS });
+  const dots = [...html.matchAll(/<path aria-label="[^"]*?: ([\d.]+); probability: ([\d.e-]+); emotion: (\w+)" role="graphics-symbol" aria-roledescription="point"/g)].map((m) => [Number(m[1]), m[3]]);
+  assert.deepEqual(dots.map(([, l]) => l).sort(), [...LABELS].sort(), `a dot per emotion for the lone window: ${JSON.stringify(dots)}`);
+  assert.ok(dots.every(([t]) => t === 1.25), 'only the lone window gets dots');
+  assert.match(html, /A dot: a window with no neighbour/);
+});
+
 // ---------------------------------------------------------------------------------------------------------------
 // Headless Chromium
 // ---------------------------------------------------------------------------------------------------------------

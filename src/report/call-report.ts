@@ -83,7 +83,7 @@ export async function renderCallReport(input: CallReportInput): Promise<string> 
 <h2>Timeline</h2>
 <figure id="timeline">${svg}
 <figcaption>Probability of each emotion per scored window (a window every hop while there is speech; plotted at the end of its audio).
-Angry: the thick solid red line, drawn over the others; disgust: dashed brown; the other emotions thin, each with its own dash.
+Angry: the thick solid red line, drawn over the others; disgust: dashed brown; the other emotions thin, each with its own dash. A dot: a window with no neighbour to draw a line to (a short run of speech).
 ${tracks.includes('inbound') ? `Dotted line across the caller's panel: the dialog policy's anger threshold (${pct(anger.above)}, rule <code>${esc(anger.rule)}</code>). ` : ''}Shaded: speech. Long-dashed vertical lines: the dialog policy's decisions.${averaged.length > 0 ? ` Long call: ${averaged.map(([t, k]) => `${esc(TRACK_TITLES[t as Track])} every ${k} windows averaged per point`).join('; ')}.` : ''}</figcaption>
 </figure>
 <h2>Summary</h2>

@@ -102,6 +102,18 @@ function windowRows(events: readonly CallmoodEvent[], track: Track, labels: read
   return { rows, grouped: k };
 }
 
+/** Rows with no neighbour on their line (a run of speech with one scored window): a line through one point draws nothing. */
+function isolatedRows(rows: readonly Row[], labels: readonly string[]): Row[] {
+  const out: Row[] = [];
+  for (const label of labels) {
+    const line = rows.filter((r) => r.label === label);
+    line.forEach((r, i) => {
+      if (r.p !== null && (line[i - 1]?.p ?? null) === null && (line[i + 1]?.p ?? null) === null) out.push(r);
+    });
+  }
+  return out;
+}
+
 /**
  * A track's runs of speech, s. A speech-end carries its run's length, so each run is [end − duration, end]. Its
  * speech-start cannot mark it: after a pause of a single frame the next run's speech-start (its first frame's start)
@@ -169,6 +181,7 @@ export async function timelineSvg(input: TimelineInput): Promise<Timeline> {
   };
   const panels = input.tracks.map((track, i) => {
     const { rows, grouped: k } = windowRows(input.events, track, input.labels);
+    const alone = isolatedRows(rows, input.labels);
     grouped[track] = k;
     const mine = actions
       .filter((a) => a.track === track || a.track === null)
@@ -206,16 +219,37 @@ export async function timelineSvg(input: TimelineInput): Promise<Timeline> {
                 mark: { type: 'rule' as const, color: '#7f1d1d', strokeDash: [1, 3], strokeWidth: 1.2, opacity: 0.8 },
                 encoding: { y: { field: 'p', type: 'quantitative' as const } },
               },
-              {
-                data: { values: threshold },
-                mark: { type: 'text' as const, align: 'right' as const, baseline: 'bottom' as const, x: width - 4, dy: -2, fontSize: 10, color: '#7f1d1d' },
-                encoding: { y: { field: 'p', type: 'quantitative' as const }, text: { field: 'text' } },
-              },
             ]
           : []),
         // Angry last, so it is drawn over the others.
         lines(rows.filter((r) => r.label !== STRESSED)),
         lines(rows.filter((r) => r.label === STRESSED)),
+        ...(alone.length > 0
+          ? [
+              {
+                data: { values: alone },
+                // Angry's dot larger, as its line is thicker.
+                mark: { type: 'point' as const, filled: true, opacity: 1 },
+                encoding: {
+                  x,
+                  y,
+                  color: lineEncoding.color,
+                  size: { condition: { test: `datum.label === '${STRESSED}'`, value: 80 }, value: 22 },
+                },
+              },
+            ]
+          : []),
+        // The threshold's label over the lines, on a white halo, so that no line hides it.
+        ...(threshold.length > 0
+          ? (['white', '#7f1d1d'] as const).map((color) => ({
+              data: { values: threshold },
+              mark: {
+                type: 'text' as const, align: 'right' as const, baseline: 'bottom' as const, x: width - 4, dy: -2, fontSize: 10, color,
+                ...(color === 'white' ? { stroke: 'white', strokeWidth: 3, strokeJoin: 'round' as const } : {}),
+              },
+              encoding: { y: { field: 'p', type: 'quantitative' as const }, text: { field: 'text' } },
+            }))
+          : []),
         ...(mine.length > 0
           ? [
               {
