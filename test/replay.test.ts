@@ -22,6 +22,7 @@ import { runReplays } from '../src/replay/run.js';
 import { assertCallmoodError } from './helpers.js';
 import { AUDIO, phoneClip, trackContent, withoutWallClock, writeCall } from './helpers/replay-audio.js';
 import { decodeMulaw } from '../src/audio/codecs.js';
+import { clock, pct } from '../src/report/html.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const TOKEN = 'replay-test-token-123';
@@ -285,4 +286,38 @@ test('headerless G.711 (.ul, .al, .ulaw): replayed as the μ-law WAV of the same
   assert.deepEqual([...tracks].sort(), ['inbound', 'outbound']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--raw-channels must be an integer in \[1, 32\], got '0'/);
+});
+
+test("the console line of a recording names every track's anger: an angry agent is not left out", async () => {
+  const path = writeCall(dir, 'angry agent.wav', [neutral, angry]);
+  const events = join(dir, 'angry-agent.jsonl');
+  const r = await run(['replay', path, '--no-policy', '--json', events]);
+  assert.equal(r.code, 0, r.stderr);
+  const end = readFileSync(events, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as CallmoodEvent).find((e) => e.type === 'call-end');
+  assert.ok(end?.type === 'call-end' && end.summary.inbound && end.summary.outbound);
+  const agent = end.summary.outbound;
+  assert.ok(agent.anger.peak >= 0.5 && agent.anger.peakAtMs !== null, `the agent's clip is angry: ${JSON.stringify(agent.anger)}`);
+  const part = (who: string, s: typeof agent) =>
+    `${who} angry ${clock(s.anger.durationMs)} of ${clock(s.speechMs)} speech${s.anger.peakAtMs !== null ? `, peak ${pct(s.anger.peak)} at ${clock(s.anger.peakAtMs)}` : ''}`;
+  // --json FILE: the per-call lines go to stdout.
+  assert.equal(r.stdout.trim(), `angry agent.wav  ${clock(end.durationMs)}  ${part('caller', end.summary.inbound)}; ${part('agent', agent)}  actions 0`);
+});
+
+test("a folder's index.html counts angry callers by the anger threshold of the policy the replay ran, and says it", async () => {
+  const folder = join(dir, 'threshold-calls');
+  mkdirSync(folder, { recursive: true });
+  writeCall(folder, 'angry.wav', [angry]);
+  writeCall(folder, 'calm.wav', [neutral]);
+  const policy = join(dir, 'threshold-policy.json');
+  writeFileSync(policy, JSON.stringify({ dryRun: true, rules: [{ name: 'early-anger', when: { track: 'inbound', emotion: { label: 'angry', above: 0.3, forMs: 0 } }, do: { action: 'soften_offer' }, once: true, cooldownMs: 0 }] }));
+  const reports = join(dir, 'threshold-reports');
+  const events = join(dir, 'threshold.jsonl');
+  const r = await run(['replay', folder, '--policy', policy, '--report-dir', reports, '--json', events, '--workers', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  const peaks = readFileSync(events, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as CallmoodEvent).flatMap((e) => (e.type === 'call-end' ? [e.summary.inbound!.anger.peak] : []));
+  const expected = peaks.filter((p) => p >= 0.3).length;
+  assert.deepEqual([peaks.length, expected], [2, 1], `caller peaks ${peaks}`);
+  const index = readFileSync(join(reports, 'index.html'), 'utf8');
+  assert.match(index, new RegExp(`the caller was angry in ${expected} call\\(s\\) \\(peak anger at or over 30%, the policy's threshold\\)`));
+  assert.match(index, /<code>early-anger<\/code> \([^)]*threshold-policy\.json\)/);
 });

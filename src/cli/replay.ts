@@ -12,6 +12,8 @@ import { clock, pct } from '../report/html.js';
 import { renderSummaryPage, type SummaryRow } from '../report/summary-page.js';
 import { parseChannelSpec, DEFAULT_CHANNEL_SPEC } from '../replay/channels.js';
 import { DEFAULT_RAW_AUDIO, RAW_G711_EXTENSIONS } from '../audio/read.js';
+import type { Track } from '../stream/events.js';
+import { reportAngerThreshold } from '../replay/policy.js';
 import { runReplays, type JobOutcome, type ReplayJob, type RunSettings } from '../replay/run.js';
 
 /**
@@ -69,13 +71,23 @@ export function reportFileName(name: string, taken: Set<string>): string {
   return file;
 }
 
-function describe(o: JobOutcome): string {
+const PARTIES: readonly [Track, string][] = [
+  ['inbound', 'caller'],
+  ['outbound', 'agent'],
+];
+
+/**
+ * A recording's console line: its duration, then every replayed track's angry speech and peak anger (the caller's,
+ * then the agent's: an angry agent matters as much to a supervisor), then the policy's decisions.
+ */
+export function describeOutcome(o: JobOutcome): string {
   if (!o.ok) return `${o.name}  FAILED  ${o.error.code}: ${o.error.message}`;
-  const s = o.digest.summary.inbound;
-  const caller = s
-    ? `caller angry ${clock(s.anger.durationMs)} of ${clock(s.speechMs)} speech${s.anger.peakAtMs !== null ? `, peak ${pct(s.anger.peak)} at ${clock(s.anger.peakAtMs)}` : ''}`
-    : 'no caller track';
-  return `${o.name}  ${clock(o.digest.durationMs)}  ${caller}  actions ${o.digest.actions.length}`;
+  const parts = PARTIES.filter(([t]) => o.digest.summary[t] || o.digest.tracks.includes(t)).map(([t, who]) => {
+    const s = o.digest.summary[t];
+    if (!s) return `${who}: no summary`;
+    return `${who} angry ${clock(s.anger.durationMs)} of ${clock(s.speechMs)} speech${s.anger.peakAtMs !== null ? `, peak ${pct(s.anger.peak)} at ${clock(s.anger.peakAtMs)}` : ''}`;
+  });
+  return `${o.name}  ${clock(o.digest.durationMs)}  ${parts.length > 0 ? parts.join('; ') : 'no track replayed'}  actions ${o.digest.actions.length}`;
 }
 
 interface ReplayCliOptions {
@@ -217,12 +229,12 @@ async function replay(target: string, o: ReplayCliOptions): Promise<number> {
         written++;
         if (out && x.ok && x.events) for (const e of x.events) out.write(JSON.stringify(e) + '\n');
         // With events on stdout, the per-call lines go to stderr.
-        if (!bar) (out?.stdout ? process.stderr : lines).write(describe(x) + '\n');
+        if (!bar) (out?.stdout ? process.stderr : lines).write(describeOutcome(x) + '\n');
       }
     },
   });
   bar?.stop();
-  if (bar) for (const x of outcomes) if (!x.ok) process.stderr.write(describe(x) + '\n');
+  if (bar) for (const x of outcomes) if (!x.ok) process.stderr.write(describeOutcome(x) + '\n');
   await out?.close();
 
   if (reportDir) {
@@ -233,16 +245,15 @@ async function replay(target: string, o: ReplayCliOptions): Promise<number> {
     );
     writeFileSync(
       join(reportDir, 'index.html'),
-      renderSummaryPage(
-        rows,
-        basename(resolve(target)),
-        {
+      renderSummaryPage(rows, basename(resolve(target)), {
+        meta: {
           model: settings.modelDir,
           policy: settings.policyFile ? `${settings.policyFile} (dry run)` : 'none',
           channels: o.channels ?? `${DEFAULT_CHANNEL_SPEC} (default)`,
         },
         skipped,
-      ),
+        anger: reportAngerThreshold(settings.policyFile),
+      }),
     );
   }
   process.stderr.write(

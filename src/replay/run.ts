@@ -18,7 +18,7 @@ import { digestEvents, type CallDigest } from '../report/digest.js';
 import { resolveModelDir } from '../config/load.js';
 import { readMetadata } from '../model/io.js';
 import { loadReplayModel, replayFile, resolveReplayOptions, type EventObserver, type ReplayModel, type ReplayOptions, type ReplayResult } from './replay.js';
-import { policyObserverFactory } from './policy.js';
+import { policyObserverFactory, reportAngerThreshold, type AngerThreshold } from './policy.js';
 
 /** One recording to replay. */
 export interface ReplayJob {
@@ -70,6 +70,8 @@ export interface RunOptions {
 /** A thread's loaded model and policy. */
 export interface ReplayContext {
   model: ReplayModel;
+  /** When the reports call the caller angry: the policy's own anger threshold (see reportAngerThreshold). */
+  anger: AngerThreshold;
   makeObserver: (() => EventObserver) | null;
   settings: RunSettings;
 }
@@ -77,8 +79,9 @@ export interface ReplayContext {
 /** Loads the model and the policy for this thread. Throws what would fail every job. */
 export async function createContext(settings: RunSettings): Promise<ReplayContext> {
   const makeObserver = settings.policyFile ? await policyObserverFactory(settings.policyFile) : null;
+  const anger = reportAngerThreshold(settings.policyFile);
   const model = await loadReplayModel(settings.modelDir);
-  return { model, makeObserver, settings };
+  return { model, makeObserver, anger, settings };
 }
 
 function failure(name: string, err: unknown): JobOutcome {
@@ -100,6 +103,7 @@ export async function runJob(job: ReplayJob, ctx: ReplayContext): Promise<JobOut
         labels: ctx.model.metadata.labels,
         backHref: job.backHref,
         meta: reportMeta(r, ctx),
+        anger: ctx.anger,
       });
       await writeFile(job.reportPath, html);
     }
@@ -109,16 +113,35 @@ export async function runJob(job: ReplayJob, ctx: ReplayContext): Promise<JobOut
   }
 }
 
+/** A telephone line's rate: what a live call's μ-law decodes to. */
+const LIVE_RATE = 8000;
+
+function khz(hz: number): string {
+  return `${Number((hz / 1000).toFixed(3))} kHz`;
+}
+
+/**
+ * How a recording's audio reaches the model, as the report's "path" row says it: the file's rate against a live
+ * call's 8 kHz, and whether the stream resamples it to the model's feature rate (`metadata.window.feature.sampleRate`;
+ * EmotionTrack resamples only when the two differ).
+ */
+export function signalPath(fileRate: number, featureRate: number): string {
+  const file = fileRate === LIVE_RATE ? `${khz(fileRate)}, as a live call` : `${khz(fileRate)} (a live call is ${khz(LIVE_RATE)})`;
+  if (fileRate === featureRate) return `${file}: not resampled, the model's features are ${khz(featureRate)} too`;
+  return `${file}: resampled ${khz(fileRate)} → ${khz(featureRate)} (the model's feature rate) in the stream`;
+}
+
 function reportMeta(r: ReplayResult, ctx: ReplayContext): Record<string, string> {
   const ch = (i: number | undefined) => (i === undefined ? 'not replayed' : `channel ${i}${i === 0 ? ' (left)' : i === 1 ? ' (right)' : ''}`);
-  const s = ctx.settings.replay.stream;
+  // The stream settings the replay ran with (the defaults merged in), not the ones given.
+  const s = resolveReplayOptions(ctx.settings.replay).stream;
   return {
     recording: `${r.source.container}, ${r.source.encoding}, ${r.source.sampleRate} Hz, ${r.source.channels} channel(s)`,
     caller: ch(r.channels.inbound),
     agent: ch(r.channels.outbound),
-    path: r.source.sampleRate === 8000 ? '8 kHz, as a live call: resampled 8 → 16 kHz in the stream' : `${r.source.sampleRate} Hz, resampled to the model's 16 kHz in the stream`,
+    path: signalPath(r.source.sampleRate, ctx.model.metadata.window.feature.sampleRate),
     model: `${ctx.model.dir} (${ctx.model.metadata.arch})`,
-    'window hop': `${s?.hopMs ?? 250} ms`,
+    'window hop': `${s.hopMs} ms`,
     policy: ctx.settings.policyFile ? `${ctx.settings.policyFile} (dry run)` : 'none',
   };
 }

@@ -7,6 +7,7 @@ import type { CallmoodEvent, Track, TrackSummary } from '../stream/events.js';
 import { clock, esc, page, pct } from './html.js';
 import { digestEvents, type CallDigest } from './digest.js';
 import { LABEL_COLORS, TRACK_TITLES, timelineSvg } from './timeline.js';
+import { SHIPPED_ANGER_THRESHOLD, type AngerThreshold } from '../replay/policy.js';
 
 /** What a call report shows besides the events. */
 export interface CallReportInput {
@@ -19,6 +20,8 @@ export interface CallReportInput {
   meta?: Record<string, string>;
   /** A link back to the summary page, relative to the report. */
   backHref?: string;
+  /** When the caller counts as angry: the policy's own anger threshold (drawn on the timeline); default the shipped policy's. */
+  anger?: AngerThreshold;
 }
 
 function shareBars(s: TrackSummary, labels: readonly string[]): string {
@@ -31,7 +34,7 @@ function shareBars(s: TrackSummary, labels: readonly string[]): string {
     .join('');
 }
 
-function trackSection(track: Track, d: CallDigest, labels: readonly string[]): string {
+function trackSection(track: Track, d: CallDigest, labels: readonly string[], anger: AngerThreshold): string {
   const s = d.summary[track];
   if (!s) return `<h3>${esc(TRACK_TITLES[track])}</h3><p class="note">No summary: the call did not end.</p>`;
   const eps = d.episodes.filter((e) => e.track === track);
@@ -41,7 +44,7 @@ function trackSection(track: Track, d: CallDigest, labels: readonly string[]): s
 <tr><th>audio</th><td>${clock(s.audioMs)}</td></tr>
 <tr><th>speech</th><td>${clock(s.speechMs)} (${pct(s.audioMs > 0 ? s.speechMs / s.audioMs : 0)} of the audio)</td></tr>
 <tr><th>windows scored</th><td>${s.windows}</td></tr>
-<tr><th>peak anger</th><td class="${s.anger.peak >= 0.5 ? 'angry' : ''}" data-field="anger-peak">${s.anger.peakAtMs === null ? 'none' : `${pct(s.anger.peak, 1)} at ${clock(s.anger.peakAtMs)}`}</td></tr>
+<tr><th>peak anger</th><td class="${s.anger.peak >= anger.above ? 'angry' : ''}" data-field="anger-peak">${s.anger.peakAtMs === null ? 'none' : `${pct(s.anger.peak, 1)} at ${clock(s.anger.peakAtMs)}`}</td></tr>
 <tr><th>angry speech</th><td data-field="anger-duration">${clock(s.anger.durationMs)}${eps.length > 0 ? ` in ${eps.length} episode(s), the longest ${clock(longest)}` : ''}</td></tr>
 ${eps.length > 0 ? `<tr><th>anger episodes</th><td>${eps.map((e) => `${clock(e.startMs)}–${clock(e.endMs)} (peak ${pct(e.peak)})`).join(', ')}</td></tr>` : ''}
 </table>
@@ -51,8 +54,9 @@ ${eps.length > 0 ? `<tr><th>anger episodes</th><td>${eps.map((e) => `${clock(e.s
 /** Renders the report (see the module comment). */
 export async function renderCallReport(input: CallReportInput): Promise<string> {
   const d = digestEvents(input.events);
+  const anger = input.anger ?? SHIPPED_ANGER_THRESHOLD;
   const tracks: Track[] = d.tracks.length > 0 ? d.tracks : (['inbound'] as Track[]);
-  const { svg, grouped } = await timelineSvg({ events: input.events, labels: input.labels, tracks, durationMs: d.durationMs });
+  const { svg, grouped } = await timelineSvg({ events: input.events, labels: input.labels, tracks, durationMs: d.durationMs, angerThreshold: tracks.includes('inbound') ? anger.above : undefined });
   const averaged = Object.entries(grouped).filter(([, k]) => (k ?? 1) > 1);
   const meta = { callSid: d.callSid, duration: clock(d.durationMs), ...input.meta };
   const actions =
@@ -79,10 +83,11 @@ export async function renderCallReport(input: CallReportInput): Promise<string> 
 <h2>Timeline</h2>
 <figure id="timeline">${svg}
 <figcaption>Probability of each emotion per scored window (a window every hop while there is speech; plotted at the end of its audio).
-Shaded: speech. Dashed lines: the dialog policy's decisions.${averaged.length > 0 ? ` Long call: ${averaged.map(([t, k]) => `${esc(TRACK_TITLES[t as Track])} every ${k} windows averaged per point`).join('; ')}.` : ''}</figcaption>
+Angry: the thick solid red line, drawn over the others; disgust: dashed brown; the other emotions thin, each with its own dash. A dot: a window with no neighbour to draw a line to (a short run of speech).
+${tracks.includes('inbound') ? `Dotted line across the caller's panel: the dialog policy's anger threshold (${pct(anger.above)}, rule <code>${esc(anger.rule)}</code>). ` : ''}Shaded: speech. Long-dashed vertical lines: the dialog policy's decisions.${averaged.length > 0 ? ` Long call: ${averaged.map(([t, k]) => `${esc(TRACK_TITLES[t as Track])} every ${k} windows averaged per point`).join('; ')}.` : ''}</figcaption>
 </figure>
 <h2>Summary</h2>
-${tracks.map((t) => trackSection(t, d, input.labels)).join('\n')}
+${tracks.map((t) => trackSection(t, d, input.labels, anger)).join('\n')}
 <h2>Policy decisions</h2>
 ${actions}
 ${errors}

@@ -38,22 +38,24 @@ h1 { font-size: 1.4rem; margin: 0 0 4px; word-break: break-all; }
 h2 { font-size: 1.1rem; margin: 28px 0 8px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
 .sub { color: #666; font-size: 0.9rem; margin: 0 0 16px; }
 table { border-collapse: collapse; font-size: 0.88rem; }
-th, td { border-bottom: 1px solid #e6e6e6; padding: 5px 10px; text-align: left; vertical-align: top; }
+th, td { border-bottom: 1px solid #e6e6e6; padding: 5px 8px; text-align: left; vertical-align: top; }
 th { background: #f6f6f6; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .meta th { background: none; color: #555; font-weight: 500; white-space: nowrap; }
-figure { margin: 0; overflow-x: auto; }
+figure { margin: 0; }
+#timeline svg { display: block; width: 100%; height: auto; }
 figcaption { color: #555; font-size: 0.85rem; margin-top: 4px; }
 .bar { display: inline-block; height: 10px; background: #888; vertical-align: middle; margin-right: 6px; }
 .ok { color: #2a7a2a; } .failed { color: #b00020; font-weight: 600; }
 .angry { color: #c62828; font-weight: 600; }
 .note { color: #666; font-size: 0.85rem; }
-.why { color: #555; font-size: 0.8rem; min-width: 260px; max-width: 380px; overflow-wrap: anywhere; }
+.why { color: #555; font-size: 0.8rem; min-width: 200px; max-width: 340px; overflow-wrap: anywhere; }
 a { color: #0b57d0; }
-th[data-sort] { cursor: pointer; user-select: none; white-space: nowrap; }
+th[data-sort] { cursor: pointer; user-select: none; }
 th[data-sort]::after { content: " ↕"; color: #aaa; }
 th[aria-sort="ascending"]::after { content: " ▲"; color: #333; }
 th[aria-sort="descending"]::after { content: " ▼"; color: #333; }
+.scroll-x { overflow-x: auto; max-width: 100%; }
 code { font-size: 0.85em; background: #f3f3f3; padding: 0 3px; border-radius: 3px; }
 `;
 

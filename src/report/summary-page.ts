@@ -5,6 +5,7 @@
  */
 import { clock, esc, page, pct, relHref } from './html.js';
 import type { CallDigest } from './digest.js';
+import { SHIPPED_ANGER_THRESHOLD, type AngerThreshold } from '../replay/policy.js';
 
 /** One file of the folder. */
 export interface SummaryRow {
@@ -25,7 +26,8 @@ type Column = [string, 'num' | 'text' | 'when', (r: SummaryRow) => [string | num
 
 const NONE: [number, string] = [-1, '–'];
 
-const COLUMNS: Column[] = [
+function columns(anger: AngerThreshold): Column[] {
+  return [
   ['call', 'text', (r) => [r.name, r.href ? `<a href="${relHref(r.href)}">${esc(r.name)}</a>` : esc(r.name)]],
   ['status', 'text', (r) => [
     r.status,
@@ -40,7 +42,7 @@ const COLUMNS: Column[] = [
   ['peak anger', 'num', (r) => {
     const s = r.digest?.summary.inbound;
     if (!s) return NONE;
-    return [s.anger.peak, s.anger.peakAtMs === null ? 'none' : `<span class="${s.anger.peak >= 0.5 ? 'angry' : ''}">${pct(s.anger.peak)}</span> at ${clock(s.anger.peakAtMs)}`];
+    return [s.anger.peak, s.anger.peakAtMs === null ? 'none' : `<span class="${s.anger.peak >= anger.above ? 'angry' : ''}">${pct(s.anger.peak)}</span> at ${clock(s.anger.peakAtMs)}`];
   }],
   ['angry time', 'num', (r) => (r.digest?.summary.inbound ? [r.digest.summary.inbound.anger.durationMs, clock(r.digest.summary.inbound.anger.durationMs)] : NONE)],
   ['angry when', 'when', (r) => {
@@ -56,7 +58,8 @@ const COLUMNS: Column[] = [
     const kinds = [...new Set(a.map((x) => x.action))];
     return [a.length, a.length === 0 ? '0' : `${a.length}: ${esc(kinds.join(', '))} (first at ${clock(a[0].timeMs)})`];
   }],
-];
+  ];
+}
 
 /** Sorts the table on a click on a heading (numbers as numbers), and marks the column with aria-sort. */
 const SORT_SCRIPT = `
@@ -81,13 +84,29 @@ const SORT_SCRIPT = `
 })();
 `;
 
+/** What the summary page needs besides its rows. */
+export interface SummaryPageOptions {
+  /** Lines for the header table, label → value (model, policy, channels); escaped here. */
+  meta?: Record<string, string>;
+  /** Files of the folder that were not replayed (not recordings by their names), so that a recording under an unexpected name is not silently missing. */
+  skipped?: readonly { name: string; reason: string }[];
+  /**
+   * When the caller counts as angry: the policy's own anger threshold (see `reportAngerThreshold`), so that the page
+   * and the policy agree; default the shipped policy's.
+   */
+  anger?: AngerThreshold;
+}
+
 /**
- * Renders the summary page (see the module comment). `title` names the folder; `skipped` lists its files that were
- * not replayed (not recordings by their names), so that a recording under an unexpected name is not silently missing.
+ * Renders the summary page (see the module comment). `title` names the folder. A call counts as one where the
+ * caller was angry when the caller's peak anger reached the policy's threshold (the policy fires at or over it);
+ * the page says which threshold.
  */
-export function renderSummaryPage(rows: readonly SummaryRow[], title: string, meta: Record<string, string> = {}, skipped: readonly { name: string; reason: string }[] = []): string {
+export function renderSummaryPage(rows: readonly SummaryRow[], title: string, options: SummaryPageOptions = {}): string {
+  const { meta = {}, skipped = [], anger = SHIPPED_ANGER_THRESHOLD } = options;
+  const COLUMNS = columns(anger);
   const failed = rows.filter((r) => r.status === 'failed').length;
-  const angry = rows.filter((r) => (r.digest?.summary.inbound?.anger.durationMs ?? 0) > 0).length;
+  const angry = rows.filter((r) => (r.digest?.summary.inbound?.anger.peak ?? 0) >= anger.above).length;
   // 'when' columns sort by a number (the first episode's start) but read as text.
   const head = COLUMNS.map(([name, type]) => `<th data-sort="${type === 'text' ? 'text' : 'num'}"${type === 'num' ? ' class="num"' : ''}>${esc(name)}</th>`).join('');
   const body = rows
@@ -100,14 +119,15 @@ export function renderSummaryPage(rows: readonly SummaryRow[], title: string, me
     )
     .join('\n');
   const html = `<h1>${esc(title)}</h1>
-<p class="sub">${rows.length} recording(s): ${rows.length - failed} replayed, <span class="${failed > 0 ? 'failed' : ''}" id="failed-count">${failed} failed</span>; the caller was angry in ${angry}.</p>
+<p class="sub">${rows.length} recording(s): ${rows.length - failed} replayed, <span class="${failed > 0 ? 'failed' : ''}" id="failed-count">${failed} failed</span>; <span id="angry-count">the caller was angry in ${angry} call(s) (peak anger at or over ${pct(anger.above)}, the policy's threshold)</span>.</p>
+<p class="note" id="anger-threshold">Angry means what it means to the dialog policy: an angry probability of ${pct(anger.above)} or more, the threshold of its rule <code>${esc(anger.rule)}</code> (${esc(anger.policy)}). Peaks at or over it are in red.</p>
 ${Object.keys(meta).length > 0 ? `<table class="meta">${Object.entries(meta).map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('')}</table>` : ''}
 <h2>Calls</h2>
 <p class="note">Click a heading to sort by it; click again to reverse. Times are call time (m:ss.s). Speech, anger share, peak, time and
 episodes are the caller's (inbound track); agent angry is the outbound track's angry speech.</p>
-<table id="calls" class="sortable"><thead><tr>${head}</tr></thead><tbody>
+<div class="scroll-x"><table id="calls" class="sortable"><thead><tr>${head}</tr></thead><tbody>
 ${body}
-</tbody></table>${
+</tbody></table></div>${
     skipped.length > 0
       ? `
 <h2>Skipped</h2>
