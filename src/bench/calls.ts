@@ -236,7 +236,6 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
             url: `ws://127.0.0.1:${port}/media`,
             pace: 'realtime',
             authToken,
-            zeroMask: true,
             onChunk: (k, at) => void (sent[k] = at),
           },
         );
