@@ -13,7 +13,8 @@
 import lsr from '@alexanderolsen/libsamplerate-js';
 
 import { StreamingResampler } from '../src/audio/resample.js';
-import { benchResample, fitTone, levelDb, speechLikeSignal } from '../src/bench/resample.js';
+import { benchResample } from '../src/bench/resample.js';
+import { fitTone, levelDb, speechLikeSignal } from '../test/helpers/signal.js';
 
 // The package is CommonJS (UMD): its exports arrive on the default import.
 const { create, ConverterType } = lsr;

@@ -3,7 +3,7 @@
  * `node --import tsx bench/resample-kernel.ts`. Prints CPU ms per second of audio for each, alternating, in one run.
  */
 import { StreamingResampler } from '../src/audio/resample.js';
-import { speechLikeSignal } from '../src/bench/resample.js';
+import { speechLikeSignal } from '../test/helpers/signal.js';
 
 const x = speechLikeSignal(8000, 10, 1);
 const rounds = 30;

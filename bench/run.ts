@@ -3,6 +3,8 @@
  * figures vary with the machine; compare ratios measured in the same run. It sets V8's heap growing factor as the
  * `callmood` command does (src/cli/heap.ts), so its figures are the command line's; it runs under tsx, whose larger
  * heap changes garbage collection a little, so `callmood bench replay` is the figure bench/RESULTS.md quotes.
+ * These are the benchmarks `callmood bench mfcc|resample|model|replay|calls` runs, on audio they make themselves,
+ * so an installed package measures the same; the other scripts here (bench/*.ts) are the lab's, run from a clone.
  */
 import { benchMfcc } from '../src/bench/mfcc.js';
 import { benchResample } from '../src/bench/resample.js';
@@ -23,4 +25,5 @@ line('resample 48000->16000', benchResample({ inRate: 48000, outRate: 16000, sec
 line('resample 44100->16000', benchResample({ inRate: 44100, outRate: 16000, seconds: 120 }));
 line('model', await benchModel({ modelDir: 'models/default' }));
 line('replay', await benchReplay());
+line('replay caller only', await benchReplay({ channels: 1 }));
 line('calls 100', await benchCalls({ calls: 100, seconds: 20 }));

@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
+import type { Worker } from 'node:worker_threads';
 import { readAudioFile } from '../src/audio/read.js';
 import { resample } from '../src/audio/resample.js';
 import { MicroBatcher } from '../src/stream/batcher.js';
@@ -25,6 +26,23 @@ function windows(engine: WorkerEngine, n: number, seed: number): Float32Array {
   return x;
 }
 
+/**
+ * A WorkerEngine whose threads the test follows through the `onWorker` option; `kill()` terminates the live ones
+ * from outside, as a crash or an out-of-memory kill ends a thread; `started` counts every thread started.
+ */
+async function observedEngine(options: { backoffMs: number }) {
+  const live: Worker[] = [];
+  const seen = { started: 0 };
+  const engine = await WorkerEngine.load(modelDir, {
+    ...options,
+    onWorker: (w, slot) => {
+      live[slot] = w;
+      seen.started++;
+    },
+  });
+  return { engine, seen, kill: async () => void (await Promise.all(live.map((w) => w.terminate()))) };
+}
+
 async function until(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
   const t0 = Date.now();
   while (!cond()) {
@@ -34,8 +52,9 @@ async function until(cond: () => boolean, what: string, ms = 60_000): Promise<vo
 }
 
 test('a worker killed mid-batch fails that batch with INFERENCE, restarts, and then answers as before', async () => {
-  const engine = await WorkerEngine.load(modelDir, { backoffMs: 20 });
+  const { engine, seen: observed, kill } = await observedEngine({ backoffMs: 20 });
   try {
+    assert.equal(observed.started, 1, 'the observer is told of the thread');
     const seen: EngineHealth['status'][] = [];
     engine.on('health', (h) => seen.push(h.status));
     assert.equal(engine.health().status, 'ok');
@@ -45,7 +64,7 @@ test('a worker killed mid-batch fails that batch with INFERENCE, restarts, and t
     assert.equal(first.length, 8 * engine.classes);
 
     const inFlight = engine.predict(x, 8);
-    await engine.crashWorkersForTest();
+    await kill();
     await assertRejectsCallmood(inFlight, ErrorCodes.INFERENCE, /exited|crashed/, /not scored/);
     // While it restarts, batches are refused at once rather than queued behind a dead thread.
     if (!engine.healthy) await assertRejectsCallmood(engine.predict(x, 8), ErrorCodes.INFERENCE, /restarting/);
@@ -58,6 +77,7 @@ test('a worker killed mid-batch fails that batch with INFERENCE, restarts, and t
     assert.deepEqual(seen, ['restarting', 'ok']);
     const again = await engine.predict(x, 8);
     assert.deepEqual(again, first, 'the restarted worker runs the same model');
+    assert.equal(observed.started, 2, 'the observer is told of the restarted thread too');
   } finally {
     await engine.close();
   }
@@ -83,7 +103,7 @@ test('a worker that does not answer in time is terminated; after maxRestarts fai
 });
 
 test('a call whose worker dies gets error events for the lost windows, then emotions again, and ends', async () => {
-  const engine = await WorkerEngine.load(modelDir, { backoffMs: 20 });
+  const { engine, kill } = await observedEngine({ backoffMs: 20 });
   const batcher = new MicroBatcher(engine, { maxBatch: 64, maxWaitMs: 2 });
   try {
     const m = engine.metadata;
@@ -100,7 +120,7 @@ test('a call whose worker dies gets error events for the lost windows, then emot
         // The worker dies with this window queued: it must come back as an error event.
         if (armed && killedAt < 0) {
           killedAt = events.length;
-          crash = engine.crashWorkersForTest();
+          crash = kill();
         }
         return p;
       },
@@ -141,4 +161,17 @@ test('a call whose worker dies gets error events for the lost windows, then emot
   } finally {
     await batcher.close();
   }
+});
+
+test('an onWorker observer that throws ends that thread as a failed start, with the reason', async () => {
+  await assertRejectsCallmood(
+    WorkerEngine.load(modelDir, {
+      maxRestarts: 0,
+      onWorker: () => {
+        throw new Error('observer broke');
+      },
+    }),
+    ErrorCodes.INFERENCE,
+    /onWorker threw: observer broke/,
+  );
 });

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 
 import { CallmoodError, ErrorCodes } from '../src/errors.js';
 import { StreamingResampler, resample, resampledLength, resampleRatio } from '../src/audio/resample.js';
-import { benchResample, fitTone, levelDb, speechLikeSignal } from '../src/bench/resample.js';
+import { benchResample } from '../src/bench/resample.js';
+import { fitTone, levelDb, speechLikeSignal } from './helpers/signal.js';
 import { mulberry32 as rng } from '../src/util/random.js';
 
 /** The input rates the product meets: telephone, old PC rates, wideband, TDT (24414.0625 Hz), CD, studio. */

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import net from 'node:net';
+import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { createCallmood } from '../src/telephony/server.js';
 import { encodePayloads, followEvents, mediaMessageText, simulateCall } from '../src/telephony/simulator.js';
@@ -49,34 +50,6 @@ test('the simulator speaks as Twilio does: a signed two-track call streams and i
     assert.equal(end.stats.mediaMessages, 50);
     assert.deepEqual(Object.keys(end.summary).sort(), ['inbound', 'outbound']);
     assert.ok(feedEvents.every((e) => e.callSid === callSid && e.customParameters.who === 'test'));
-    // Frames masked with an all-zero key (the load test's cheaper sender) carry the same call.
-    const zeroSid = 'CA' + 'b'.repeat(32);
-    let zeroEnd: CallmoodEvent | undefined;
-    let zeroEnded!: () => void;
-    const zeroDone = new Promise<void>((r) => (zeroEnded = r));
-    const zeroFeed = await followEvents(`ws://127.0.0.1:${addr.port}/events`, {
-      token: FEED,
-      callSid: zeroSid,
-      onEvent: (e) => {
-        if (e.type === 'call-end') {
-          zeroEnd = e;
-          zeroEnded();
-        }
-      },
-    });
-    const zeroSent = await simulateCall(
-      { callSid: zeroSid, audio: { inbound: audio.channels[0], outbound: audio.channels[1] } },
-      { url, pace: 'fast', authToken: TOKEN, zeroMask: true },
-    );
-    await Promise.race([zeroDone, new Promise((r) => setTimeout(r, 10_000))]);
-    zeroFeed.close();
-    assert.equal(zeroSent.messages, sent.messages);
-    assert.ok(zeroEnd && zeroEnd.type === 'call-end' && end.type === 'call-end', 'the zero-mask call ended');
-    assert.equal(zeroEnd.reason, 'stop');
-    assert.equal(zeroEnd.stats.protocolErrors, 0);
-    assert.equal(zeroEnd.stats.mediaMessages, 50);
-    assert.equal(zeroEnd.summary.inbound?.audioMs, end.summary.inbound?.audioMs);
-    assert.equal(zeroEnd.summary.inbound?.speechMs, end.summary.inbound?.speechMs);
     // Without the right token the server refuses the stream before any socket opens.
     await assert.rejects(
       simulateCall({ audio: { inbound: audio.channels[0] } }, { url, pace: 'fast', authToken: 'wrong-token-123' }),
@@ -84,6 +57,65 @@ test('the simulator speaks as Twilio does: a signed two-track call streams and i
     );
   } finally {
     await server.close();
+  }
+});
+
+test('the simulator masks every frame with its own random key, as Twilio does (never the all-zero key ws would not unmask)', async () => {
+  // A bare TCP server that accepts the upgrade (RFC 6455 §4.2.2) and reads the client's frame headers as sent.
+  const masks: string[] = [];
+  let bytes = Buffer.alloc(0);
+  const server = net.createServer((sock) => {
+    let upgraded = false;
+    sock.on('data', (d: Buffer) => {
+      bytes = Buffer.concat([bytes, d]);
+      if (!upgraded) {
+        const head = bytes.indexOf('\r\n\r\n');
+        if (head < 0) return;
+        const key = /sec-websocket-key: *(\S+)/i.exec(bytes.subarray(0, head).toString())![1];
+        const accept = createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+        sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+        bytes = bytes.subarray(head + 4);
+        upgraded = true;
+      }
+      // Frames: FIN/opcode, MASK bit + length (7, 16 or 64 bits), the 4-byte key, the payload.
+      for (;;) {
+        if (bytes.length < 2) return;
+        let len = bytes[1] & 0x7f;
+        let at = 2;
+        if (len === 126) {
+          if (bytes.length < 4) return;
+          len = bytes.readUInt16BE(2);
+          at = 4;
+        } else if (len === 127) {
+          if (bytes.length < 10) return;
+          len = Number(bytes.readBigUInt64BE(2));
+          at = 10;
+        }
+        if (bytes.length < at + 4 + len) return;
+        assert.equal(bytes[1] & 0x80, 0x80, 'a client frame is masked');
+        const opcode = bytes[0] & 0x0f;
+        const mask = bytes.subarray(at, at + 4);
+        const text = Buffer.from(bytes.subarray(at + 4, at + 4 + len).map((b, i) => b ^ mask[i & 3])).toString();
+        bytes = bytes.subarray(at + 4 + len);
+        if (opcode === 1) masks.push(mask.toString('hex'));
+        // As callmood does after `stop`: the server closes.
+        if (opcode === 1 && JSON.parse(text).event === 'stop') sock.write(Buffer.from([0x88, 0]));
+        if (opcode === 8) sock.end();
+      }
+    });
+    sock.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const { port } = server.address() as net.AddressInfo;
+    const audio = Float32Array.from({ length: 1600 }, (_, i) => 0.3 * Math.sin(i / 5));
+    const sent = await simulateCall({ audio: { inbound: audio } }, { url: `ws://127.0.0.1:${port}/media`, pace: 'fast' });
+    assert.equal(masks.length, sent.messages, 'every text frame was read');
+    assert.ok(!masks.includes('00000000'), `a zero key: ${masks.join(' ')}`);
+    // Random 32-bit keys: a repeat among a few dozen has a chance of about 1 in 10 million.
+    assert.equal(new Set(masks).size, masks.length, `keys repeat: ${masks.join(' ')}`);
+  } finally {
+    server.close();
   }
 });
 

@@ -3,12 +3,12 @@
  * loopback. The server runs in its own process so its CPU and memory are measured apart from the clients'.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../config/load.js';
 import { threadCpuMs } from './threads.js';
-import { loadChannels } from '../audio/load.js';
+import { benchCall } from './signal.js';
 import type { CallmoodEvent } from '../stream/events.js';
 import { encodePayloads, followEvents, simulateCall } from '../telephony/simulator.js';
 import { TWILIO_FRAME_BYTES } from '../audio/codecs.js';
@@ -89,22 +89,9 @@ async function metric(base: string, name: string): Promise<number> {
   return line ? Number(line.split(' ').pop()) : NaN;
 }
 
-/** Loops real committed clips (angry and neutral speech, with their pauses) to `seconds` of 8 kHz audio. */
-export async function callAudio(seconds: number): Promise<Float32Array> {
-  const root = packageRoot();
-  const parts: Float32Array[] = [];
-  for (const f of ['YAF_back_angry.flac', 'YAF_back_neutral.flac', '03-01-05-02-01-01-21.flac']) {
-    parts.push((await loadChannels(join(root, 'test/fixtures/audio', f), 8000, 0)).channels[0]);
-  }
-  const out = new Float32Array(Math.round(seconds * 8000));
-  for (let i = 0, p = 0, j = 0; i < out.length; i++, j++) {
-    if (j >= parts[p].length) {
-      p = (p + 1) % parts.length;
-      j = 0;
-    }
-    out[i] = parts[p][j];
-  }
-  return out;
+/** `seconds` of a caller talking at 8 kHz: turns of voice with pauses (`benchCall`, one channel). */
+export function callAudio(seconds: number): Float32Array {
+  return benchCall(seconds, 8000, 1)[0];
 }
 
 /** Sets one server option from `path.to.key=JSON` (the bench scripts' `--set`), creating nested objects. */
@@ -154,8 +141,9 @@ export async function startBenchServer(opts: { config?: Record<string, unknown>;
     await new Promise((r) => {
       if (child.exitCode !== null) return r(null);
       child.once('exit', r);
-      setTimeout(r, 10_000);
+      setTimeout(r, 10_000).unref();
     });
+    rmSync(dir, { recursive: true, force: true });
   };
   try {
     const port = await new Promise<number>((resolve, reject) => {
@@ -166,7 +154,8 @@ export async function startBenchServer(opts: { config?: Record<string, unknown>;
         if (m) resolve(Number(m[1]));
       });
       child.once('exit', (code) => reject(new Error(`server exited with code ${code}: ${stderr}`)));
-      setTimeout(() => reject(new Error(`server did not start in 60 s: ${stderr}`)), 60_000);
+      // Unref'd: a pending timer would keep the process alive for its full minute after the bench is done.
+      setTimeout(() => reject(new Error(`server did not start in 60 s: ${stderr}`)), 60_000).unref();
     });
     const base = `http://127.0.0.1:${port}`;
     // Wait for the model to be loaded.
@@ -187,7 +176,7 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
   const server = await startBenchServer({ ...opts, config: { ...opts.config, maxCalls: opts.calls + 10 } });
   const { port, base, authToken, eventsToken } = server;
   try {
-    const audio = await callAudio(opts.seconds);
+    const audio = callAudio(opts.seconds);
     // Every call streams the same recording: encode it once, not once per call inside the timed run.
     const payloads = encodePayloads(audio);
     const latencies: number[] = [];
@@ -236,7 +225,6 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
             url: `ws://127.0.0.1:${port}/media`,
             pace: 'realtime',
             authToken,
-            zeroMask: true,
             onChunk: (k, at) => void (sent[k] = at),
           },
         );

@@ -1,16 +1,15 @@
 /**
  * `callmood bench replay`: how fast one recording replays on one core. The recording is what Twilio stores for a
- * dual-channel call: 8 kHz μ-law WAV, caller left, agent right, made of the committed test clips taking turns with
- * pauses (so about half of each channel is speech, as in a conversation). It is read from a file and replayed on
- * this thread, the model in-process, exactly as `callmood replay FILE` does; reports are not included.
+ * dual-channel call: 8 kHz μ-law WAV, caller left, agent right, taking turns with pauses (made by `benchCall`, so
+ * the bench runs from the installed package). It is read from a file and replayed on this thread, the model
+ * in-process, exactly as `callmood replay FILE` does; reports are not included.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadChannels } from '../audio/load.js';
-import { packageRoot } from '../config/load.js';
 import { initBackend } from '../model/backend.js';
 import { threadCpuMs } from './threads.js';
+import { benchCall } from './signal.js';
 import { encodeWav } from '../replay/wav.js';
 import { loadReplayModel, replayFile } from '../replay/replay.js';
 
@@ -58,29 +57,15 @@ export interface ReplayBenchResult {
   backend: string;
 }
 
-/** A conversation: the clips take turns on the two channels with 0.4–1.2 s pauses; 8 kHz. */
-export async function conversation(seconds: number): Promise<[Float32Array, Float32Array]> {
-  const root = packageRoot();
-  const clips: Float32Array[] = [];
-  for (const f of ['YAF_back_angry.flac', '03-01-01-01-01-01-21.flac', 'YAF_back_neutral.flac', '03-01-05-02-01-01-21.flac', 'OAF_back_angry.flac', '03-01-05-01-01-01-22.flac']) {
-    clips.push((await loadChannels(join(root, 'test/fixtures/audio', f), 8000, 0)).channels[0]);
-  }
-  const n = Math.round(seconds * 8000);
-  const caller = new Float32Array(n);
-  const agent = new Float32Array(n);
-  let at = 4000;
-  for (let turn = 0; at < n; turn++) {
-    const clip = clips[turn % clips.length];
-    const dst = turn % 2 === 0 ? caller : agent;
-    dst.set(clip.subarray(0, Math.min(clip.length, n - at)), at);
-    at += clip.length + 3200 + ((turn * 2917) % 6400);
-  }
+/** A conversation at 8 kHz: caller and agent take turns, with pauses (`benchCall`). */
+export function conversation(seconds: number): [Float32Array, Float32Array] {
+  const [caller, agent] = benchCall(seconds, 8000, 2);
   return [caller, agent];
 }
 
 /** Writes conversation(seconds) to `path` as Twilio stores a call: 8 kHz μ-law WAV, caller left, agent right (or the caller alone). */
 export async function writeConversation(path: string, seconds: number, channels: 1 | 2 = 2): Promise<string> {
-  const [caller, agent] = await conversation(seconds);
+  const [caller, agent] = conversation(seconds);
   writeFileSync(path, encodeWav(channels === 2 ? [caller, agent] : [caller], 8000, 'mulaw'));
   return path;
 }

@@ -78,10 +78,16 @@ export interface WorkerEngineOptions {
   backoffMs: number;
   /** Longest delay between restarts, ms. */
   maxBackoffMs: number;
+  /**
+   * Called with each inference worker thread as it starts, restarts included (`slot` is its index in the pool), so an
+   * operator can follow the threads: their `performance.eventLoopUtilization()`, `getHeapSnapshot()`, their events.
+   * A worker ended from outside (`terminate()`) is treated as a crash: its batches fail with INFERENCE and it restarts.
+   */
+  onWorker?: (worker: Worker, slot: number) => void;
 }
 
 /** Defaults: one worker (two measured no faster on a 2-core machine), 10 s timeout, 5 restarts from 100 ms to 5 s. */
-export const DEFAULT_WORKER_ENGINE_OPTIONS: Readonly<WorkerEngineOptions> = Object.freeze({
+export const DEFAULT_WORKER_ENGINE_OPTIONS: Readonly<Omit<WorkerEngineOptions, 'onWorker'>> = Object.freeze({
   threads: 1,
   timeoutMs: 10_000,
   maxRestarts: 5,
@@ -98,6 +104,7 @@ function resolveWorkerEngineOptions(o: Partial<WorkerEngineOptions>): WorkerEngi
   if (!(Number.isInteger(r.maxRestarts) && r.maxRestarts >= 0)) throw bad('maxRestarts', 'an integer ≥ 0');
   if (!(r.backoffMs >= 0)) throw bad('backoffMs', 'ms ≥ 0');
   if (!(r.maxBackoffMs >= r.backoffMs)) throw bad('maxBackoffMs', 'ms ≥ backoffMs');
+  if (r.onWorker !== undefined && typeof r.onWorker !== 'function') throw bad('onWorker', 'a function');
   return r;
 }
 
@@ -287,6 +294,13 @@ export class WorkerEngine extends EventEmitter<{ health: [EngineHealth] }> imple
         settle(new CallmoodError(ErrorCodes.INFERENCE, why));
         this.onWorkerGone(slot, why);
       });
+      // Told once the engine's own listeners are on, so whatever the observer does is seen as it would be otherwise.
+      try {
+        this.opts.onWorker?.(worker, slot.index);
+      } catch (err) {
+        slot.killReason = `onWorker threw: ${err instanceof Error ? err.message : String(err)}`;
+        void worker.terminate();
+      }
     });
   }
 
@@ -371,14 +385,6 @@ export class WorkerEngine extends EventEmitter<{ health: [EngineHealth] }> imple
         worker.postMessage({ id, x: copy, n }, [copy.buffer as ArrayBuffer]);
       }
     });
-  }
-
-  /**
-   * Terminates the worker threads as a crash would (for tests and fault drills): their batches fail with
-   * INFERENCE and the engine restarts them as it would after a real crash.
-   */
-  async crashWorkersForTest(): Promise<void> {
-    await Promise.all(this.slots.map((s) => s.worker?.terminate()));
   }
 
   async close(): Promise<void> {
