@@ -41,7 +41,7 @@ test('npm pack lists only what a user runs: compiled src/, the shipped model and
     /^README\.md$/,
     /^LICENSE(\.md)?$/,
     /^dist\/src\/.+\.(js|d\.ts|js\.map)$/,
-    /^models\/default\/[^/]+$/,
+    /^models\/(default|commercial)\/[^/]+$/,
     /^models\/MODEL_CARD\.md$/,
     /^models\/suites\.json$/,
     /^config\/[^/]+\.json$/,
@@ -58,7 +58,7 @@ test('npm pack lists only what a user runs: compiled src/, the shipped model and
     .filter((src) => !existsSync(join(root, src)));
   assert.deepEqual([...new Set(orphans)], [], 'compiled files whose source is gone');
   // What the runtime needs is there: the CLI, the API, the model, its inference worker and the benchmarks it runs.
-  for (const need of ['dist/src/cli/main.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/stream/engine-worker.js', 'models/default/model.json', 'models/default/metadata.json', 'config/default.json', 'dist/src/bench/calls.js', 'dist/src/bench/replay.js']) {
+  for (const need of ['dist/src/cli/main.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/stream/engine-worker.js', 'models/default/model.json', 'models/default/metadata.json', 'models/commercial/model.json', 'models/commercial/weights.bin', 'config/default.json', 'dist/src/bench/calls.js', 'dist/src/bench/replay.js']) {
     assert.ok(paths.includes(need), `${need} is shipped`);
   }
 });
