@@ -122,6 +122,9 @@ test('training with suites: test and cross speakers reach neither training, vali
     assert.deepEqual(sp.val, ['crema-1062', 'tess-OAF']);
     assert.deepEqual(sp.heldOut, ['ravdess-21', 'ravdess-22', 'tess-YAF']);
     assert.equal(metadata.training.split, 'suites');
+    // The corpora (and licence notices) are those of the clips that shaped the weights, not of the held-out ones.
+    assert.deepEqual(metadata.training.corpora, ['crema-d', 'tess']);
+    assert.doesNotMatch(metadata.licence, /RAVDESS/);
     assert.equal((await readMetadata(out)).training.suites, suitesFile);
 
     // The statistics are those of the training speaker's clips alone, extracted as training extracts them.

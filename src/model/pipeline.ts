@@ -215,7 +215,8 @@ export async function trainFromManifest(o: TrainPipelineOptions): Promise<{ meta
     masking: o.masking,
     onEpoch: o.onEpoch,
   });
-  const corpora = unique(known.map((c) => c.corpus));
+  // The corpora whose clips shaped the weights: training and validation (early stopping), not the held-out ones.
+  const corpora = unique([...split.train, ...val].map((c) => c.corpus));
   const last = result.history[result.bestEpoch - 1];
   const metadata = await saveModel(o.out, result.model, {
     arch: o.arch,
