@@ -81,7 +81,9 @@ export { WorkerEngine, InProcessEngine } from './stream/engine.js';
 export { parseTwilioMessage, type TwilioMessage } from './telephony/protocol.js';
 export { MediaSession, type SessionOptions, type TrackSink } from './telephony/session.js';
 /** The server: Twilio webhooks, the media WebSocket, the event feed, health and metrics; one shared model. */
-export { createCallmood, CallmoodServer, type CallmoodEventMap, type Logger } from './telephony/server.js';
+export { createCallmood, CallmoodServer, type CallmoodEventMap, type CallmoodRuntime } from './telephony/server.js';
+/** Logging: pass your pino (or pino-compatible) logger, or a `(level, code, message, fields)` function, as `runtime.logger`. */
+export type { Logger, LoggerInput, LogLevel, LogFields, PinoLikeLogger } from './util/log.js';
 export { resolveOptions, DEFAULT_OPTIONS, type CallmoodOptions, type CallmoodOptionsInput, type PolicySettings, type ControlSettings } from './config/options.js';
 /** The dialog policy: rules (validated), the pure engine that decides in call time, the runtime that acts; the shipped rules. */
 export {

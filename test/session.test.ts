@@ -40,7 +40,7 @@ class RecordingSink implements TrackSink {
 function harness(options = {}, failEnd: Track[] = [], clock?: { ms: number }) {
   const events: CallmoodEvent[] = [];
   const closes: Array<[number, string]> = [];
-  const logs: Array<[string, string, string]> = [];
+  const logs: Array<[string, string, string, Record<string, unknown>?]> = [];
   const sinks = new Map<Track, RecordingSink>();
   const hooks: SessionHooks = {
     emit: (e) => events.push(e),
@@ -50,7 +50,7 @@ function harness(options = {}, failEnd: Track[] = [], clock?: { ms: number }) {
       return s;
     },
     close: (code, reason) => closes.push([code, reason]),
-    log: (level, code, message) => logs.push([level, code, message]),
+    log: (level, code, message, fields) => logs.push([level, code, message, fields]),
     ...(clock ? { now: () => clock.ms } : {}),
   };
   const session = new MediaSession(hooks, options);
@@ -390,7 +390,7 @@ test('end() is idempotent; a sink that fails to end still gives call-end (withou
   assert.equal(ends.length, 1);
   assert.equal(h.callEnd()!.reason, 'disconnected');
   assert.deepEqual(Object.keys(h.callEnd()!.summary), ['inbound']);
-  assert.ok(h.logs.some(([level, , m]) => level === 'error' && /outbound: sink broke/.test(m)));
+  assert.ok(h.logs.some(([level, , m, f]) => level === 'error' && /sink broke/.test(m) && f?.track === 'outbound' && f.callSid === h.callEnd()!.callSid), 'the failed track is logged, its track and call as fields');
   assert.equal(h.sinks.get('inbound')!.ended, 1);
 });
 

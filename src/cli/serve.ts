@@ -1,7 +1,9 @@
 /**
  * `callmood serve`: the standalone server. Options come from the defaults, then `--config file.json`, then the flags;
- * secrets from the environment (TWILIO_AUTH_TOKEN, CALLMOOD_EVENTS_TOKEN). Prints one line with the bound address on
- * stdout (so a supervisor or test can read the port of `--port 0`); logs go to stderr, one line each. SIGTERM or
+ * secrets from the environment (TWILIO_AUTH_TOKEN, CALLMOOD_EVENTS_TOKEN). Logs go to stdout, one record a line: pino's
+ * JSON by default (pipe it to pino-pretty, or a log shipper), human text with `--log-format text`. The first record
+ * once the port is bound is `CALLMOOD_LISTENING` ("listening on http://host:port …", with `url`, `host`, `port`
+ * fields), so a supervisor or test can read the port of `--port 0`. Usage and start-up errors go to stderr. SIGTERM or
  * SIGINT drains (live calls end as `shutdown`) and exits 0; a second signal exits at once with 1.
  */
 import { Command, Option } from 'commander';
@@ -9,7 +11,8 @@ import { integer } from './args.js';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { loadConfigFile } from '../config/load.js';
 import type { CallmoodOptionsInput } from '../config/options.js';
-import { createCallmood, lineLogger } from '../telephony/server.js';
+import { createCallmood } from '../telephony/server.js';
+import { createLogger, toLogger, type LogFormat, type LogLevel } from '../util/log.js';
 
 const port = integer('--port', 0, 65535);
 
@@ -26,19 +29,21 @@ export function serveCommand(program: Command): void {
     .option('--no-policy', 'run no dialog policy at all')
     .option('--dry-run', 'the policy decides and reports actions but carries none out')
     .option('--no-validate-signatures', 'DEVELOPMENT ONLY: accept requests without a valid X-Twilio-Signature')
-    .addOption(new Option('--log-format <format>', 'log lines as text or JSON').choices(['text', 'json']).default('text'))
-    .action(async (o: { port: number; host: string; config?: string; model?: string; policy?: string | boolean; dryRun?: boolean; validateSignatures: boolean; logFormat: 'text' | 'json' }) => {
+    .addOption(new Option('--log-format <format>', 'log records as JSON lines (pino) or human text').choices(['json', 'text']).default('json'))
+    .addOption(new Option('--log-level <level>', 'least severity logged').choices(['debug', 'info', 'warn', 'error']).default('info'))
+    .action(async (o: { port: number; host: string; config?: string; model?: string; policy?: string | boolean; dryRun?: boolean; validateSignatures: boolean; logFormat: LogFormat; logLevel: LogLevel }) => {
       const input: CallmoodOptionsInput = o.config ? loadConfigFile(o.config) : {};
       if (o.model) input.modelDir = o.model;
       if (!o.validateSignatures) input.validateSignatures = false;
       if (typeof o.policy === 'string') input.policy = { ...input.policy, file: o.policy };
       if (o.policy === false) input.policy = { ...input.policy, enabled: false };
       if (o.dryRun) input.policy = { ...input.policy, dryRun: true };
-      const logger = lineLogger(process.stderr, o.logFormat);
-      const server = createCallmood(input, { logger });
-      let addr;
+      const pinoLogger = createLogger({ format: o.logFormat, level: o.logLevel });
+      const logger = toLogger(pinoLogger);
+      const server = createCallmood(input, { logger: pinoLogger });
       try {
-        addr = await server.listen(o.port, o.host);
+        // listen() logs CALLMOOD_LISTENING with the bound address.
+        await server.listen(o.port, o.host);
       } catch (err) {
         // The model's worker thread would keep the process alive: stop it before reporting.
         await server.close();
@@ -48,9 +53,6 @@ export function serveCommand(program: Command): void {
         }
         throw err;
       }
-      const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-      const p = server.options.paths;
-      process.stdout.write(`callmood: listening on http://${host}:${addr.port} (TwiML ${p.twiml}, media ${p.media}, events ${p.events}, health ${p.health}, metrics ${p.metrics})\n`);
 
       let stopping = false;
       const stop = (signal: string) => {
@@ -76,7 +78,7 @@ export function serveCommand(program: Command): void {
       process.on('SIGINT', () => stop('SIGINT'));
       // A stray rejection must not take every live call down with it; it is a bug, logged with its stack.
       process.on('unhandledRejection', (err) => {
-        logger('error', 'CALLMOOD_UNHANDLED_REJECTION', `${(err as Error)?.stack ?? String(err)}`);
+        logger('error', 'CALLMOOD_UNHANDLED_REJECTION', `unhandled rejection: ${(err as Error)?.message ?? String(err)}`, { err });
       });
     });
 }

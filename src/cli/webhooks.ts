@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { integer } from './args.js';
 import { CallmoodError, ErrorCodes } from '../errors.js';
-import { lineLogger } from '../telephony/server.js';
+import { createLogger } from '../util/log.js';
 import { DEFAULT_WEBHOOK_OPTIONS, resolveWebhookOptions, type WebhookOptionsInput } from '../sinks/webhook-options.js';
 import { loadWebhookConfig, retryDeadLetters, webhookStatus } from '../sinks/webhook-admin.js';
 
@@ -63,7 +63,7 @@ export function webhooksCommand(program: Command): void {
         throw new CallmoodError(ErrorCodes.INVALID_OPTION, 'webhooks retry needs --config with a webhooks section naming the endpoints (url, events, secretEnv)');
       }
       resolveWebhookOptions(input);
-      const s = await retryDeadLetters(input, { id: o.id, endpoint: o.endpoint, timeoutMs: o.timeout, logger: lineLogger(process.stderr) });
+      const s = await retryDeadLetters(input, { id: o.id, endpoint: o.endpoint, timeoutMs: o.timeout, logger: createLogger({ format: 'text', destination: process.stderr }) });
       if (o.json) process.stdout.write(`${JSON.stringify(s)}\n`);
       else {
         process.stdout.write(

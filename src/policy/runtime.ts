@@ -12,7 +12,7 @@
  */
 import type { ActionEvent, ActionResultEvent, CallmoodEvent } from '../stream/events.js';
 import { CallControl, escalationTwiml, goodbyeTwiml, type ControlResult } from '../telephony/control.js';
-import type { Logger } from '../telephony/server.js';
+import type { Logger } from '../util/log.js';
 import type { PolicyEngine } from './engine.js';
 
 /** What an action-result says of a dry-run decision (live and in replays). */
@@ -88,11 +88,12 @@ export class PolicyRuntime {
     try {
       actions = this.engine.observe(event);
     } catch (err) {
-      this.host.log('error', 'CALLMOOD_POLICY_ERROR', `policy failed on ${event.type} of ${event.callSid}: ${(err as Error).message}`);
+      this.host.log('error', 'CALLMOOD_POLICY_ERROR', `policy failed on ${event.type}: ${(err as Error).message}`, { callSid: event.callSid, streamSid: event.streamSid, err });
       return;
     }
     for (const a of actions) {
-      this.host.log('info', 'CALLMOOD_ACTION', `${a.action}${a.dryRun ? ' (dry run)' : ''} for ${a.callSid} at ${a.timeMs} ms: ${a.reason}`);
+      const fields = { callSid: a.callSid, streamSid: a.streamSid, ...(a.track ? { track: a.track } : {}), actionId: a.actionId, action: a.action, rule: a.rule };
+      this.host.log('info', 'CALLMOOD_ACTION', `${a.action}${a.dryRun ? ' (dry run)' : ''} at ${a.timeMs} ms: ${a.reason}`, { ...fields, timeMs: a.timeMs, dryRun: a.dryRun });
       this.host.publish(a);
       const p = this.perform(a)
         .catch((err: unknown): Omit<ControlResult, 'outcome'> & { outcome: ActionResultEvent['outcome'] } => ({
@@ -103,7 +104,7 @@ export class PolicyRuntime {
         .then((r) => {
           const result = actionResult(a, r);
           const level = r.outcome === 'failed' ? 'error' : 'info';
-          this.host.log(level, r.outcome === 'failed' ? 'CALLMOOD_ACTION_FAILED' : 'CALLMOOD_ACTION_RESULT', `${a.action} for ${a.callSid}: ${r.outcome} (${r.detail})`);
+          this.host.log(level, r.outcome === 'failed' ? 'CALLMOOD_ACTION_FAILED' : 'CALLMOOD_ACTION_RESULT', `${a.action}: ${r.outcome} (${r.detail})`, { ...fields, outcome: r.outcome });
           this.host.publish(result);
         })
         .finally(() => this.inFlight.delete(p));

@@ -22,7 +22,7 @@ import { constants, existsSync, mkdirSync, openSync, closeSync, fsyncSync } from
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { CallmoodError, ErrorCodes } from '../errors.js';
-import type { Logger } from '../telephony/server.js';
+import type { Logger } from '../util/log.js';
 
 /** A pending delivery of one event to one endpoint. */
 export interface OutboxEntry {

@@ -5,7 +5,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { loadConfigFile } from '../config/load.js';
-import type { Logger } from '../telephony/server.js';
+import type { LoggerInput } from '../util/log.js';
 import { DEFAULT_WEBHOOK_OPTIONS, rejectWebhookSecrets, type WebhookOptionsInput } from './webhook-options.js';
 import { countOutbox, type OutboxCounts } from './outbox.js';
 import { WebhookSink } from './webhooks.js';
@@ -60,7 +60,8 @@ export interface RetryOptions {
   endpoint?: string;
   /** Longest wait for them to be delivered or dead again, ms (default 60 000). */
   timeoutMs?: number;
-  logger?: Logger;
+  /** Where log records go: a pino (or pino-compatible) logger, or a `(level, code, message, fields)` function. */
+  logger?: LoggerInput;
   env?: NodeJS.ProcessEnv;
 }
 

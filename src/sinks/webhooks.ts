@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { EventEmitter } from 'eventemitter3';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import type { CallmoodEvent } from '../stream/events.js';
-import type { Logger } from '../telephony/server.js';
+import { silentLogger, toLogger, type Logger, type LoggerInput } from '../util/log.js';
 import { resolveWebhookOptions, routeMatcher, type WebhookEndpointOptions, type WebhookOptions, type WebhookOptionsInput } from './webhook-options.js';
 import { EVENT_ID_HEADER, SIGNATURE_HEADER, signWebhook } from './webhook-signature.js';
 import { Outbox, errnoText, makeDir, type DeadLetter, type OutboxEntry } from './outbox.js';
@@ -93,8 +93,8 @@ export interface EndpointStats {
 
 /** Runtime dependencies of the sink. */
 export interface WebhookSinkRuntime {
-  /** Log lines with stable codes (default: none). */
-  logger?: Logger;
+  /** Where log records go: a pino (or pino-compatible) logger, or a `(level, code, message, fields)` function (default: none). */
+  logger?: LoggerInput;
   /** Environment the `secretEnv` secrets are read from (default process.env). */
   env?: NodeJS.ProcessEnv;
 }
@@ -193,7 +193,7 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
   constructor(input: WebhookOptionsInput | Readonly<WebhookOptions> = {}, runtime: WebhookSinkRuntime = {}) {
     super();
     this.options = resolveWebhookOptions(input as WebhookOptionsInput, runtime.env);
-    this.log = runtime.logger ?? noop;
+    this.log = runtime.logger ? toLogger(runtime.logger) : silentLogger;
     const settings = { memoryWindow: this.options.memoryWindow, compactAtBytes: this.options.compactAtBytes };
     this.endpoints = this.options.endpoints.map((o) => new Endpoint(o, this.options.outboxDir, settings, this.log, (ep, entries) => this.deliverable(ep, entries)));
     this.lockPath = this.endpoints.length > 0 ? lockOutbox(this.options.outboxDir) : null;
@@ -462,7 +462,7 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
       if (r.retryAfterMs !== null) retryInMs = Math.max(retryInMs, Math.min(r.retryAfterMs, RETRY_AFTER_CAP_MS));
     }
     if (ep.failStreak++ === 0) {
-      this.log('warn', 'CALLMOOD_WEBHOOK_FAILING', `endpoint ${ep.o.name}: ${error}${dead ? '' : `; retrying in ${retryInMs} ms`}`, { endpoint: ep.o.name, id: e.id, status });
+      this.log('warn', 'CALLMOOD_WEBHOOK_FAILING', `endpoint ${ep.o.name}: ${error}${dead ? '' : `; retrying in ${retryInMs} ms`}`, { endpoint: ep.o.name, id: e.id, callSid: e.callSid, status });
     }
     this.emit('attempt-failed', { endpoint: ep.o.name, id: e.id, callSid: e.callSid, attempt: e.attempts, status, error, permanent, retryInMs });
     if (this.stopped) {
@@ -485,7 +485,7 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
         body: JSON.parse(e.body) as Record<string, unknown>,
       };
       ep.stats.deadLettered++;
-      this.log('warn', 'CALLMOOD_WEBHOOK_DEAD_LETTER', `endpoint ${ep.o.name}: event ${e.id} (${e.type}, call ${e.callSid}) dead after ${e.attempts} attempts: ${letter.error}`, { endpoint: ep.o.name, id: e.id });
+      this.log('warn', 'CALLMOOD_WEBHOOK_DEAD_LETTER', `endpoint ${ep.o.name}: event ${e.id} (${e.type}) dead after ${e.attempts} attempts: ${letter.error}`, { endpoint: ep.o.name, id: e.id, callSid: e.callSid });
       ep.outbox.deadLetter(e, letter).then(
         () => this.scheduleFlush(),
         (err: unknown) => this.log('error', 'CALLMOOD_WEBHOOK_WRITE_FAILED', `endpoint ${ep.o.name}: cannot write the dead letter of ${e.id}: ${(err as Error).message}; it stays in the outbox`, { endpoint: ep.o.name, id: e.id }),

@@ -15,7 +15,7 @@ import { EVENT_TYPES, type CallmoodEvent } from '../stream/events.js';
 import type { FeedSettings } from '../config/options.js';
 import { bearerToken, tokenMatches } from './signature.js';
 import type { CallmoodMetrics } from './metrics.js';
-import type { Logger } from './server.js';
+import type { Logger } from '../util/log.js';
 
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 500: 'Internal Server Error', 503: 'Service Unavailable' };
 
@@ -105,7 +105,7 @@ export class EventsFeed {
       ws.on('pong', () => (client.alive = true));
       ws.on('error', (err) => this.log('warn', 'CALLMOOD_FEED_SOCKET', `event feed consumer ${ip}: ${err.message}`));
       ws.on('close', () => this.clients.delete(client));
-      this.log('info', 'CALLMOOD_FEED_OPEN', `event feed consumer ${ip} connected${callSid ? ` for ${callSid}` : ''}${types ? ` types ${[...types].join(',')}` : ''}`);
+      this.log('info', 'CALLMOOD_FEED_OPEN', `event feed consumer ${ip} connected${types ? ` types ${[...types].join(',')}` : ''}`, { remote: ip, ...(callSid ? { callSid } : {}) });
     });
   }
 

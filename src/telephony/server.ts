@@ -33,30 +33,20 @@ import { MediaSession, CloseCodes } from './session.js';
 import { SignatureGuard, publicBaseUrl, type WebhookParams } from './signature.js';
 import { EventsFeed, rejectUpgrade } from './events-feed.js';
 import { CallmoodMetrics } from './metrics.js';
+import { createLogger, toLogger, withFields, type Logger, type LoggerInput } from '../util/log.js';
 import { HttpError, buildTwiml, describeStreamStatus, formParams, readForm, send } from './twiml.js';
-
-/** Log severity. */
-export type LogLevel = 'info' | 'warn' | 'error';
-/** One log line: a severity, a stable code (`CALLMOOD_ERR_*` for errors), a message, optional fields. */
-export type Logger = (level: LogLevel, code: string, message: string, fields?: Record<string, unknown>) => void;
-
-/** A logger writing one line per entry: `time LEVEL CODE message {fields}` as text, or one JSON object per line. */
-export function lineLogger(out: { write(s: string): unknown } = process.stderr, format: 'text' | 'json' = 'text'): Logger {
-  return (level, code, message, fields) => {
-    const time = new Date().toISOString();
-    const extra = fields && Object.keys(fields).length > 0 ? fields : undefined;
-    if (format === 'json') out.write(`${JSON.stringify({ time, level, code, message, ...extra })}\n`);
-    else out.write(`${time} ${level.toUpperCase()} ${code} ${message}${extra ? ` ${JSON.stringify(extra)}` : ''}\n`);
-  };
-}
 
 /** Events by name: `'event'` carries every event, and each type has its own name. */
 export type CallmoodEventMap = { event: [CallmoodEvent] } & { [K in CallmoodEvent['type']]: [Extract<CallmoodEvent, { type: K }>] };
 
 /** Not-options: what the embedding process provides. */
 export interface CallmoodRuntime {
-  /** Where log lines go (default: text lines on stderr). */
-  logger?: Logger;
+  /**
+   * Where log records go: your pino logger (or any with pino's `info/warn/error/debug(obj, msg)`), which gets
+   * `{ code, callSid?, streamSid?, track?, … }` and the message; or a function `(level, code, message, fields)`.
+   * Default: callmood's own pino logger, JSON lines on stdout.
+   */
+  logger?: LoggerInput;
   /** Environment the secrets are read from (default process.env). */
   env?: NodeJS.ProcessEnv;
   /** Register Node's process metrics (CPU, memory, event loop lag) on /metrics too (default true). */
@@ -165,7 +155,7 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
   constructor(options: CallmoodOptionsInput = {}, runtime: CallmoodRuntime = {}) {
     super();
     this.options = resolveOptions(options, runtime.env ?? process.env);
-    this.log = runtime.logger ?? lineLogger();
+    this.log = toLogger(runtime.logger ?? createLogger());
     this.metrics = new CallmoodMetrics(
       () => ({ calls: this.liveCalls, connections: this.conns.size, feedClients: this.feed.size, queuedWindows: this.batcher?.queued ?? 0 }),
       { defaultMetrics: runtime.processMetrics ?? true },
@@ -268,7 +258,16 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
       });
     });
     server.on('error', (err) => this.log('error', 'CALLMOOD_HTTP_SERVER', `http server: ${err.message}`));
-    return server.address() as AddressInfo;
+    const addr = server.address() as AddressInfo;
+    const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+    const p = this.options.paths;
+    this.log('info', 'CALLMOOD_LISTENING', `listening on ${url} (TwiML ${p.twiml}, media ${p.media}, events ${p.events}, health ${p.health}, metrics ${p.metrics})`, {
+      url,
+      host: addr.address,
+      port: addr.port,
+      paths: { ...p },
+    });
+    return addr;
   }
 
   /** Handles WebSocket upgrades on the media and events paths of `server`; other upgrade paths are left alone. */
@@ -388,19 +387,19 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     try {
       this.metrics.observe(e);
     } catch (err) {
-      this.log('error', 'CALLMOOD_METRICS', `metrics: ${(err as Error).message}`);
+      this.log('error', 'CALLMOOD_METRICS', `metrics: ${(err as Error).message}`, { callSid: e.callSid, streamSid: e.streamSid, err });
     }
     for (const name of ['event', e.type] as const) {
       try {
         (this.emit as (n: string, e: CallmoodEvent) => boolean)(name, e);
       } catch (err) {
-        this.log('error', 'CALLMOOD_LISTENER_ERROR', `a '${name}' listener threw on ${e.type} of ${e.callSid}: ${(err as Error).message}`);
+        this.log('error', 'CALLMOOD_LISTENER_ERROR', `a '${name}' listener threw on ${e.type}: ${(err as Error).message}`, { callSid: e.callSid, streamSid: e.streamSid, err });
       }
     }
     try {
       this.feed.publish(e);
     } catch (err) {
-      this.log('error', 'CALLMOOD_FEED_ERROR', `event feed: ${(err as Error).message}`);
+      this.log('error', 'CALLMOOD_FEED_ERROR', `event feed: ${(err as Error).message}`, { callSid: e.callSid, streamSid: e.streamSid, err });
     }
     // Never waits: the outbox write and the delivery happen off this path. With no endpoint there is nothing to do.
     if (this.options.webhooks.endpoints.length > 0) {
@@ -408,7 +407,7 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
         // A failed outbox write is the sink's to log (once while the disk fails, not once per event and flush).
         void this.webhooks.enqueue(e).catch(() => undefined);
       } catch (err) {
-        this.log('error', 'CALLMOOD_WEBHOOKS_ERROR', `webhooks: ${(err as Error).message}`);
+        this.log('error', 'CALLMOOD_WEBHOOKS_ERROR', `webhooks: ${(err as Error).message}`, { callSid: e.callSid, streamSid: e.streamSid, err });
       }
     }
     // The policy sees the event after everyone else, so its actions follow the event that caused them everywhere.
@@ -442,11 +441,11 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     if (!this.batcher) return refuse(503, 'model not loaded yet');
     const sig = this.guard.check(req, 'ws');
     if (!sig.ok) {
-      this.log('warn', ErrorCodes.SIGNATURE, `media upgrade from ${req.socket.remoteAddress} refused: ${sig.reason}`);
+      this.log('warn', ErrorCodes.SIGNATURE, `media upgrade refused: ${sig.reason}`, { remote: req.socket.remoteAddress });
       return refuse(403, 'invalid X-Twilio-Signature');
     }
     if (this.conns.size >= this.options.maxCalls) {
-      this.log('warn', 'CALLMOOD_FULL', `media upgrade refused: ${this.conns.size} streams open (maxCalls ${this.options.maxCalls})`);
+      this.log('warn', 'CALLMOOD_FULL', `media upgrade refused: ${this.conns.size} streams open (maxCalls ${this.options.maxCalls})`, { remote: req.socket.remoteAddress });
       return refuse(503, 'too many calls');
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
@@ -476,6 +475,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
       paused: false,
       backlog: [],
     };
+    // Every record about this stream carries its identity as fields once 'start' told it (the remote before).
+    const connLog = withFields(this.log, () => this.identity(conn));
     const streamOptions = {
       ...this.options.stream,
       minSpeechRatio: this.options.stream.minSpeechRatio ?? undefined,
@@ -494,7 +495,7 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
             this.profile!,
             (w) => this.batcher!.infer(w),
             (e) => {
-              if (e.type === 'error') this.log('error', e.code, `${e.callSid} ${track}: ${e.message}`);
+              if (e.type === 'error') this.log('error', e.code, e.message, { callSid: e.callSid, streamSid: e.streamSid, track });
               this.publish(e);
             },
             base,
@@ -502,7 +503,7 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
             streamOptions,
           ),
         close: (code, reason) => this.closeSocket(conn, code, reason),
-        log: (level, code, message, fields) => this.log(level, code, message, fields),
+        log: connLog,
         // The policy, the feed's filter and the CRM's per-call order all key on callSid: two live streams of one
         // call would mix their events, and a second stream (a replayed signature) could steer another caller's call.
         admit: (callSid) => {
@@ -534,8 +535,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     ws.on('error', (err: Error & { code?: string }) => {
       // ws reports frames it cannot take (over maxPayload → 1009, bad UTF-8 → 1007, …) here, then closes.
       conn.endReason ??= 'error';
-      const message = `media socket ${conn.remote}: ${err.message}${err.code ? ` (${err.code})` : ''}`;
-      this.log('warn', ErrorCodes.PROTOCOL, message, { callSid: conn.session.identity.callSid || null });
+      const message = `media socket: ${err.message}${err.code ? ` (${err.code})` : ''}`;
+      connLog('warn', ErrorCodes.PROTOCOL, message, { remote: conn.remote, wsCode: err.code });
       this.publish({ ...conn.session.identity, timeMs: 0, type: 'error', code: ErrorCodes.PROTOCOL, message, permanent: true });
     });
     ws.on('close', () => {
@@ -546,7 +547,7 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
         try {
           for (const text of rest) conn.session.handleMessage(text);
         } catch (err) {
-          this.log('error', (err as CallmoodError).code ?? ErrorCodes.INTERNAL, `closing ${conn.base?.callSid ?? conn.remote}: ${(err as Error).message}`);
+          connLog('error', (err as CallmoodError).code ?? ErrorCodes.INTERNAL, `closing the stream: ${(err as Error).message}`, { err });
         }
       }
       void this.endConnection(conn, conn.endReason ?? 'disconnected').finally(() => this.conns.delete(conn));
@@ -558,7 +559,7 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     try {
       await conn.session.end(reason);
     } catch (err) {
-      this.log('error', (err as CallmoodError).code ?? 'CALLMOOD_END_ERROR', `ending call ${conn.base?.callSid ?? '(not started)'}: ${(err as Error).message}`);
+      this.log('error', (err as CallmoodError).code ?? 'CALLMOOD_END_ERROR', `ending the call: ${(err as Error).message}`, { ...this.identity(conn), err });
       conn.resolveDone();
     }
     // A stream that never started emits no call-end; one ended elsewhere (stop) is still finishing its tracks.
@@ -582,10 +583,15 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     conn.killTimer.unref();
   }
 
+  /** A stream's identity as log fields: callSid and streamSid once it started, else where it comes from. */
+  private identity(conn: Connection): Record<string, string> {
+    return conn.base ? { callSid: conn.base.callSid, streamSid: conn.base.streamSid } : { remote: conn.remote };
+  }
+
   private internalError(conn: Connection, err: unknown): void {
     const code = (err as CallmoodError).code ?? ErrorCodes.INTERNAL;
     const message = `internal error on ${conn.base?.callSid ?? 'a stream before start'}: ${(err as Error).message}`;
-    this.log('error', code, message, { stack: (err as Error).stack });
+    this.log('error', code, `internal error: ${(err as Error).message}`, { ...this.identity(conn), err });
     this.publish({ ...conn.session.identity, timeMs: 0, type: 'error', code, message, permanent: true });
     conn.endReason ??= 'error';
     void this.endConnection(conn, 'error');
@@ -648,7 +654,7 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
       const silentMs = now - c.session.lastProgressAt;
       if (silentMs < this.options.stallTimeoutMs) continue;
       c.endReason = 'stalled';
-      this.log('warn', 'CALLMOOD_STALLED', `stream ${c.base?.callSid ?? c.remote}: no audio for ${silentMs} ms (stallTimeoutMs ${this.options.stallTimeoutMs}): ended`);
+      this.log('warn', 'CALLMOOD_STALLED', `no audio for ${silentMs} ms (stallTimeoutMs ${this.options.stallTimeoutMs}): stream ended`, { ...this.identity(c), silentMs });
       void this.endConnection(c, 'stalled');
       this.closeSocket(c, CloseCodes.GOING_AWAY, 'stream stalled');
     }
@@ -702,13 +708,13 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     const signed: WebhookParams = method === 'POST' ? await readForm(req, this.options.maxBodyBytes) : {};
     const sig = this.guard.check(req, 'http', signed);
     if (!sig.ok) {
-      this.log('warn', ErrorCodes.SIGNATURE, `${method} ${req.url?.split('?')[0]} from ${req.socket.remoteAddress} refused: ${sig.reason}`);
+      this.log('warn', ErrorCodes.SIGNATURE, `${method} ${req.url?.split('?')[0]} refused: ${sig.reason}`, { remote: req.socket.remoteAddress });
       return this.reply(res, route, 403, 'invalid X-Twilio-Signature');
     }
     const params = method === 'POST' ? signed : formParams(query);
     if (route === 'status') {
       const s = describeStreamStatus(params);
-      this.log(s.isError ? 'warn' : 'info', 'CALLMOOD_STREAM_STATUS', s.line);
+      this.log(s.isError ? 'warn' : 'info', 'CALLMOOD_STREAM_STATUS', s.line, s.fields);
       return this.reply(res, route, 204, '');
     }
     // Twilio takes a 503 as a failed webhook and uses the number's fallback URL.

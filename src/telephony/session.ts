@@ -8,6 +8,7 @@
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { MulawPayloadDecoder, TWILIO_FRAME_BYTES } from '../audio/codecs.js';
 import type { CallEndReason, CallmoodEvent, EventBase, Track, TrackSummary } from '../stream/events.js';
+import type { Logger } from '../util/log.js';
 import { identityHint, parseTwilioMessage, type StartMessage } from './protocol.js';
 
 /** What the session feeds each track's audio to: the per-track emotion stream. */
@@ -25,8 +26,8 @@ export interface SessionHooks {
   createTrack(track: Track, base: () => Omit<EventBase, 'timeMs'>): TrackSink;
   /** Close the socket with a WebSocket close code and reason. */
   close(code: number, reason: string): void;
-  /** A log line with a stable code. */
-  log(level: 'info' | 'warn' | 'error', code: string, message: string, fields?: Record<string, unknown>): void;
+  /** A log record with a stable code; the call's identity (callSid, streamSid, track) travels in `fields`. */
+  log: Logger;
   /**
    * Asked when a valid `start` arrives: a reason to refuse this stream (e.g. its call already has a live stream on
    * this server), or null to accept it. Without it every start is accepted.
@@ -231,20 +232,24 @@ export class MediaSession {
       this.tracks.set(track, { sink, endMs: 0, started: false });
     }
     this.hooks.emit({ ...this.base(0), type: 'call-start', accountSid: msg.start.accountSid ?? null, tracks: [...this.tracks.keys()] });
-    this.hooks.log('info', 'CALLMOOD_CALL_START', `call ${msg.start.callSid} stream ${msg.streamSid} tracks ${[...this.tracks.keys()].join(',')}`);
+    this.hooks.log('info', 'CALLMOOD_CALL_START', `call started, tracks ${[...this.tracks.keys()].join(',')}`, {
+      callSid: msg.start.callSid,
+      streamSid: msg.streamSid,
+      tracks: [...this.tracks.keys()],
+    });
   }
 
   private onMedia(track: Track, timestamp: number, payload: string): void {
     const state = this.tracks.get(track);
     if (!state) {
-      this.protocolError(ErrorCodes.PROTOCOL, `media on track '${track}' which 'start' did not announce (${[...this.tracks.keys()].join(', ')})`);
+      this.protocolError(ErrorCodes.PROTOCOL, `media on track '${track}' which 'start' did not announce (${[...this.tracks.keys()].join(', ')})`, { track });
       return;
     }
     let samples: Float32Array;
     try {
       samples = this.decoder.decode(payload);
     } catch (err) {
-      this.protocolError((err as CallmoodError).code ?? ErrorCodes.INVALID_AUDIO, (err as Error).message);
+      this.protocolError((err as CallmoodError).code ?? ErrorCodes.INVALID_AUDIO, (err as Error).message, { track });
       return;
     }
     this.stats.mediaMessages++;
@@ -282,7 +287,7 @@ export class MediaSession {
     }
     if (gap >= 1) {
       if (gap > this.opts.maxGapFillMs) {
-        this.protocolError(ErrorCodes.PROTOCOL, `media timestamp jumps ${gap} ms on track '${track}'; gaps over ${this.opts.maxGapFillMs} ms are not filled`);
+        this.protocolError(ErrorCodes.PROTOCOL, `media timestamp jumps ${gap} ms on track '${track}'; gaps over ${this.opts.maxGapFillMs} ms are not filled`, { track });
       } else {
         this.fill(state, gap);
       }
@@ -308,9 +313,18 @@ export class MediaSession {
     }
   }
 
-  private protocolError(code: string, message: string): void {
+  /** The call's identity as log fields: what `identity` knows (nothing before a 'start'). */
+  private logIdentity(): Record<string, string> {
+    const { callSid, streamSid } = this.identity;
+    const fields: Record<string, string> = {};
+    if (callSid) fields.callSid = callSid;
+    if (streamSid) fields.streamSid = streamSid;
+    return fields;
+  }
+
+  private protocolError(code: string, message: string, fields?: { track: Track }): void {
     this.stats.protocolErrors++;
-    this.hooks.log('warn', code, message, { callSid: this.callSid });
+    this.hooks.log('warn', code, message, { ...this.logIdentity(), ...fields });
     this.hooks.emit({ ...this.base(this.callTimeMs()), type: 'error', code, message, permanent: false });
     if (this.stats.protocolErrors >= this.opts.maxProtocolErrors) {
       this.fail(new CallmoodError(ErrorCodes.PROTOCOL, `${this.stats.protocolErrors} protocol errors on one stream; closing it`), CloseCodes.POLICY);
@@ -318,7 +332,7 @@ export class MediaSession {
   }
 
   private fail(err: CallmoodError, closeCode: number): void {
-    this.hooks.log('error', err.code, err.message, { callSid: this.callSid });
+    this.hooks.log('error', err.code, err.message, this.logIdentity());
     this.hooks.emit({ ...this.base(this.callTimeMs()), type: 'error', code: err.code, message: err.message, permanent: true });
     void this.end('error');
     this.hooks.close(closeCode, err.message.slice(0, 120));
@@ -337,11 +351,11 @@ export class MediaSession {
       try {
         summary[track] = await state.sink.end();
       } catch (err) {
-        this.hooks.log('error', (err as CallmoodError).code ?? ErrorCodes.INTERNAL, `track ${track}: ${(err as Error).message}`);
+        this.hooks.log('error', (err as CallmoodError).code ?? ErrorCodes.INTERNAL, `ending the track: ${(err as Error).message}`, { ...this.logIdentity(), track });
       }
     }
     const durationMs = this.callTimeMs();
     this.hooks.emit({ ...this.base(durationMs), type: 'call-end', reason, durationMs, summary, stats: { ...this.stats } });
-    this.hooks.log('info', 'CALLMOOD_CALL_END', `call ${this.callSid} ended (${reason}) after ${(durationMs / 1000).toFixed(1)} s`, { ...this.stats });
+    this.hooks.log('info', 'CALLMOOD_CALL_END', `call ended (${reason}) after ${(durationMs / 1000).toFixed(1)} s`, { ...this.logIdentity(), reason, durationMs, ...this.stats });
   }
 }

@@ -9,7 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import twilio from 'twilio';
-import type { Logger } from './server.js';
+import type { Logger } from '../util/log.js';
 
 /** Which kind of URL Twilio requested: an http(s) webhook, or the ws(s) media stream. */
 export type UrlKind = 'http' | 'ws';

@@ -107,14 +107,18 @@ export function send(res: ServerResponse, status: number, body = '', contentType
 }
 
 /** The stream status callback's fields worth a log line (https://www.twilio.com/docs/voice/twiml/stream#statuscallback). */
-export function describeStreamStatus(p: WebhookParams): { event: string; line: string; isError: boolean } {
+export function describeStreamStatus(p: WebhookParams): { event: string; line: string; isError: boolean; fields: Record<string, string> } {
   const one = (k: string) => {
     const v = p[k];
     return Array.isArray(v) ? v[0] : v;
   };
   const event = one('StreamEvent') ?? 'unknown';
-  const parts = [`stream ${one('StreamSid') ?? '?'}`, `call ${one('CallSid') ?? '?'}`, event];
   const err = one('StreamError');
-  if (err) parts.push(`error: ${err}`);
-  return { event, line: parts.join(' '), isError: event === 'stream-error' || !!err };
+  // The call and stream are log fields, not words of the line.
+  const fields: Record<string, string> = {};
+  const callSid = one('CallSid');
+  const streamSid = one('StreamSid');
+  if (callSid) fields.callSid = callSid;
+  if (streamSid) fields.streamSid = streamSid;
+  return { event, line: `stream status ${event}${err ? `; error: ${err}` : ''}`, isError: event === 'stream-error' || !!err, fields };
 }
