@@ -34,7 +34,7 @@ test('evaluate --json - prints the JSON alone on stdout, with the regime and the
     assert.deepEqual(report.regime, { adapt: 'clip', callSeconds: null });
     for (const k of ['accuracy', 'balancedAccuracy', 'perClass']) assert.ok(k in report, k);
     assert.equal(typeof report.anger.auc, 'number');
-    assert.ok('recallAt5pctFpr' in report.anger);
+    assert.ok('recallAt5pctFpr' in report.anger, 'anger.recallAt5pctFpr');
     assert.equal(report.confusion.labels.length, 7);
     assert.match(report.model, /models[/\\]default$/, 'the shipped model by default');
     assert.match(r.stderr, /regime: adapt clip, clean channel/);

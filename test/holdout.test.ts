@@ -54,7 +54,7 @@ test('suites split a manifest: every clip in exactly one group; typos and half-h
   assert.equal(g.train.length + g.dev.length + g.test.length + g.cross.length, clips.length);
   assert.deepEqual([...new Set(g.train.map((c) => c.speaker))], ['crema-1071']);
   assert.deepEqual([...new Set(g.dev.map((c) => c.speaker))].sort(), ['crema-1062', 'tess-OAF']);
-  assert.ok(g.cross.every((c) => c.corpus === 'ravdess') && g.cross.length === 3);
+  assert.ok(g.cross.every((c) => c.corpus === 'ravdess') && g.cross.length === 3, 'the three RAVDESS clips are the cross group');
   // A mistyped held-out speaker would silently train on the real one: refused.
   assertCallmoodError(
     () => splitBySuites(clips, { ...SUITES, speakers: { ...SUITES.speakers, test: ['tess-YAFF'] } }),
@@ -208,7 +208,7 @@ test('evaluate: the report says its regime, scores per corpus, and names scored 
   assert.deepEqual(leak.speakersInTraining, [...new Set(heard.map((c) => c.speaker))].sort());
   assert.deepEqual(Object.keys(leak.perCorpus).sort(), ['crema-d', 'ravdess', 'tess']);
   const mean = Object.values(leak.perCorpus).reduce((s, r) => s + r.accuracy, 0) / 3;
-  assert.ok(Math.abs(leak.corpusMean.accuracy - mean) < 1e-12);
+  assert.ok(Math.abs(leak.corpusMean.accuracy - mean) < 1e-12, `corpus mean ${leak.corpusMean.accuracy} vs ${mean}`);
 });
 
 test('the committed suites file: groups apart, URDU held out whole, every speaker in the shared manifest', { skip: existsSync(SHARED) ? false : 'no ../shared/data here' }, () => {

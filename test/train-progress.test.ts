@@ -48,9 +48,9 @@ test('train at 80 columns: whole epoch lines, a bar per pass with its own total,
     // 24 training clips (crema-1071), 3 validation clips (crema-1062 ×2, tess-OAF): each bar counts its own.
     assert.ok(lines.some((l) => /^features \(training\) \[.*\] 24\/24/.test(l)), lines.join('\n'));
     assert.ok(lines.some((l) => /^features \(validation\) \[.*\] 3\/3/.test(l)), lines.join('\n'));
-    assert.ok(!lines.some((l) => /^features \(validation\).* \d+\/24/.test(l)));
+    assert.ok(!lines.some((l) => /^features \(validation\).* \d+\/24/.test(l)), 'the validation bar shows the training total');
     assert.ok(lines.some((l) => l.startsWith('windows: ')), `the windows line shares a line:\n${lines.join('\n')}`);
-    assert.ok(lines.some((l) => l.startsWith('saved ')));
+    assert.ok(lines.some((l) => l.startsWith('saved ')), 'no saved line');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
