@@ -12,6 +12,8 @@
  *   node --import tsx scripts/bench-results.ts --check   exit 1 if bench/RESULTS.md is not what the files give
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { replaceBetween } from './markers.js';
+import type { ModelBenchResult } from '../src/bench/model.js';
 
 const RESULTS = 'bench/RESULTS.md';
 const DIR = 'bench/results';
@@ -54,16 +56,7 @@ interface ReplayRun {
 }
 
 /** One `callmood bench model --json` line. */
-interface ModelRun {
-  msPerWindow: number;
-  msPerWindowBatched: number;
-  batch: number;
-  backend: string;
-  arch: string;
-  params: number;
-  weightBytes: number;
-  loadAverage?: number[];
-}
+type ModelRun = Omit<ModelBenchResult, 'rounds' | 'loadAverage'> & { loadAverage?: number[] };
 
 const jsonl = <T>(file: string): T[] | null =>
   existsSync(file)
@@ -260,11 +253,7 @@ let doc = before;
 for (const [name, make] of Object.entries(blocks)) {
   const startTag = `<!-- generated:${name}:start`;
   const endTag = `<!-- generated:${name}:end -->`;
-  const start = doc.indexOf(startTag);
-  const end = doc.indexOf(endTag);
-  if (start < 0 || end < start) throw new Error(`${RESULTS} has no ${startTag} … ${endTag} markers`);
-  const block = `${startTag} (scripts/bench-results.ts; do not edit by hand) -->\n\n${make()}\n\n`;
-  doc = doc.slice(0, start) + block + doc.slice(end);
+  doc = replaceBetween(doc, startTag, endTag, `${startTag} (scripts/bench-results.ts; do not edit by hand) -->\n\n${make()}\n\n`, RESULTS);
 }
 if (process.argv.includes('--check')) {
   if (doc !== before) {

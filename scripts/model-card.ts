@@ -4,6 +4,7 @@
  * "not run", never guessed. Usage: node --import tsx scripts/model-card.ts
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { replaceBetween } from './markers.js';
 
 const E = 'models/experiments';
 const CARD = 'models/DECISIONS.md';
@@ -154,10 +155,11 @@ for (const ch of ['clean', 'telephone']) {
 lines.push('');
 lines.push('### The shipped model on a caller it never heard (CREMA-D actor 1071, all 82 clips)');
 lines.push('');
-const md = existsSync('models/default/metadata.json') ? (JSON.parse(readFileSync('models/default/metadata.json', 'utf8')) as { arch: string; training: Record<string, unknown>; window: { feature: { sampleRate: number } } }) : null;
 // The ship part names its files after the feature rate and speeds (default.*, default-8k.*, default-8k-sp5.*) and
 // says in shipped.json which run it installed.
 const ship = read<{ experiment: string }>('shipped.json')?.experiment ?? 'default';
+// The metadata of the run installed then (models/default has since been replaced; see MODEL_CARD.md).
+const md = read<{ arch: string; training: Record<string, unknown>; window: { feature: { sampleRate: number } } }>(`${ship}.metadata.json`);
 lines.push(header());
 lines.push(row(`models/default (${md ? md.window.feature.sampleRate / 1000 : '?'} kHz features), clean`, `${ship}.crema-1071.clean.json`));
 lines.push(row(`models/default (${md ? md.window.feature.sampleRate / 1000 : '?'} kHz features), telephone`, `${ship}.crema-1071.telephone.json`));
@@ -222,9 +224,6 @@ if (variants) {
 lines.push('');
 lines.push('<!-- results:end -->');
 
-const card = readFileSync(CARD, 'utf8');
-const start = card.indexOf('<!-- results:start');
-const end = card.indexOf('<!-- results:end -->');
-if (start < 0 || end < 0) throw new Error(`${CARD} has no results markers`);
-writeFileSync(CARD, card.slice(0, start) + lines.join('\n') + card.slice(end + '<!-- results:end -->'.length));
+// The block ends with the end marker itself (replaceBetween keeps text from the end marker on).
+writeFileSync(CARD, replaceBetween(readFileSync(CARD, 'utf8'), '<!-- results:start', '<!-- results:end -->', lines.slice(0, -1).join('\n') + '\n', CARD));
 process.stdout.write(lines.join('\n') + '\n');

@@ -4,6 +4,7 @@
  * are shown as "not run", never guessed. Usage: node --import tsx scripts/suites-card.ts
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { replaceBetween } from './markers.js';
 
 const R = 'models/experiments/suites';
 const CARD = 'models/MODEL_CARD.md';
@@ -171,9 +172,5 @@ for (const [model, run] of Object.entries(shipped ?? {})) {
 if (!shipped) out('No shipped run recorded (models/experiments/suites/shipped.json).');
 out('<!-- suites:end -->');
 
-const card = readFileSync(CARD, 'utf8');
-const start = card.indexOf('<!-- suites:start');
-const end = card.indexOf('<!-- suites:end -->');
-if (start < 0 || end < 0) throw new Error(`${CARD} has no suites markers`);
-writeFileSync(CARD, card.slice(0, start) + lines.join('\n') + card.slice(end + '<!-- suites:end -->'.length));
+writeFileSync(CARD, replaceBetween(readFileSync(CARD, 'utf8'), '<!-- suites:start', '<!-- suites:end -->', lines.slice(0, -1).join('\n') + '\n', CARD));
 process.stdout.write(lines.join('\n') + '\n');

@@ -13,24 +13,12 @@ import { loadChannels } from '../src/audio/load.js';
 import { DEFAULT_HEAP_GROWING_PERCENT, tuneHeap } from '../src/cli/heap.js';
 import { CallmoodError, ErrorCodes } from '../src/errors.js';
 import { readMetadata } from '../src/model/io.js';
+import { cli } from './helpers.js';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../', import.meta.url));
 const clip = join(root, 'test/fixtures/audio/YAF_back_angry.flac');
 
-/** Runs the CLI from source, returning exit code and output (never throws on a non-zero exit). */
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), ...args], {
-      cwd: root,
-      maxBuffer: 64 * 1024 * 1024,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
 
 test('every command has --help', async () => {
   for (const args of [['--help'], ['features', '--help'], ['bench', '--help'], ['bench', 'mfcc', '--help'], ['bench', 'resample', '--help']]) {

@@ -10,6 +10,7 @@ import { WebSocket } from 'ws';
 import { createCallmood, type CallmoodServer } from '../src/telephony/server.js';
 import { ErrorCodes } from '../src/errors.js';
 import type { CallEndEvent, CallmoodEvent } from '../src/stream/events.js';
+import { waitFor } from './helpers.js';
 
 const TOKEN = 'defects-test-token-0123456789';
 const STALL_MS = 1000;
@@ -84,15 +85,6 @@ class Client {
   }
 }
 
-async function waitFor<T>(cond: () => T | undefined | false, what: string, timeoutMs = 10_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = cond();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const callEnd = (callSid: string) => events.find((e): e is CallEndEvent => e.type === 'call-end' && e.callSid === callSid);

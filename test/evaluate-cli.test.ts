@@ -4,26 +4,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { cli } from './helpers.js';
 
-const run = promisify(execFile);
 const root = fileURLToPath(new URL('../', import.meta.url));
 const HELD_OUT = join(root, 'test/fixtures/heldout/manifest.csv');
 
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), ...args], { cwd: root, maxBuffer: 16 * 1024 * 1024 });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
 
 test('evaluate --json - prints the JSON alone on stdout, with the regime and the contract fields; the table goes to stderr', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'callmood-evaluate-'));

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { CallmoodError } from '../src/errors.js';
@@ -87,4 +90,30 @@ export function chunked<T extends Float32Array>(x: T, sizes: () => number): T[] 
     i += n;
   }
   return out;
+}
+
+/** Polls `cond` every 10 ms until it returns something truthy, or throws after `timeoutMs` naming `what`. */
+export async function waitFor<T>(cond: () => T | null | undefined | false, what: string | (() => string), timeoutMs = 15_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = cond();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Runs the CLI from source in the project root: exit code and output (never throws on a non-zero exit). */
+export async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const root = fileURLToPath(new URL('../', import.meta.url));
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), ...args], {
+      cwd: root,
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
 }

@@ -17,6 +17,7 @@ import { createCallmood } from '../src/telephony/server.js';
 import { signUpgrade, simulateCall } from '../src/telephony/simulator.js';
 import { loadChannels } from '../src/audio/load.js';
 import { formatTextLine, toLogger } from '../src/util/log.js';
+import { waitFor } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const main = join(root, 'src/cli/main.ts');
@@ -30,15 +31,6 @@ function childEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-async function waitFor<T>(get: () => T | null | undefined | false, what: string | (() => string), ms = 60_000): Promise<T> {
-  const t0 = Date.now();
-  for (;;) {
-    const v = get();
-    if (v) return v;
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** Runs `callmood serve` on a free port with a light config; resolves once it logged its port. */
 async function serve(extra: string[], portOf: (stdout: string) => number | null): Promise<{ child: ChildProcess; port: number; stdout: () => string; stderr: () => string; exit: Promise<number | null> }> {
@@ -57,7 +49,7 @@ async function serve(extra: string[], portOf: (stdout: string) => number | null)
   const port = await waitFor(() => {
     if (child.exitCode !== null) throw new Error(`serve exited ${child.exitCode}: ${err}\n${out}`);
     return portOf(out);
-  }, () => `the port in serve's stdout (stdout so far: ${JSON.stringify(out.slice(0, 300))})`);
+  }, () => `the port in serve's stdout (stdout so far: ${JSON.stringify(out.slice(0, 300))})`, 60_000);
   // The model loads before listen() resolves, so the server takes calls now.
   return { child, port, stdout: () => out, stderr: () => err, exit };
 }
@@ -88,7 +80,7 @@ test('callmood serve logs pino JSON records on stdout: the listening line is one
   });
   try {
     const callSid = await simulate(s.port);
-    await waitFor(() => s.stdout().includes('"CALLMOOD_CALL_END"'), 'the call-end record');
+    await waitFor(() => s.stdout().includes('"CALLMOOD_CALL_END"'), 'the call-end record', 60_000);
     s.child.kill('SIGTERM');
     assert.equal(await s.exit, 0, s.stderr());
     const lines = s.stdout().trim().split('\n');
@@ -132,7 +124,7 @@ test('callmood serve --log-format text: one human line per record, fields as key
   });
   try {
     const callSid = await simulate(s.port);
-    await waitFor(() => s.stdout().includes('CALLMOOD_CALL_END'), 'the call-end line');
+    await waitFor(() => s.stdout().includes('CALLMOOD_CALL_END'), 'the call-end line', 60_000);
     s.child.kill('SIGTERM');
     assert.equal(await s.exit, 0, s.stderr());
     const lines = s.stdout().trim().split('\n');

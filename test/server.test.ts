@@ -26,6 +26,7 @@ import { DEFAULT_OPTIONS, resolveOptions } from '../src/config/options.js';
 import { loadConfigFile } from '../src/config/load.js';
 import { ErrorCodes } from '../src/errors.js';
 import type { CallEndEvent, CallmoodEvent, Track } from '../src/stream/events.js';
+import { waitFor } from './helpers.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const TOKEN = 'test-auth-token-0123456789';
@@ -185,16 +186,6 @@ after(async () => {
 const eventsOf = (callSid: string, track?: Track) => events.filter((e) => e.callSid === callSid && (!track || !('track' in e) || e.track === track));
 const callEnd = (callSid: string) => events.find((e): e is CallEndEvent => e.type === 'call-end' && e.callSid === callSid);
 
-/** Polls until `cond` holds (bounded). */
-async function waitFor<T>(cond: () => T | undefined | false, what: string, timeoutMs = 15_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = cond();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** Speech and emotion events of one track in call-time order, for comparing runs. */
 function streamEvents(list: CallmoodEvent[], track: Track): CallmoodEvent[] {

@@ -165,8 +165,10 @@ export async function trainFromManifest(o: TrainPipelineOptions): Promise<{ meta
   let split: { train: ClipRecord[]; val: ClipRecord[] };
   if (o.suites) {
     const suites = readSuites(o.suites);
-    // Checked against the whole manifest, so a corpus filter cannot hide a mistyped speaker.
-    splitBySuites(readManifest(o.manifest), suites, o.suites);
+    // Every suite speaker must occur in the whole manifest, so a corpus filter cannot hide a mistyped one; without a
+    // filter the clips read are the whole manifest and need no second read.
+    const filtered = Object.values(o.filter).some((v) => v !== undefined);
+    splitBySuites(filtered ? readManifest(o.manifest) : all, suites, o.suites);
     const groups = splitBySuites(known, suites, o.suites, false);
     split = { train: groups.train, val: groups.dev };
     heldOut = unique([...heldOut, ...suites.speakers.test, ...suites.speakers.cross]);
