@@ -139,6 +139,27 @@ export interface ControlSettings {
   timeoutMs: number;
 }
 
+/**
+ * Many nodes sharing one Redis (see README "Running many nodes"). With `url` null, the default, callmood is one
+ * process and needs no Redis: events fan out in memory and the webhook outbox is a folder on this node's disk.
+ */
+export interface RedisSettings {
+  /** `redis://[user:password@]host:port[/db]` (or `rediss://`); null = CALLMOOD_REDIS_URL, else one process, no Redis. */
+  url: string | null;
+  /** Prefix of every key callmood writes, so several deployments can share one Redis. */
+  prefix: string;
+  /** The shared event stream keeps about this many events (XADD MAXLEN ~): memory stays flat whatever the traffic. */
+  eventsMaxLen: number;
+  /** A feed consumer asking for one call gets that call's events of the last this many ms first (catch-up). */
+  catchUpMs: number;
+  /** Events held in memory while Redis is unreachable, per node; more are dropped, counted and logged. */
+  bufferMaxEvents: number;
+  /** Webhook partitions: a call's events go to partition hash(callSid) mod this; one node delivers a partition at a time. */
+  outboxPartitions: number;
+  /** A node holds a partition's lease this long without renewing it; a dead node's partitions move after it, ms. */
+  leaseMs: number;
+}
+
 /** Everything `createCallmood` and `callmood serve` take. */
 export interface CallmoodOptions {
   /** Model directory (TF.js files + metadata.json), loaded once and shared by every call; relative to the working directory, else to the package. */
@@ -181,6 +202,8 @@ export interface CallmoodOptions {
   control: ControlSettings;
   /** CRM webhooks: which events go to which URL, signed, through a durable outbox (see src/sinks/README.md). */
   webhooks: WebhookOptions;
+  /** Many nodes on one Redis; off by default. */
+  redis: RedisSettings;
 }
 
 /** Options as given: any field may be left out, nested objects too. */
@@ -215,6 +238,7 @@ export const DEFAULT_OPTIONS: Readonly<CallmoodOptions> = deepFreeze({
   policy: { enabled: true, file: null, dryRun: false, handlerTimeoutMs: 10_000 },
   control: { accountSid: null, apiBaseUrl: null, maxAttempts: 5, baseBackoffMs: 250, maxBackoffMs: 8000, timeoutMs: 10_000 },
   webhooks: DEFAULT_WEBHOOK_OPTIONS,
+  redis: { url: null, prefix: 'callmood', eventsMaxLen: 100_000, catchUpMs: 10_000, bufferMaxEvents: 50_000, outboxPartitions: 16, leaseMs: 10_000 },
 } satisfies CallmoodOptions);
 
 
@@ -313,6 +337,15 @@ const schema = z.strictObject({
   }),
   // Checked by resolveWebhookOptions, whose errors name the endpoint and the field.
   webhooks: z.unknown(),
+  redis: z.strictObject({
+    url: allowed(z.string().regex(/^rediss?:\/\/[^\s/?#]+(\/\d{1,2})?$/).nullable(), 'null or redis://[user:password@]host:port[/db] (or rediss://)'),
+    prefix: allowed(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/), 'letters, digits, _ . : - (1 to 64 characters)'),
+    eventsMaxLen: int(1000, 100_000_000),
+    catchUpMs: int(0, 3_600_000, 'ms'),
+    bufferMaxEvents: int(0, 10_000_000),
+    outboxPartitions: int(1, 1024),
+    leaseMs: int(1000, 600_000, 'ms'),
+  }),
 });
 
 /** The schema's leaf at a path, to find its allowed text. */
@@ -362,6 +395,8 @@ export function resolveOptions(input: CallmoodOptionsInput = {}, env: NodeJS.Pro
   const merged = mergeOptions(input);
   merged.authToken ??= nonEmpty(env.TWILIO_AUTH_TOKEN);
   merged.eventsToken ??= nonEmpty(env.CALLMOOD_EVENTS_TOKEN);
+  // A Redis URL with a password belongs in the environment, like the other secrets.
+  if (merged.redis && typeof merged.redis === 'object') merged.redis = { ...merged.redis, url: merged.redis.url ?? nonEmpty(env.CALLMOOD_REDIS_URL) };
   const parsed = schema.safeParse(merged);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
