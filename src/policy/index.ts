@@ -6,7 +6,7 @@ import { parsePolicy, type PolicyConfig } from './config.js';
 
 export { parsePolicy, loadPolicyFile, NEGATIVE_LABELS, type PolicyConfig, type PolicyRule, type RuleAction, type RuleConditions } from './config.js';
 export { PolicyEngine, type PolicyEngineOptions } from './engine.js';
-export { PolicyRuntime, type ActionHandler, type PolicyRuntimeHost } from './runtime.js';
+export { PolicyRuntime, type ActionHandler, type PolicyRuntimeHost, type CallController, type ControlResult, type EscalationTarget } from './runtime.js';
 
 /**
  * The shipped policy (`config/policy.json` holds the same): angry callers get a gentler script, one step per 3 s of

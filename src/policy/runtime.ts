@@ -4,14 +4,14 @@
  * as an `action-result` event:
  * - `soften_offer`, `flag_customer`: the event is the message (the callbot listens on the emitter or the feed, the
  *   CRM gets the webhook); outcome `done`.
- * - `escalate`, `end_call`: Twilio's REST API through CallControl (retried; 20404 = `call-over`).
+ * - `escalate`, `end_call`: through the host's CallController (the server gives Twilio's REST API, telephony/control.ts:
+ *   retried; 20404 = `call-over`).
  * - `custom`: the handler registered under that name, awaited with a time limit; a throw is a `failed` outcome.
  * - dry run: nothing is performed; outcome `skipped`.
  * Performing never blocks the event path: REST calls and handlers run in the background, and `close()` waits for
  * them (bounded).
  */
 import type { ActionEvent, ActionResultEvent, CallmoodEvent } from '../stream/events.js';
-import { CallControl, escalationTwiml, goodbyeTwiml, type ControlResult } from '../telephony/control.js';
 import type { Logger } from '../util/log.js';
 import type { PolicyEngine } from './engine.js';
 
@@ -36,6 +36,33 @@ export function actionResult(a: ActionEvent, r: { outcome: ActionResultEvent['ou
   };
 }
 
+/** How a change to a live call ended. */
+export interface ControlResult {
+  outcome: Exclude<ActionResultEvent['outcome'], 'skipped'>;
+  attempts: number;
+  detail: string;
+}
+
+/** Where `escalate` hands the caller: a number, SIP URI or `client:` to dial, a URL to redirect to, or raw TwiML. */
+export interface EscalationTarget {
+  dial?: string;
+  url?: string;
+  twiml?: string;
+  /** Said to the caller first. */
+  say?: string;
+}
+
+/**
+ * Changes live calls for the policy's `escalate` and `end_call`. The server gives Twilio's REST API
+ * (`CallControl`); an embedding process may give its own (another carrier, a test double of its own).
+ */
+export interface CallController {
+  /** Hands the call to a person. `accountSid` is the account the call's stream named, if any. */
+  escalate(callSid: string, accountSid: string | null, target: EscalationTarget): Promise<ControlResult>;
+  /** Ends the call, after a goodbye when `say` is given. */
+  endCall(callSid: string, accountSid: string | null, say?: string): Promise<ControlResult>;
+}
+
 /** A custom action's handler: what the plugin API registers under a name. */
 export type ActionHandler = (action: ActionEvent) => unknown | Promise<unknown>;
 
@@ -45,7 +72,7 @@ export interface PolicyRuntimeHost {
   publish(event: CallmoodEvent): void;
   log: Logger;
   /** Call control; null when there are no Twilio credentials (escalate/end_call then fail with a clear detail). */
-  control: CallControl | null;
+  control: CallController | null;
   /** Longest a custom handler may run, ms. */
   handlerTimeoutMs?: number;
 }
@@ -124,9 +151,9 @@ export class PolicyRuntime {
       case 'escalate':
       case 'end_call': {
         if (!this.host.control) return { outcome: 'failed', attempts: 0, detail: 'call control is off: no Twilio auth token' };
-        const update = spec.action === 'escalate' ? { twiml: escalationTwiml(spec) } : spec.say ? { twiml: goodbyeTwiml(spec.say) } : { status: 'completed' as const };
         // The account is read now, before any await: the call may end while the request is under way.
-        return this.host.control.update(a.callSid, this.accounts.get(a.callSid) ?? null, update);
+        const account = this.accounts.get(a.callSid) ?? null;
+        return spec.action === 'escalate' ? this.host.control.escalate(a.callSid, account, spec) : this.host.control.endCall(a.callSid, account, spec.say);
       }
       case 'custom': {
         const fn = this.handlers.get(spec.handler);

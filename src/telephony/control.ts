@@ -8,7 +8,7 @@
 import twilio from 'twilio';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { DEFAULT_OPTIONS, type ControlSettings } from '../config/options.js';
-import type { ActionOutcome } from '../stream/events.js';
+import type { CallController, ControlResult, EscalationTarget } from '../policy/runtime.js';
 
 type TwilioClient = ReturnType<typeof twilio>;
 type VoiceResponse = InstanceType<typeof twilio.twiml.VoiceResponse>;
@@ -22,12 +22,7 @@ export const DEFAULT_CALL_CONTROL: Readonly<CallControlOptions> = DEFAULT_OPTION
 /** What a change to a call does. */
 export type CallUpdate = { twiml: string } | { status: 'completed' };
 
-/** How a change ended. */
-export interface ControlResult {
-  outcome: Exclude<ActionOutcome, 'skipped'>;
-  attempts: number;
-  detail: string;
-}
+export type { ControlResult };
 
 interface RestError {
   status?: number;
@@ -40,8 +35,8 @@ const CALL_NOT_IN_PROGRESS = 21220;
 /** Twilio's error for a call SID it does not know (or one already gone). */
 const NOT_FOUND = 20404;
 
-/** Changes live calls; one client per account, shared by every call. */
-export class CallControl {
+/** Changes live calls through Twilio's REST API; one client per account, shared by every call. */
+export class CallControl implements CallController {
   readonly options: Readonly<CallControlOptions>;
   private readonly authToken: string;
   private readonly clients = new Map<string, TwilioClient>();
@@ -73,6 +68,16 @@ export class CallControl {
    * Applies `update` to the call, retrying where it may help. Never throws: the result says what happened.
    * `callAccountSid` is the account the call's stream named (used when no account is configured).
    */
+  /** Redirects the call to TwiML that dials (or redirects to) the target. */
+  escalate(callSid: string, callAccountSid: string | null, target: EscalationTarget): Promise<ControlResult> {
+    return this.update(callSid, callAccountSid, { twiml: escalationTwiml(target) });
+  }
+
+  /** Ends the call: a goodbye then hang up when `say` is given, else at once. */
+  endCall(callSid: string, callAccountSid: string | null, say?: string): Promise<ControlResult> {
+    return this.update(callSid, callAccountSid, say ? { twiml: goodbyeTwiml(say) } : { status: 'completed' });
+  }
+
   async update(callSid: string, callAccountSid: string | null, update: CallUpdate): Promise<ControlResult> {
     const account = this.options.accountSid ?? callAccountSid;
     if (!account || !/^AC[0-9a-fA-F]{32}$/.test(account)) {
@@ -106,7 +111,7 @@ function backoff(attempt: number, o: Pick<CallControlOptions, 'baseBackoffMs' | 
 }
 
 /** TwiML that hands the caller to a person: an optional `<Say>`, then `<Dial>` a number, SIP URI or client, or `<Redirect>` to a URL. */
-export function escalationTwiml(target: { dial?: string; url?: string; twiml?: string; say?: string }): string {
+export function escalationTwiml(target: EscalationTarget): string {
   if (target.twiml !== undefined) return target.twiml;
   const r: VoiceResponse = new twilio.twiml.VoiceResponse();
   if (target.say) r.say(target.say);
