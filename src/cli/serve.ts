@@ -28,12 +28,14 @@ export function serveCommand(program: Command): void {
     .option('--policy <file>', 'dialog policy JSON file (default: the shipped config/policy.json)')
     .option('--no-policy', 'run no dialog policy at all')
     .option('--dry-run', 'the policy decides and reports actions but carries none out')
+    .option('--redis <url>', 'many nodes on one Redis: redis://host:port (or CALLMOOD_REDIS_URL); see README "Running many nodes"')
     .option('--no-validate-signatures', 'DEVELOPMENT ONLY: accept requests without a valid X-Twilio-Signature')
     .addOption(new Option('--log-format <format>', 'log records as JSON lines (pino) or human text').choices(['json', 'text']).default('json'))
     .addOption(new Option('--log-level <level>', 'least severity logged').choices(['debug', 'info', 'warn', 'error']).default('info'))
-    .action(async (o: { port: number; host: string; config?: string; model?: string; policy?: string | boolean; dryRun?: boolean; validateSignatures: boolean; logFormat: LogFormat; logLevel: LogLevel }) => {
+    .action(async (o: { port: number; host: string; config?: string; model?: string; policy?: string | boolean; dryRun?: boolean; validateSignatures: boolean; redis?: string; logFormat: LogFormat; logLevel: LogLevel }) => {
       const input: CallmoodOptionsInput = o.config ? loadConfigFile(o.config) : {};
       if (o.model) input.modelDir = o.model;
+      if (o.redis) input.redis = { ...input.redis, url: o.redis };
       if (!o.validateSignatures) input.validateSignatures = false;
       if (typeof o.policy === 'string') input.policy = { ...input.policy, file: o.policy };
       if (o.policy === false) input.policy = { ...input.policy, enabled: false };

@@ -4,6 +4,10 @@
  * clients that cannot set headers), compared in constant time; `?callSid=CA…` narrows the feed to one call and
  * `?types=emotion,call-end` to some event types.
  *
+ * Catch-up: with a `catchUp` source (many-node mode's bus), a consumer of one call first gets that call's recent
+ * events (a callbot that connects a few seconds after call-start still sees call-start), then the live ones; events
+ * that arrive while the catch-up is read wait for it and are not sent twice.
+ *
  * Slow consumers: a socket whose unsent data passes `maxBufferedBytes` is closed with 1013 (try again later) and
  * counted, never buffered without bound and never silently thinned out — a callbot acting on a feed with holes would
  * act on a stale view of the call; a closed socket tells it plainly to reconnect.
@@ -43,7 +47,12 @@ interface FeedClient {
   callSid: string | null;
   types: Set<string> | null;
   alive: boolean;
+  /** Live events held while the catch-up is read (JSON texts); null once it was sent. */
+  held: string[] | null;
 }
+
+/** The recent events of one call, oldest first. */
+export type CatchUpSource = (callSid: string) => Promise<CallmoodEvent[]>;
 
 /** The `/events` WebSocket server. */
 export class EventsFeed {
@@ -57,6 +66,7 @@ export class EventsFeed {
     private readonly settings: FeedSettings,
     private readonly log: Logger,
     private readonly metrics: CallmoodMetrics,
+    private readonly catchUp: CatchUpSource | null = null,
   ) {
     // Consumers only listen; anything they send is small or a mistake.
     this.wss = new WebSocketServer({ noServer: true, maxPayload: 4096 });
@@ -100,13 +110,34 @@ export class EventsFeed {
       }
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      const client: FeedClient = { ws, callSid, types, alive: true };
+      const client: FeedClient = { ws, callSid, types, alive: true, held: callSid && this.catchUp ? [] : null };
       this.clients.add(client);
+      if (client.held) void this.sendCatchUp(client, callSid!);
       ws.on('pong', () => (client.alive = true));
       ws.on('error', (err) => this.log('warn', 'CALLMOOD_FEED_SOCKET', `event feed consumer ${ip}: ${err.message}`));
       ws.on('close', () => this.clients.delete(client));
       this.log('info', 'CALLMOOD_FEED_OPEN', `event feed consumer ${ip} connected${types ? ` types ${[...types].join(',')}` : ''}`, { remote: ip, ...(callSid ? { callSid } : {}) });
     });
+  }
+
+  private async sendCatchUp(c: FeedClient, callSid: string): Promise<void> {
+    let past: CallmoodEvent[] = [];
+    try {
+      past = await this.catchUp!(callSid);
+    } catch (err) {
+      this.log('warn', 'CALLMOOD_FEED_CATCHUP', `event feed: no catch-up for ${callSid}: ${(err as Error).message}`, { callSid });
+    }
+    const held = c.held ?? [];
+    c.held = null;
+    if (c.ws.readyState !== WebSocket.OPEN) return;
+    const sent = new Set<string>();
+    for (const e of past) {
+      if (c.types !== null && !c.types.has(e.type)) continue;
+      const text = JSON.stringify(e);
+      sent.add(text);
+      c.ws.send(text);
+    }
+    for (const text of held) if (!sent.has(text)) c.ws.send(text);
   }
 
   /** Sends an event to every consumer whose filter takes it. */
@@ -124,7 +155,8 @@ export class EventsFeed {
         continue;
       }
       text ??= JSON.stringify(e);
-      c.ws.send(text);
+      if (c.held) c.held.push(text);
+      else c.ws.send(text);
     }
   }
 

@@ -4,6 +4,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { InferenceEngine } from '../stream/batcher.js';
+import type { BusStats } from '../cluster/event-bus.js';
 import type { CallmoodEvent } from '../stream/events.js';
 import type { WebhookSink } from '../sinks/webhooks.js';
 
@@ -116,6 +117,35 @@ export class CallmoodMetrics {
     sink.on('delivered', (i) => delivered.inc({ endpoint: i.endpoint }));
     sink.on('attempt-failed', (i) => failed.inc({ endpoint: i.endpoint }));
     sink.on('dead-letter', (d) => dead.inc({ endpoint: d.endpoint }));
+  }
+
+  /** Many-node mode: the event bus's state, traffic, buffer and drops. */
+  watchBus(bus: { stats(): BusStats }): void {
+    const registers = [this.registry];
+    const g = (name: string, help: string, pick: (s: BusStats) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(pick(bus.stats()));
+        },
+      });
+    g('callmood_bus_connected', 'Whether this node reaches Redis (1) or not (0).', (s) => (s.state === 'connected' ? 1 : 0));
+    g('callmood_bus_buffered_events', 'Events waiting in memory for Redis.', (s) => s.buffered);
+    const c = (name: string, help: string, pick: (s: BusStats) => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          this.inc(pick(bus.stats()));
+        },
+      });
+    c('callmood_bus_published_total', 'Events this node wrote to the shared event stream.', (s) => s.published);
+    c('callmood_bus_received_total', "Other nodes' events this node read from the shared event stream.", (s) => s.received);
+    c('callmood_bus_dropped_total', 'Events dropped because Redis was unreachable and the buffer (redis.bufferMaxEvents) was full.', (s) => s.dropped);
   }
 
   /** Counts one event. */

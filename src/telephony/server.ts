@@ -35,6 +35,7 @@ import { createLogger, toLogger, type Logger, type LoggerInput } from '../util/l
 import { createFanout } from './fanout.js';
 import { MediaSockets } from './media-sockets.js';
 import { HttpRoutes, pathnameOf, type CallmoodHandler } from './routes.js';
+import { RedisEventBus, type BusStats } from '../cluster/event-bus.js';
 
 export type { CallmoodHandler };
 
@@ -85,6 +86,8 @@ export interface CallmoodHealth {
   webhooks: Record<string, EndpointStats>;
   /** The dialog policy: null when off. */
   policy: { rules: number; dryRun: boolean; pendingActions: number; callControl: boolean } | null;
+  /** Many-node mode's event bus (state `connected`, `down` …, buffered and dropped events); null without Redis. A node whose Redis is down stays `ok`: its calls go on. */
+  redis: BusStats | null;
 }
 
 /**
@@ -104,6 +107,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
   readonly webhooks: WebhookSink;
   /** The webhook routes as a node request listener, mountable in an existing app (see CallmoodHandler). */
   readonly handler: CallmoodHandler;
+  /** Many-node mode's shared event bus (null without `redis.url`). */
+  readonly bus: RedisEventBus | null;
   private readonly log: Logger;
   private readonly feed: EventsFeed;
   private readonly media: MediaSockets;
@@ -128,7 +133,14 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
       { defaultMetrics: runtime.processMetrics ?? true },
     );
     const guard = new SignatureGuard(o, log);
-    this.feed = new EventsFeed(o.eventsToken, o.feed, log, this.metrics);
+    const redisUrl = o.redis.url;
+    this.bus = redisUrl ? new RedisEventBus({ ...o.redis, url: redisUrl }, log) : null;
+    this.feed = new EventsFeed(o.eventsToken, o.feed, log, this.metrics, this.bus ? (callSid) => this.bus!.catchUp(callSid) : null);
+    if (this.bus) {
+      // Other nodes' events reach this node's feed consumers; the embedding API fires only where the call lives.
+      this.bus.on('remote', (e) => this.feed.publish(e));
+      this.metrics.watchBus(this.bus);
+    }
     if (!o.validateSignatures) {
       log('warn', 'CALLMOOD_SIGNATURES_OFF', 'validateSignatures is false: X-Twilio-Signature is NOT checked; anyone who can reach this server can send audio and fetch TwiML. Development only.');
     }
@@ -142,6 +154,7 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
       metrics: this.metrics,
       emit: (name, e) => (this.emit as (n: string, e: CallmoodEvent) => boolean)(name, e),
       feed: this.feed,
+      bus: this.bus,
       webhooks: o.webhooks.endpoints.length > 0 ? this.webhooks : null,
       policy: this.policy,
     });
@@ -214,6 +227,10 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
   private async load(): Promise<void> {
     // Events left in the outbox by an earlier run are being sent again before the first call.
     await this.webhooks.ready;
+    if (this.bus) {
+      await this.bus.ready();
+      this.log('info', 'CALLMOOD_REDIS', `many-node mode: event bus ${this.bus.key} on Redis, node ${this.bus.node}`, { node: this.bus.node });
+    }
     const dir = resolveModelDir(this.options.modelDir);
     const t0 = performance.now();
     const engine = this.options.engine === 'worker' ? await WorkerEngine.load(dir) : await InProcessEngine.load(dir);
@@ -323,6 +340,7 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
       policy: this.policy
         ? { rules: this.policy.engine.config.rules.length, dryRun: this.policy.engine.dryRun, pendingActions: this.policy.pending, callControl: this.policy.hasControl }
         : null,
+      redis: this.bus?.stats() ?? null,
     };
   }
 
@@ -350,6 +368,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     await this.policy?.close(this.options.drainTimeoutMs);
     // What is not delivered yet stays in the outbox for the next start; nothing is lost by stopping.
     await this.webhooks.close().catch((err: unknown) => this.log('error', 'CALLMOOD_WEBHOOKS_CLOSE', `webhooks: ${(err as Error).message}`));
+    // The call-ends go to the other nodes' consumers too.
+    await this.bus?.close();
     // Every call-end is queued on the feed sockets by now; their close frames follow the data.
     await this.feed.close();
     if (this.loaded) {

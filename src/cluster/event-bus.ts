@@ -1,0 +1,273 @@
+/**
+ * The shared event bus of many-node mode: every node appends each call event to one Redis Stream
+ * (`{prefix}:events`, `XADD … MAXLEN ~ eventsMaxLen`, so Redis memory stays flat whatever the traffic) and reads
+ * the stream back with one blocking `XREAD` per node. A node hands the events other nodes wrote to its `/events`
+ * feed, so a consumer may ask any node for any call; its own events reach its feed directly, without the round trip.
+ * A consumer that connects after a call started gets that call's last `catchUpMs` of events first (`catchUp`, an
+ * `XRANGE` from the stream id of that time: Redis stream ids begin with the millisecond they were written).
+ *
+ * Redis unreachable: the node keeps serving its calls. Events wait in memory, in order, up to `bufferMaxEvents`;
+ * past that the oldest are dropped (a live view wants the newest), counted and logged (once per outage, with the
+ * count at recovery). When Redis returns, the buffer is written in order and the reader goes on from the last id it
+ * saw, so remote events of the outage arrive late rather than never, as far as MAXLEN kept them.
+ *
+ * The bus is for live views. The CRM's at-least-once delivery does not depend on it: that is the webhook outbox
+ * (src/sinks), which has its own durable Redis keys.
+ */
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { EventEmitter } from 'eventemitter3';
+import type { RedisSettings } from '../config/options.js';
+import type { CallmoodEvent } from '../stream/events.js';
+import type { Logger } from '../util/log.js';
+
+/** The bus connection's state, as `/healthz` shows it. */
+export type BusState = 'connecting' | 'connected' | 'down' | 'closed';
+
+export interface BusStats {
+  state: BusState;
+  /** This node's id in the stream's entries. */
+  node: string;
+  /** Events written to Redis by this node. */
+  published: number;
+  /** Events of other nodes read from Redis. */
+  received: number;
+  /** Events waiting in memory for Redis. */
+  buffered: number;
+  /** Events dropped because the buffer was full (since start). */
+  dropped: number;
+  /** The last Redis error, while not connected. */
+  lastError: string | null;
+}
+
+export interface BusEvents {
+  /** An event another node published. */
+  remote: (e: CallmoodEvent) => void;
+  state: (state: BusState) => void;
+}
+
+/** A node id: host, pid and a random part, so a restarted process is a new node. */
+export function makeNodeId(): string {
+  return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+}
+
+const BATCH = 512;
+
+export class RedisEventBus extends EventEmitter<BusEvents> {
+  readonly node: string;
+  readonly key: string;
+  private readonly writer: Redis;
+  private readonly reader: Redis;
+  private readonly buffer: string[] = [];
+  private flushing = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private lastId = '$';
+  private reading: Promise<void> | null = null;
+  private closed = false;
+  private st: BusState = 'connecting';
+  private outageDropped = 0;
+  private counts = { published: 0, received: 0, dropped: 0 };
+  private lastError: string | null = null;
+
+  constructor(
+    private readonly settings: RedisSettings & { url: string },
+    private readonly log: Logger,
+    node = makeNodeId(),
+  ) {
+    super();
+    this.node = node;
+    this.key = `${settings.prefix}:events`;
+    const common = {
+      // Our own bounded buffer holds events while Redis is away; ioredis's offline queue would grow without bound.
+      enableOfflineQueue: false,
+      // A command cut by a disconnect fails at once and its events go back to the buffer.
+      maxRetriesPerRequest: 0,
+      retryStrategy: (times: number) => Math.min(2000, 50 * 2 ** Math.min(times, 6)),
+      lazyConnect: false,
+    };
+    this.writer = new Redis(settings.url, { ...common, connectionName: `callmood-bus-w-${node}` });
+    this.reader = new Redis(settings.url, { ...common, connectionName: `callmood-bus-r-${node}` });
+    this.writer.on('ready', () => this.setState('connected'));
+    this.writer.on('error', (err: Error) => (this.lastError = err.message));
+    // The reader's errors are the writer's too (same Redis); its loop retries on its own.
+    this.reader.on('error', () => undefined);
+    this.writer.on('close', () => {
+      if (!this.closed) this.setState('down');
+    });
+  }
+
+  get state(): BusState {
+    return this.st;
+  }
+
+  /** Resolves once both connections are up and reading has started (rejects after `timeoutMs`). */
+  async ready(timeoutMs = 10_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    while (this.writer.status !== 'ready' || this.reader.status !== 'ready') {
+      if (Date.now() > until) throw new Error(`Redis at ${redactUrl(this.settings.url)} did not answer within ${timeoutMs} ms${this.lastError ? `: ${this.lastError}` : ''}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // Start after the newest entry: the feed's catch-up covers what came before.
+    const last = (await this.reader.xrevrange(this.key, '+', '-', 'COUNT', 1)) as [string, string[]][];
+    this.lastId = last[0]?.[0] ?? '0-0';
+    this.reading ??= this.readLoop();
+  }
+
+  /** Appends an event; never waits. */
+  publish(e: CallmoodEvent): void {
+    if (this.closed) return;
+    this.buffer.push(JSON.stringify(e));
+    this.bound();
+    this.scheduleFlush();
+  }
+
+  /** Keeps the buffer within bufferMaxEvents by dropping the oldest: counted, and logged once per outage. */
+  private bound(): void {
+    const over = this.buffer.length - this.settings.bufferMaxEvents;
+    if (over <= 0) return;
+    this.buffer.splice(0, over);
+    this.counts.dropped += over;
+    if (this.outageDropped === 0) {
+      this.log('error', 'CALLMOOD_BUS_DROPPED', `event bus: Redis unreachable and ${this.settings.bufferMaxEvents} events buffered (redis.bufferMaxEvents); dropping the oldest from now on, counted in callmood_bus_dropped_total`);
+    }
+    this.outageDropped += over;
+  }
+
+  /** The events of `callSid` in the last `catchUpMs` (oldest first). */
+  async catchUp(callSid: string): Promise<CallmoodEvent[]> {
+    if (this.settings.catchUpMs === 0 || this.writer.status !== 'ready') return [];
+    const from = `${Math.max(0, Date.now() - this.settings.catchUpMs)}-0`;
+    const out: CallmoodEvent[] = [];
+    let start = from;
+    // Paged, so a busy stream never makes one huge reply.
+    for (let page = 0; page < 200; page++) {
+      const rows = (await this.writer.xrange(this.key, start, '+', 'COUNT', 2000)) as [string, string[]][];
+      for (const [, fields] of rows) {
+        const text = field(fields, 'e');
+        if (text && text.includes(callSid)) {
+          const e = JSON.parse(text) as CallmoodEvent;
+          if (e.callSid === callSid) out.push(e);
+        }
+      }
+      if (rows.length < 2000) break;
+      start = `(${rows[rows.length - 1][0]}`;
+    }
+    return out;
+  }
+
+  stats(): BusStats {
+    return { state: this.st, node: this.node, ...this.counts, buffered: this.buffer.length, lastError: this.st === 'connected' ? null : this.lastError };
+  }
+
+  /** Writes what is buffered (bounded by `timeoutMs`), stops reading, disconnects. */
+  async close(timeoutMs = 3000): Promise<void> {
+    if (this.closed) return;
+    const until = Date.now() + timeoutMs;
+    while ((this.buffer.length > 0 || this.flushing) && this.writer.status === 'ready' && Date.now() < until) {
+      this.scheduleFlush();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    if (this.buffer.length > 0) this.log('warn', 'CALLMOOD_BUS_CLOSE', `event bus: ${this.buffer.length} events not written to Redis at close`);
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.setState('closed');
+    this.reader.disconnect();
+    this.writer.disconnect();
+    await this.reading?.catch(() => undefined);
+  }
+
+  private setState(s: BusState): void {
+    if (this.st === s || this.st === 'closed') return;
+    const was = this.st;
+    this.st = s;
+    if (s === 'down') {
+      this.log('error', 'CALLMOOD_BUS_DOWN', `event bus: lost Redis at ${redactUrl(this.settings.url)}${this.lastError ? ` (${this.lastError})` : ''}; calls go on, events wait in memory (up to ${this.settings.bufferMaxEvents})`);
+    } else if (s === 'connected' && was === 'down') {
+      this.log('info', 'CALLMOOD_BUS_UP', `event bus: Redis is back; writing ${this.buffer.length} buffered events${this.outageDropped > 0 ? `; ${this.outageDropped} were dropped during the outage` : ''}`, { buffered: this.buffer.length, dropped: this.outageDropped });
+      this.outageDropped = 0;
+    }
+    if (s === 'connected') this.scheduleFlush();
+    this.emit('state', s);
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushing || this.buffer.length === 0 || this.closed) return;
+    this.flushing = true;
+    setImmediate(() => void this.flush());
+  }
+
+  private async flush(): Promise<void> {
+    try {
+      while (this.buffer.length > 0 && !this.closed) {
+        if (this.writer.status !== 'ready') return;
+        const batch = this.buffer.splice(0, BATCH);
+        let ok = 0;
+        try {
+          const p = this.writer.pipeline();
+          for (const text of batch) p.xadd(this.key, 'MAXLEN', '~', this.settings.eventsMaxLen, '*', 'n', this.node, 'e', text);
+          const results = (await p.exec()) ?? [];
+          // Entries answered OK are written; from the first failure on, the batch goes back to the buffer, in order.
+          while (ok < batch.length && results[ok] && !results[ok][0]) ok++;
+          if (ok < batch.length) this.lastError = String(results[ok]?.[0] ?? 'pipeline failed');
+        } catch (err) {
+          this.lastError = (err as Error).message;
+        }
+        this.counts.published += ok;
+        if (ok < batch.length) {
+          this.buffer.unshift(...batch.slice(ok));
+          this.bound();
+          return this.retrySoon();
+        }
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private retrySoon(): void {
+    if (this.retryTimer || this.closed) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.scheduleFlush();
+    }, 250);
+    this.retryTimer.unref();
+  }
+
+  private async readLoop(): Promise<void> {
+    while (!this.closed) {
+      try {
+        const res = (await this.reader.xread('COUNT', 1000, 'BLOCK', 1000, 'STREAMS', this.key, this.lastId)) as [string, [string, string[]][]][] | null;
+        if (!res) continue;
+        for (const [, entries] of res) {
+          for (const [id, fields] of entries) {
+            this.lastId = id;
+            if (field(fields, 'n') === this.node) continue;
+            const text = field(fields, 'e');
+            if (!text) continue;
+            this.counts.received++;
+            try {
+              this.emit('remote', JSON.parse(text) as CallmoodEvent);
+            } catch (err) {
+              this.log('error', 'CALLMOOD_BUS_ERROR', `event bus: an entry ${id} could not be handled: ${(err as Error).message}`);
+            }
+          }
+        }
+      } catch (err) {
+        if (this.closed) return;
+        this.lastError = (err as Error).message;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  }
+}
+
+function field(fields: string[], name: string): string | undefined {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
+  return undefined;
+}
+
+/** A Redis URL for logs: the password, if any, replaced. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:@/]*):([^@/]*)@/, '//$1:***@');
+}

@@ -1,0 +1,146 @@
+/**
+ * Many nodes on one Redis: three real `callmood serve --redis` processes, a real redis-server started here on a
+ * loopback port, calls from the Twilio-like simulator. A consumer on one node follows a call that lives on another,
+ * catching up on what it missed; Redis stopped under live calls, then started again.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { followEvents, simulateCall } from '../src/telephony/simulator.js';
+import { createCallmood, type CallmoodServer } from '../src/telephony/server.js';
+import type { CallmoodEvent } from '../src/stream/events.js';
+import { startRedis, type TestRedis } from './helpers/redis.js';
+import { startServe, type ServeProcess } from './helpers/serve.js';
+import { phoneClip } from './helpers/replay-audio.js';
+import { waitFor } from './helpers.js';
+
+const TOKEN = 'redis-nodes-auth-token';
+const FEED = 'redis-nodes-feed-token';
+const env = { TWILIO_AUTH_TOKEN: TOKEN, CALLMOOD_EVENTS_TOKEN: FEED };
+const callSid = () => 'CA' + randomBytes(16).toString('hex');
+
+let redis: TestRedis;
+before(async () => {
+  redis = await startRedis();
+});
+after(async () => {
+  await redis?.stop();
+});
+
+async function health(url: string): Promise<Record<string, any>> {
+  const r = await fetch(`${url}/healthz`);
+  return (await r.json()) as Record<string, any>;
+}
+
+/** Repeats a clip to `seconds` of audio. */
+async function longClip(seconds: number): Promise<Float32Array> {
+  const x = await phoneClip('YAF_back_angry.flac');
+  const out = new Float32Array(Math.floor((seconds * 8000) / 160) * 160);
+  for (let i = 0; i < out.length; i += x.length) out.set(x.subarray(0, Math.min(x.length, out.length - i)), i);
+  return out;
+}
+
+test('three nodes: a consumer on node A follows a call on node C, catching up on its call-start, and gets what C\'s own consumer gets', async () => {
+  const nodes: ServeProcess[] = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      nodes.push(await startServe({ engine: 'in-process', policy: { enabled: false }, redis: { url: redis.url, catchUpMs: 60_000 } }, env));
+    }
+    const [a, , c] = nodes;
+    for (const n of nodes) {
+      const h = await health(n.url);
+      assert.equal(h.redis?.state, 'connected', `node ${n.port} health: ${JSON.stringify(h.redis)}`);
+    }
+    const ids = new Set(await Promise.all(nodes.map(async (n) => (await health(n.url)).redis.node as string)));
+    assert.equal(ids.size, 3, 'every node has its own id');
+
+    const sid = callSid();
+    const onC: CallmoodEvent[] = [];
+    const onA: CallmoodEvent[] = [];
+    const local = await followEvents(`ws://127.0.0.1:${c.port}/events`, { token: FEED, callSid: sid, onEvent: (e) => onC.push(e) });
+    let remote: { close: () => void } | null = null;
+    let subscribing: Promise<void> | null = null;
+    const audio = await longClip(5);
+    const call = simulateCall(
+      { audio: { inbound: audio }, callSid: sid },
+      {
+        url: `ws://127.0.0.1:${c.port}/media`,
+        pace: 'realtime',
+        authToken: TOKEN,
+        // Node A's consumer connects two seconds into the call: call-start is long gone by then.
+        onChunk: (i) => {
+          if (i === 100 && !subscribing) {
+            subscribing = followEvents(`ws://127.0.0.1:${a.port}/events`, { token: FEED, callSid: sid, onEvent: (e) => onA.push(e) }).then((f) => {
+              remote = f;
+            });
+          }
+        },
+      },
+    );
+    await call;
+    await subscribing;
+    await waitFor(() => onA.some((e) => e.type === 'call-end') && onC.some((e) => e.type === 'call-end'), () => `call-end on both consumers (A has ${onA.length}, C has ${onC.length})`, 20_000);
+    local.close();
+    (remote as { close: () => void } | null)?.close();
+    assert.equal(onA[0]?.type, 'call-start', `the first event A's consumer got: ${JSON.stringify(onA[0])}`);
+    const emotions = onA.filter((e) => e.type === 'emotion').length;
+    assert.ok(emotions >= 5, `A's consumer got ${emotions} emotion events`);
+    // The same events, in the same order, wherever the consumer is.
+    assert.deepEqual(onA.map((e) => JSON.stringify(e)), onC.map((e) => JSON.stringify(e)), 'A and C consumers saw different sequences');
+    const hc = await health(c.url);
+    assert.ok(hc.redis.published >= onC.length, `C published ${hc.redis.published} events to Redis, its consumer saw ${onC.length}`);
+  } finally {
+    for (const n of nodes) n.child.kill('SIGKILL');
+    await Promise.all(nodes.map((n) => n.exit));
+  }
+});
+
+test('Redis stopped for 10 s under live calls: the calls go on, events wait in memory, and reach the other node once Redis is back', async () => {
+  const opts = () => ({ engine: 'in-process' as const, policy: { enabled: false }, authToken: TOKEN, eventsToken: FEED, redis: { url: redis.url, catchUpMs: 0 } });
+  const servers: CallmoodServer[] = [];
+  const logs: string[] = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      const s = createCallmood(opts(), { logger: (level, code, message) => logs.push(`${i} ${level} ${code} ${message}`), processMetrics: false });
+      servers.push(s);
+    }
+    const [holder, other] = servers;
+    const addrs = await Promise.all(servers.map((s) => s.listen(0, '127.0.0.1')));
+    const seen: CallmoodEvent[] = [];
+    const feed = await followEvents(`ws://127.0.0.1:${addrs[1].port}/events`, { token: FEED, onEvent: (e) => seen.push(e) });
+    const local: CallmoodEvent[] = [];
+    holder.on('event', (e) => local.push(e));
+    const sids = [callSid(), callSid()];
+    const audio = await longClip(16);
+    const calls = sids.map((sid) => simulateCall({ audio: { inbound: audio }, callSid: sid }, { url: `ws://127.0.0.1:${addrs[0].port}/media`, pace: 'realtime', authToken: TOKEN }));
+    await waitFor(() => seen.filter((e) => e.type === 'call-start').length === 2, 'both call-starts on the other node', 20_000);
+    await redis.pause();
+    const stoppedAt = Date.now();
+    await waitFor(() => holder.health().redis?.state === 'down', () => `the holder to see Redis down: ${JSON.stringify(holder.health().redis)}`, 10_000);
+    const seenAtStop = seen.length;
+    await waitFor(() => (holder.health().redis?.buffered ?? 0) > 0, 'events buffered while Redis is down', 10_000);
+    assert.equal(holder.health().ok, true, 'a node without Redis stays healthy: its calls go on');
+    await new Promise((r) => setTimeout(r, Math.max(0, 10_000 - (Date.now() - stoppedAt))));
+    const buffered = holder.health().redis!.buffered;
+    const localDuring = local.length;
+    await redis.resume();
+    await Promise.all(calls);
+    await waitFor(() => seen.filter((e) => e.type === 'call-end').length === 2, () => `both call-ends on the other node (seen ${seen.length})`, 30_000);
+    feed.close();
+    const st = holder.health().redis!;
+    assert.equal(st.state, 'connected', JSON.stringify(st));
+    assert.equal(st.dropped, 0, 'nothing dropped: the buffer was large enough');
+    assert.equal(st.buffered, 0, 'the buffer was written out');
+    // Every event of the two calls that the holder emitted reached the other node, in order per call.
+    for (const sid of sids) {
+      const mine = local.filter((e) => e.callSid === sid).map((e) => JSON.stringify(e));
+      const theirs = seen.filter((e) => e.callSid === sid).map((e) => JSON.stringify(e));
+      assert.deepEqual(theirs, mine, `call ${sid}: the other node's feed differs from the holder's events`);
+    }
+    assert.ok(buffered >= 10 && localDuring > seenAtStop, `events were buffered during the outage (${buffered})`);
+    assert.ok(logs.some((l) => l.includes('CALLMOOD_BUS_DOWN')) && logs.some((l) => l.includes('CALLMOOD_BUS_UP')), `the outage and the recovery are logged: ${logs.filter((l) => l.includes('BUS')).join(' | ')}`);
+    void other;
+  } finally {
+    await Promise.all(servers.map((s) => s.close()));
+  }
+});
