@@ -12,6 +12,7 @@ import { benchCall } from './signal.js';
 import type { CallmoodEvent } from '../stream/events.js';
 import { encodePayloads, followEvents, simulateCall } from '../telephony/simulator.js';
 import { TWILIO_FRAME_BYTES } from '../audio/codecs.js';
+import { Redis } from 'ioredis';
 
 /** Call time each `media` chunk carries: 160 μ-law bytes at 8 kHz. */
 const CHUNK_MS = (TWILIO_FRAME_BYTES / 8000) * 1000;
@@ -59,6 +60,18 @@ export interface CallsBenchResult {
    */
   mainThreadMsPerCallSecond: number;
   otherThreadsMsPerCallSecond: number;
+  /** Servers the calls were spread over (round robin); 1 = one node without Redis. */
+  nodes: number;
+  /**
+   * With several nodes, the feed reader is on node 0: the events of calls on other nodes came over the Redis bus.
+   * End-to-end p99 of those (remote) and of node 0's own calls (local), ms; NaN with one node.
+   */
+  remoteP99Ms: number;
+  localP99Ms: number;
+  /** Events per second node 0 read from the bus over the run (the other nodes' events). */
+  busEventsPerSecond: number;
+  /** Redis memory added per live call at the peak (used_memory), KB; NaN without Redis. */
+  redisKbPerCall: number;
 }
 
 /** What `benchCalls` runs. */
@@ -75,6 +88,10 @@ export interface CallsBenchOptions {
   serverRoot?: string;
   /** Extra node flags for the server process (e.g. `--cpu-prof`). */
   serverNodeArgs?: string[];
+  /** Servers to spread the calls over (default 1); more than one needs `redisUrl`. */
+  nodes?: number;
+  /** Redis the nodes share (many-node mode). */
+  redisUrl?: string;
 }
 
 const quantile = (xs: number[], q: number) => {
@@ -173,20 +190,33 @@ export async function startBenchServer(opts: { config?: Record<string, unknown>;
 
 /** Runs the benchmark; `modelDir` defaults to the shipped model. */
 export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchResult> {
-  const server = await startBenchServer({ ...opts, config: { ...opts.config, maxCalls: opts.calls + 10 } });
-  const { port, base, authToken, eventsToken } = server;
+  const n = opts.nodes ?? 1;
+  if (n > 1 && !opts.redisUrl) throw new Error(`--nodes ${n} needs --redis redis://host:port: nodes share their events through Redis`);
+  const config = { ...opts.config, maxCalls: opts.calls + 10, ...(opts.redisUrl ? { redis: { url: opts.redisUrl } } : {}) };
+  const servers: BenchServer[] = [];
+  const redis = opts.redisUrl ? new Redis(opts.redisUrl, { maxRetriesPerRequest: 1 }) : null;
+  const redisMemory = async () => (redis ? Number(/used_memory:(\d+)/.exec(await redis.info('memory'))?.[1] ?? NaN) : NaN);
   try {
+    for (let i = 0; i < n; i++) servers.push(await startBenchServer({ ...opts, config }));
+    const server = servers[0];
+    const { port, eventsToken } = server;
     const audio = callAudio(opts.seconds);
     // Every call streams the same recording: encode it once, not once per call inside the timed run.
     const payloads = encodePayloads(audio);
     const latencies: number[] = [];
+    const local: number[] = [];
+    const remote: number[] = [];
     const serverLatencies: number[] = [];
     // When each call's chunks went out (performance.now()), by chunk index: an event's latency is counted from the
     // chunk that carried the last sample of its window.
     const chunkCount = payloads.length;
     const sentAt = new Map<string, Float64Array>();
     const callSidOf = (i: number) => `CA${String(i).padStart(32, '0')}`;
-    for (let i = 0; i < opts.calls; i++) sentAt.set(callSidOf(i), new Float64Array(chunkCount).fill(NaN));
+    const nodeOf = new Map<string, number>();
+    for (let i = 0; i < opts.calls; i++) {
+      sentAt.set(callSidOf(i), new Float64Array(chunkCount).fill(NaN));
+      nodeOf.set(callSidOf(i), i % n);
+    }
     const endAt = new Map<string, number>();
     const endReason = new Map<string, string>();
     const feed = await followEvents(`ws://127.0.0.1:${port}/events?types=emotion,call-end`, {
@@ -197,7 +227,10 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
           serverLatencies.push(e.latencyMs);
           // The window's last sample lies in the chunk ending at or after timeMs.
           const sent = sentAt.get(e.callSid)?.[Math.min(chunkCount - 1, Math.ceil(e.timeMs / CHUNK_MS) - 1)];
-          if (sent !== undefined && Number.isFinite(sent)) latencies.push(now - sent);
+          if (sent !== undefined && Number.isFinite(sent)) {
+            latencies.push(now - sent);
+            (nodeOf.get(e.callSid) === 0 ? local : remote).push(now - sent);
+          }
         }
         else if (e.type === 'call-end') {
           endAt.set(e.callSid, performance.now());
@@ -205,13 +238,19 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
         }
       },
     });
-    const rssBefore = await metric(base, 'process_resident_memory_bytes');
-    const cpuBefore = await metric(base, 'process_cpu_seconds_total');
+    const sum = async (name: string) => (await Promise.all(servers.map((s) => s.metric(name)))).reduce((a, b) => a + b, 0);
+    const rssBefore = await sum('process_resident_memory_bytes');
+    const cpuBefore = await sum('process_cpu_seconds_total');
+    const busBefore = n > 1 ? await server.metric('callmood_bus_received_total') : 0;
+    const redisBefore = await redisMemory();
     const clientBefore = process.cpuUsage();
-    const threadsBefore = threadCpuMs(server.pid);
+    const threadsBefore = servers.map((s) => threadCpuMs(s.pid));
+    const t0 = performance.now();
     let rssPeak = rssBefore;
+    let redisPeak = redisBefore;
     const sampler = setInterval(() => {
-      metric(base, 'process_resident_memory_bytes').then((v) => (rssPeak = Math.max(rssPeak, v)), () => {});
+      sum('process_resident_memory_bytes').then((v) => (rssPeak = Math.max(rssPeak, v)), () => {});
+      redisMemory().then((v) => (redisPeak = Math.max(redisPeak, v)), () => {});
     }, 1000);
     const stagger = opts.staggerMs ?? Math.min(20, 2000 / opts.calls);
     const results = await Promise.all(
@@ -219,12 +258,13 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
         await new Promise((r) => setTimeout(r, i * stagger));
         const callSid = callSidOf(i);
         const sent = sentAt.get(callSid)!;
+        const target = servers[i % n];
         const r = await simulateCall(
           { callSid, audio: {}, payloads: { inbound: payloads } },
           {
-            url: `ws://127.0.0.1:${port}/media`,
+            url: `ws://127.0.0.1:${target.port}/media`,
             pace: 'realtime',
-            authToken,
+            authToken: target.authToken,
             onChunk: (k, at) => void (sent[k] = at),
           },
         );
@@ -234,8 +274,11 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
     // Give the last windows a moment to come back.
     for (let i = 0; i < 100 && endAt.size < opts.calls; i++) await new Promise((r) => setTimeout(r, 50));
     clearInterval(sampler);
-    const cpuAfter = await metric(base, 'process_cpu_seconds_total');
-    const threadsAfter = threadCpuMs(server.pid);
+    const elapsedS = (performance.now() - t0) / 1000;
+    const cpuAfter = await sum('process_cpu_seconds_total');
+    const busAfter = n > 1 ? await server.metric('callmood_bus_received_total') : 0;
+    const threadsAfter = servers.map((s) => threadCpuMs(s.pid));
+    const threadDelta = (k: 'main' | 'other') => threadsAfter.reduce((a, t, i) => a + t[k] - threadsBefore[i][k], 0);
     const clientUsage = process.cpuUsage(clientBefore);
     const clientCpuMs = (clientUsage.user + clientUsage.system) / 1000;
     const serverCpuMs = (cpuAfter - cpuBefore) * 1000;
@@ -249,6 +292,7 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
     const maxEndLagMs = Math.max(...endLags);
     const maxSendLagMs = Math.max(...results.map((r) => r.maxLagMs));
     const allStopped = results.every((r) => endReason.get(r.callSid) === 'stop');
+    const callSeconds = opts.calls * opts.seconds;
     return {
       calls: opts.calls,
       seconds: opts.seconds,
@@ -258,16 +302,22 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
       serverP50Ms: quantile(serverLatencies, 0.5),
       serverP99Ms: quantile(serverLatencies, 0.99),
       windows: serverLatencies.length,
-      cpuMsPerCallSecond: serverCpuMs / (opts.calls * opts.seconds),
+      cpuMsPerCallSecond: serverCpuMs / callSeconds,
       rssMbPerCall: (rssPeak - rssBefore) / 1e6 / opts.calls,
       maxSendLagMs,
       maxEndLagMs,
-      clientCpuMsPerCallSecond: clientCpuMs / (opts.calls * opts.seconds),
+      clientCpuMsPerCallSecond: clientCpuMs / callSeconds,
       clientCpuShare: clientCpuMs / (clientCpuMs + serverCpuMs),
-      mainThreadMsPerCallSecond: (threadsAfter.main - threadsBefore.main) / (opts.calls * opts.seconds),
-      otherThreadsMsPerCallSecond: (threadsAfter.other - threadsBefore.other) / (opts.calls * opts.seconds),
+      mainThreadMsPerCallSecond: threadDelta('main') / callSeconds,
+      otherThreadsMsPerCallSecond: threadDelta('other') / callSeconds,
+      nodes: n,
+      remoteP99Ms: n > 1 ? quantile(remote, 0.99) : NaN,
+      localP99Ms: n > 1 ? quantile(local, 0.99) : NaN,
+      busEventsPerSecond: n > 1 ? (busAfter - busBefore) / elapsedS : NaN,
+      redisKbPerCall: (redisPeak - redisBefore) / 1024 / opts.calls,
     };
   } finally {
-    await server.stop();
+    await Promise.all(servers.map((s) => s.stop()));
+    redis?.disconnect();
   }
 }

@@ -6,6 +6,7 @@ import { benchModel } from '../bench/model.js';
 import { benchCalls } from '../bench/calls.js';
 import { benchReplay, DEFAULT_REPLAY_BENCH } from '../bench/replay.js';
 import { FEATURE_CONFIGS_BY_RATE } from '../features/config.js';
+import { CallmoodError, ErrorCodes } from '../errors.js';
 
 
 /**
@@ -49,9 +50,12 @@ export function benchCommand(program: Command): void {
     .option('--calls <n>', 'concurrent calls', positive('--calls'), 50)
     .option('--seconds <s>', 'seconds of audio per call', positive('--seconds'), 20)
     .option('--model <dir>', 'model directory (default: the shipped model)')
-    .action(async (o: { json?: string | boolean; calls: number; seconds: number; model?: string }) => {
+    .option('--nodes <n>', 'servers to spread the calls over (more than 1 needs --redis)', positive('--nodes'), 1)
+    .option('--redis <url>', 'the Redis the nodes share: redis://host:port')
+    .action(async (o: { json?: string | boolean; calls: number; seconds: number; model?: string; nodes: number; redis?: string }) => {
+      if (o.nodes > 1 && !o.redis) throw new CallmoodError(ErrorCodes.INVALID_OPTION, `--nodes ${o.nodes} needs --redis redis://host:port (the nodes share their events through Redis)`);
       const emit = output(o.json);
-      await emit(await benchCalls({ calls: Math.round(o.calls), seconds: o.seconds, modelDir: o.model }));
+      await emit(await benchCalls({ calls: Math.round(o.calls), seconds: o.seconds, modelDir: o.model, nodes: Math.round(o.nodes), redisUrl: o.redis }));
     });
   bench
     .command('model')
