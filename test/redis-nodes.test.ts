@@ -12,7 +12,9 @@ import type { CallmoodEvent } from '../src/stream/events.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
 import { startServe, type ServeProcess } from './helpers/serve.js';
 import { phoneClip } from './helpers/replay-audio.js';
-import { waitFor } from './helpers.js';
+import { assertCallmoodError, cli, waitFor } from './helpers.js';
+import { resolveOptions } from '../src/config/options.js';
+import { ErrorCodes } from '../src/errors.js';
 
 const TOKEN = 'redis-nodes-auth-token';
 const FEED = 'redis-nodes-feed-token';
@@ -25,6 +27,18 @@ before(async () => {
 });
 after(async () => {
   await redis?.stop();
+});
+
+test('redis options: off by default, the URL from the option or CALLMOOD_REDIS_URL, a bad one named with what is allowed', async () => {
+  const env = { TWILIO_AUTH_TOKEN: TOKEN };
+  assert.equal(resolveOptions({}, env).redis.url, null);
+  assert.equal(resolveOptions({}, { ...env, CALLMOOD_REDIS_URL: 'redis://10.0.0.5:6379' }).redis.url, 'redis://10.0.0.5:6379');
+  assert.equal(resolveOptions({ redis: { url: 'rediss://u:p@r.example.com:6380/2' } }, { ...env, CALLMOOD_REDIS_URL: 'redis://other:1' }).redis.url, 'rediss://u:p@r.example.com:6380/2');
+  assertCallmoodError(() => resolveOptions({ redis: { url: 'http://r:6379' } }, env), ErrorCodes.INVALID_OPTION, /redis\.url/, /allowed: null or redis:\/\/\[user:password@\]host:port/);
+  assertCallmoodError(() => resolveOptions({ redis: { leaseMs: 10 } }, env), ErrorCodes.INVALID_OPTION, /redis\.leaseMs/, /\[1000, 600000\]/);
+  const r = await cli('bench', 'calls', '--nodes', '3');
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /--nodes 3 needs --redis/);
 });
 
 async function health(url: string): Promise<Record<string, any>> {
