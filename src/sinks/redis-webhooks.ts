@@ -58,7 +58,7 @@ import type { RedisSettings } from '../config/options.js';
 import type { CallmoodEvent } from '../stream/events.js';
 import { silentLogger, toLogger, type Logger } from '../util/log.js';
 import { resolveWebhookOptions, routeMatcher, type WebhookOptions, type WebhookOptionsInput } from './webhook-options.js';
-import { HttpEndpoint, attemptDelivery, logDeadLetter, webhookBody, type Deliverable, type EndpointStats, type WebhookSinkEvents, type WebhookSinkRuntime } from './webhook-delivery.js';
+import { HttpEndpoint, attemptDelivery, logDeadLetter, openedSink, webhookBody, type Deliverable, type EndpointStats, type WebhookSinkEvents, type WebhookSinkRuntime } from './webhook-delivery.js';
 import type { DeadLetter } from './outbox.js';
 
 /** The consumer group every node reads a partition with (the consumer is the node id). */
@@ -343,14 +343,7 @@ export class RedisWebhookSink extends EventEmitter<WebhookSinkEvents> {
 
   /** Constructs a sink and waits for `ready`; closes it and throws if that fails. */
   static async open(input: WebhookOptionsInput | Readonly<WebhookOptions>, redis: Readonly<RedisSettings>, runtime: RedisWebhookSinkRuntime = {}): Promise<RedisWebhookSink> {
-    const sink = new RedisWebhookSink(input, redis, runtime);
-    try {
-      await sink.ready;
-    } catch (err) {
-      await sink.close(0, 0).catch(noop);
-      throw err;
-    }
-    return sink;
+    return openedSink(new RedisWebhookSink(input, redis, runtime));
   }
 
   private async start(): Promise<void> {

@@ -202,6 +202,17 @@ export async function attemptDelivery(ep: HttpEndpoint, e: Deliverable, log: Log
   return { kind: 'dead', failed, letter };
 }
 
+/** Waits for a new sink's `ready`; closes it (no drain) and throws if that fails. */
+export async function openedSink<T extends { ready: Promise<void>; close(timeoutMs?: number, drainMs?: number): Promise<void> }>(sink: T): Promise<T> {
+  try {
+    await sink.ready;
+  } catch (err) {
+    await sink.close(0, 0).catch(() => undefined);
+    throw err;
+  }
+  return sink;
+}
+
 /** Logs a dead letter once its sink has kept it. */
 export function logDeadLetter(log: Logger, letter: DeadLetter): void {
   log('warn', 'CALLMOOD_WEBHOOK_DEAD_LETTER', `endpoint ${letter.endpoint}: event ${letter.id} (${letter.type}) dead after ${letter.attempts} attempts: ${letter.error}`, {

@@ -24,7 +24,7 @@ import type { CallmoodEvent } from '../stream/events.js';
 import { silentLogger, toLogger, type Logger, type LoggerInput } from '../util/log.js';
 import { resolveWebhookOptions, routeMatcher, type WebhookEndpointOptions, type WebhookOptions, type WebhookOptionsInput } from './webhook-options.js';
 import { Outbox, errnoText, makeDir, type OutboxEntry } from './outbox.js';
-import { HttpEndpoint, attemptDelivery, logDeadLetter, webhookBody, type EndpointStats, type WebhookSinkEvents, type WebhookSinkRuntime } from './webhook-delivery.js';
+import { HttpEndpoint, attemptDelivery, logDeadLetter, openedSink, webhookBody, type EndpointStats, type WebhookSinkEvents, type WebhookSinkRuntime } from './webhook-delivery.js';
 
 export { parseRetryAfter, type WebhookBody, type DeliveredInfo, type AttemptFailedInfo, type WebhookSinkEvents, type EndpointStats, type WebhookSinkRuntime } from './webhook-delivery.js';
 
@@ -116,14 +116,7 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
 
   /** Constructs a sink and waits until its outboxes are replayed. */
   static async open(input: WebhookOptionsInput | Readonly<WebhookOptions> = {}, runtime: WebhookSinkRuntime = {}): Promise<WebhookSink> {
-    const sink = new WebhookSink(input, runtime);
-    try {
-      await sink.ready;
-    } catch (err) {
-      await sink.close(0, 0).catch(noop);
-      throw err;
-    }
-    return sink;
+    return openedSink(new WebhookSink(input, runtime));
   }
 
   private async start(): Promise<void> {
