@@ -663,8 +663,10 @@ export class RedisWebhookSink extends EventEmitter<WebhookSinkEvents> {
             got += entries.length;
             this.addEntries(t.ep, t.part, entries);
           }
-        } catch {
-          // Redis away: the link's own logs say so.
+        } catch (err) {
+          // Redis away: the link's own logs say so. A Redis that came back without its data (no AOF) lost the consumer
+          // groups: give the partitions up, the next lease tick takes them again and recreates the groups.
+          if (/NOGROUP/.test((err as Error).message)) for (const t of targets) this.dropPart(t.ep, t.part, 'its consumer group is gone (Redis lost its data?)');
         }
       }
       this.emptyReads = got > 0 ? 0 : this.emptyReads + 1;
