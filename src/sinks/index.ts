@@ -13,6 +13,17 @@ export {
   type DeliveredInfo,
   type AttemptFailedInfo,
 } from './webhooks.js';
+/** The sink the server makes: the file outbox, or the Redis outbox shared by many nodes when `redis.url` is set. */
+export { createWebhookSink, type WebhookDelivery } from './webhook-sink.js';
+export {
+  RedisWebhookSink,
+  partitionOf,
+  webhookKeys,
+  WEBHOOK_GROUP,
+  type RedisWebhookSinkRuntime,
+  type RedisEndpointStats,
+  type RedisLinkState,
+} from './redis-webhooks.js';
 /** Its options (the `webhooks` key), defaults and validation. */
 export {
   resolveWebhookOptions,
@@ -31,5 +42,15 @@ export {
 /** Signing, and verifying on the receiver's side. */
 export { signWebhook, verifyWebhookSignature, SIGNATURE_HEADER, EVENT_ID_HEADER, type WebhookVerification, type VerifyOptions } from './webhook-signature.js';
 /** Outbox inspection and dead-letter retry (what `callmood webhooks status | retry` run). */
-export { loadWebhookConfig, webhookStatus, retryDeadLetters, type RetrySummary, type RetryOptions } from './webhook-admin.js';
+export {
+  loadWebhookConfig,
+  loadRedisConfig,
+  webhookStatus,
+  retryDeadLetters,
+  redisWebhookStatus,
+  retryRedisDeadLetters,
+  type RetrySummary,
+  type RetryOptions,
+  type RedisEndpointStatus,
+} from './webhook-admin.js';
 export { readDeadLetters, countOutbox, type DeadLetter, type OutboxCounts } from './outbox.js';

@@ -15,8 +15,6 @@
  * - `close()` first keeps delivering for up to `drainTimeoutMs` (the call-ends of the calls a shutdown cut would
  *   otherwise wait for the next start of this outbox, which a replaced instance never makes), then keeps the rest.
  */
-import http from 'node:http';
-import https from 'node:https';
 import { randomUUID } from 'node:crypto';
 import { closeSync, openSync, readFileSync, readdirSync, rmSync, writeSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,79 +23,10 @@ import { CallmoodError, ErrorCodes } from '../errors.js';
 import type { CallmoodEvent } from '../stream/events.js';
 import { silentLogger, toLogger, type Logger, type LoggerInput } from '../util/log.js';
 import { resolveWebhookOptions, routeMatcher, type WebhookEndpointOptions, type WebhookOptions, type WebhookOptionsInput } from './webhook-options.js';
-import { EVENT_ID_HEADER, SIGNATURE_HEADER, signWebhook } from './webhook-signature.js';
-import { Outbox, errnoText, makeDir, type DeadLetter, type OutboxEntry } from './outbox.js';
+import { Outbox, errnoText, makeDir, type OutboxEntry } from './outbox.js';
+import { HttpEndpoint, attemptDelivery, logDeadLetter, openedSink, webhookBody, type EndpointStats, type WebhookSinkEvents, type WebhookSinkRuntime } from './webhook-delivery.js';
 
-/** The JSON body of every delivery. */
-export interface WebhookBody {
-  /** Unique id of this event (a UUID made when it was enqueued): the idempotency key; the same for every endpoint and every attempt. */
-  id: string;
-  /** Version of this body's shape. */
-  version: 1;
-  /** The event's type, e.g. `call-end` or `action`. */
-  type: CallmoodEvent['type'];
-  callSid: string;
-  streamSid: string;
-  /** Call time of the event, ms since the stream started. */
-  timeMs: number;
-  /** Wall time it was enqueued, ISO 8601 UTC. */
-  createdAt: string;
-  /** The event itself, as on the event feed. */
-  event: CallmoodEvent;
-}
-
-/** A delivery acknowledged with a 2xx. */
-export interface DeliveredInfo {
-  endpoint: string;
-  id: string;
-  callSid: string;
-  type: string;
-  status: number;
-  attempts: number;
-  /** From enqueue to the acknowledgement, ms. */
-  latencyMs: number;
-}
-
-/** An attempt that failed. */
-export interface AttemptFailedInfo {
-  endpoint: string;
-  id: string;
-  callSid: string;
-  attempt: number;
-  /** HTTP status, or null without a response. */
-  status: number | null;
-  error: string;
-  /** Not retried (4xx other than 408/429, or 3xx). */
-  permanent: boolean;
-  /** Wait before the next attempt, ms; null when none follows. */
-  retryInMs: number | null;
-}
-
-/** What the sink emits, for metrics. */
-export interface WebhookSinkEvents {
-  delivered: (info: DeliveredInfo) => void;
-  'attempt-failed': (info: AttemptFailedInfo) => void;
-  'dead-letter': (letter: DeadLetter) => void;
-}
-
-/** Counters of one endpoint (monotonic since start, but `pending`, `inMemory` and `inFlight`, which are gauges). */
-export interface EndpointStats {
-  enqueued: number;
-  delivered: number;
-  failedAttempts: number;
-  deadLettered: number;
-  pending: number;
-  inMemory: number;
-  inFlight: number;
-}
-
-/** Runtime dependencies of the sink. */
-export interface WebhookSinkRuntime {
-  /** Where log records go: a pino (or pino-compatible) logger, or a `(level, code, message, fields)` function (default: none). */
-  logger?: LoggerInput;
-  /** Environment the `secretEnv` secrets are read from (default process.env). */
-  env?: NodeJS.ProcessEnv;
-}
+export { parseRetryAfter, type WebhookBody, type DeliveredInfo, type AttemptFailedInfo, type WebhookSinkEvents, type EndpointStats, type WebhookSinkRuntime } from './webhook-delivery.js';
 
 interface CallQueue {
   callSid: string;
@@ -111,39 +40,25 @@ interface CallQueue {
   failingSince: number;
 }
 
-interface PostResult {
-  status: number | null;
-  error: string | null;
-  retryAfterMs: number | null;
-}
-
-const USER_AGENT = 'callmood-webhooks/1';
-// Retry-After is honoured up to an hour: a larger value is more likely a misconfigured CRM than a plan.
-const RETRY_AFTER_CAP_MS = 3_600_000;
 const noop = () => undefined;
 
 /** One endpoint: its outbox, its per-call queues and its HTTP agent. */
-class Endpoint {
-  readonly url: URL;
+class Endpoint extends HttpEndpoint {
   readonly matches: (e: CallmoodEvent) => boolean;
   readonly outbox: Outbox;
-  readonly agent: http.Agent;
   readonly calls = new Map<string, CallQueue>();
   readonly ready: CallQueue[] = [];
-  readonly inFlight = new Set<http.ClientRequest>();
   sending = 0;
-  failStreak = 0;
-  lastSuccessAt = 0;
   readonly stats = { enqueued: 0, delivered: 0, failedAttempts: 0, deadLettered: 0 };
 
   constructor(
-    readonly o: WebhookEndpointOptions,
+    o: WebhookEndpointOptions,
     outboxDir: string,
     settings: { memoryWindow: number; compactAtBytes: number },
     log: Logger,
     deliverable: (ep: Endpoint, entries: OutboxEntry[]) => void,
   ) {
-    this.url = new URL(o.url);
+    super(o);
     this.matches = routeMatcher(o.events);
     this.outbox = new Outbox(
       outboxDir,
@@ -153,8 +68,6 @@ class Endpoint {
       (entries) => deliverable(this, entries),
       () => this.starving(),
     );
-    const Agent = this.url.protocol === 'https:' ? https.Agent : http.Agent;
-    this.agent = new Agent({ keepAlive: true, maxSockets: o.concurrency });
   }
 
   /**
@@ -203,14 +116,7 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
 
   /** Constructs a sink and waits until its outboxes are replayed. */
   static async open(input: WebhookOptionsInput | Readonly<WebhookOptions> = {}, runtime: WebhookSinkRuntime = {}): Promise<WebhookSink> {
-    const sink = new WebhookSink(input, runtime);
-    try {
-      await sink.ready;
-    } catch (err) {
-      await sink.close(0, 0).catch(noop);
-      throw err;
-    }
-    return sink;
+    return openedSink(new WebhookSink(input, runtime));
   }
 
   private async start(): Promise<void> {
@@ -249,16 +155,7 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
       if (body === null) {
         id = randomUUID();
         now = Date.now();
-        body = JSON.stringify({
-          id,
-          version: 1,
-          type: event.type,
-          callSid: event.callSid,
-          streamSid: event.streamSid,
-          timeMs: event.timeMs,
-          createdAt: new Date(now).toISOString(),
-          event,
-        } satisfies WebhookBody);
+        body = webhookBody(event, id, now);
       }
       ep.stats.enqueued++;
       ep.outbox.add({ seq: 0, id, callSid: event.callSid, type: event.type, body, createdAtMs: now, size: 0, attempts: 0, firstAttemptAt: 0 });
@@ -369,7 +266,7 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
     if (busy()) {
       const n = this.endpoints.reduce((s, ep) => s + ep.sending, 0);
       this.log('warn', 'CALLMOOD_WEBHOOK_CLOSE_TIMEOUT', `close: ${n} webhook requests still in flight after ${timeoutMs} ms; cut, their events stay in the outbox`);
-      for (const ep of this.endpoints) for (const req of ep.inFlight) req.destroy(new Error('sink closed'));
+      for (const ep of this.endpoints) ep.cut('sink closed');
       for (let i = 0; i < 200 && busy(); i++) await new Promise((r) => setTimeout(r, 5));
     }
     await Promise.all(this.endpoints.map((ep) => ep.outbox.close().catch((err: unknown) => this.log('error', 'CALLMOOD_WEBHOOK_WRITE_FAILED', `close: ${(err as Error).message}`))));
@@ -428,20 +325,13 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
 
   private async attempt(ep: Endpoint, q: CallQueue): Promise<void> {
     const e = q.items[q.head];
-    e.attempts++;
-    if (e.firstAttemptAt === 0) e.firstAttemptAt = Date.now();
-    const r = await this.post(ep, e);
+    const r = await attemptDelivery(ep, e, this.log);
     ep.sending--;
-    if (r.status !== null && r.status >= 200 && r.status < 300) {
-      if (ep.failStreak > 0) {
-        this.log('info', 'CALLMOOD_WEBHOOK_RECOVERED', `endpoint ${ep.o.name} answers again after ${ep.failStreak} failed attempts`, { endpoint: ep.o.name });
-        ep.failStreak = 0;
-      }
+    if (r.kind === 'delivered') {
       ep.stats.delivered++;
-      ep.lastSuccessAt = Date.now();
       q.failingSince = 0;
       ep.outbox.ack(e);
-      this.emit('delivered', { endpoint: ep.o.name, id: e.id, callSid: e.callSid, type: e.type, status: r.status, attempts: e.attempts, latencyMs: Date.now() - e.createdAtMs });
+      this.emit('delivered', r.info);
       this.advance(ep, q);
       // Acks are written lazily; a flush per tick at most.
       this.scheduleFlush();
@@ -450,42 +340,16 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
     }
     ep.stats.failedAttempts++;
     if (q.failingSince === 0) q.failingSince = Date.now();
-    const status = r.status;
-    const error = r.error ?? `HTTP ${status}`;
-    const permanent = status !== null && status < 500 && status !== 408 && status !== 429;
-    const dead = permanent || e.attempts >= ep.o.maxAttempts;
-    let retryInMs: number | null = null;
-    if (!dead) {
-      const b = ep.o.backoff;
-      const base = Math.min(b.maxMs, b.baseMs * 2 ** Math.min(e.attempts - 1, 40));
-      retryInMs = Math.round(base * (1 - b.jitter * Math.random()));
-      if (r.retryAfterMs !== null) retryInMs = Math.max(retryInMs, Math.min(r.retryAfterMs, RETRY_AFTER_CAP_MS));
-    }
-    if (ep.failStreak++ === 0) {
-      this.log('warn', 'CALLMOOD_WEBHOOK_FAILING', `endpoint ${ep.o.name}: ${error}${dead ? '' : `; retrying in ${retryInMs} ms`}`, { endpoint: ep.o.name, id: e.id, callSid: e.callSid, status });
-    }
-    this.emit('attempt-failed', { endpoint: ep.o.name, id: e.id, callSid: e.callSid, attempt: e.attempts, status, error, permanent, retryInMs });
+    this.emit('attempt-failed', r.failed);
     if (this.stopped) {
       // Left pending in the outbox for the next start.
       q.state = 'waiting';
       return;
     }
-    if (dead) {
-      const letter: DeadLetter = {
-        id: e.id,
-        endpoint: ep.o.name,
-        url: ep.o.url,
-        callSid: e.callSid,
-        type: e.type,
-        attempts: e.attempts,
-        firstAttemptAt: new Date(e.firstAttemptAt).toISOString(),
-        deadAt: new Date().toISOString(),
-        status,
-        error: permanent ? `${error} (permanent: ${status} is not retried)` : error,
-        body: JSON.parse(e.body) as Record<string, unknown>,
-      };
+    if (r.kind === 'dead') {
+      const letter = r.letter;
       ep.stats.deadLettered++;
-      this.log('warn', 'CALLMOOD_WEBHOOK_DEAD_LETTER', `endpoint ${ep.o.name}: event ${e.id} (${e.type}) dead after ${e.attempts} attempts: ${letter.error}`, { endpoint: ep.o.name, id: e.id, callSid: e.callSid });
+      logDeadLetter(this.log, letter);
       ep.outbox.deadLetter(e, letter).then(
         () => this.scheduleFlush(),
         (err: unknown) => this.log('error', 'CALLMOOD_WEBHOOK_WRITE_FAILED', `endpoint ${ep.o.name}: cannot write the dead letter of ${e.id}: ${(err as Error).message}; it stays in the outbox`, { endpoint: ep.o.name, id: e.id }),
@@ -496,7 +360,7 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
       return;
     }
     q.state = 'waiting';
-    q.retryAt = Date.now() + retryInMs!;
+    q.retryAt = Date.now() + r.retryInMs;
     ep.outbox.maybeLoad();
     q.timer = setTimeout(() => {
       q.timer = null;
@@ -504,69 +368,11 @@ export class WebhookSink extends EventEmitter<WebhookSinkEvents> {
       q.state = 'ready';
       ep.ready.push(q);
       this.pump(ep);
-    }, retryInMs!);
-  }
-
-  private post(ep: Endpoint, e: OutboxEntry): Promise<PostResult> {
-    return new Promise<PostResult>((resolve) => {
-      let settled = false;
-      const settle = (r: PostResult) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        ep.inFlight.delete(req);
-        resolve(r);
-      };
-      const body = Buffer.from(e.body, 'utf8');
-      const t = Math.floor(Date.now() / 1000);
-      const headers: http.OutgoingHttpHeaders = {
-        ...ep.o.headers,
-        'Content-Type': 'application/json',
-        'Content-Length': body.length,
-        'User-Agent': USER_AGENT,
-        [EVENT_ID_HEADER]: e.id,
-        'Callmood-Event-Type': e.type,
-        'Callmood-Attempt': String(e.attempts),
-        [SIGNATURE_HEADER]: signWebhook(body, ep.o.secret!, t),
-      };
-      const mod = ep.url.protocol === 'https:' ? https : http;
-      const req = mod.request(ep.url, { method: 'POST', agent: ep.agent, headers });
-      ep.inFlight.add(req);
-      const timer = setTimeout(() => req.destroy(new Error(`no response within ${ep.o.timeoutMs} ms`)), ep.o.timeoutMs);
-      req.on('error', (err: NodeJS.ErrnoException) => settle({ status: null, error: err.code && !err.message.includes(err.code) ? `${err.code}: ${err.message}` : err.message, retryAfterMs: null }));
-      req.on('response', (res) => {
-        const status = res.statusCode ?? 0;
-        const retryAfterMs = parseRetryAfter(res.headers['retry-after']);
-        if (status >= 200 && status < 300) {
-          res.resume();
-          settle({ status, error: null, retryAfterMs: null });
-          return;
-        }
-        // Keep the start of the CRM's answer for the dead letter; drain the rest so the socket can be reused.
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
-          if (text.length < 300) text += chunk;
-        });
-        const done = () => settle({ status, error: `HTTP ${status}${text ? `: ${text.slice(0, 300).replace(/\s+/g, ' ').trim()}` : ''}`, retryAfterMs });
-        res.on('end', done);
-        res.on('error', done);
-        res.on('aborted', done);
-      });
-      req.end(body);
-    });
+    }, r.retryInMs);
   }
 }
 
 const RESOLVED = Promise.resolve();
-
-/** Retry-After as delay-seconds or an HTTP date, in ms from now; null when absent or unreadable. */
-export function parseRetryAfter(v: string | undefined): number | null {
-  if (!v) return null;
-  if (/^\d+$/.test(v.trim())) return Number(v.trim()) * 1000;
-  const at = Date.parse(v);
-  return Number.isFinite(at) ? Math.max(0, at - Date.now()) : null;
-}
 
 /** What a lock file says of its holder: PID, start time (/proc/PID/stat field 22) and boot id, when they were known. */
 interface LockHolder {

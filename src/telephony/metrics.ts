@@ -6,7 +6,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { InferenceEngine } from '../stream/batcher.js';
 import type { BusStats } from '../cluster/event-bus.js';
 import type { CallmoodEvent } from '../stream/events.js';
-import type { WebhookSink } from '../sinks/webhooks.js';
+import type { WebhookDelivery } from '../sinks/webhook-sink.js';
 
 /** Live numbers the gauges read at scrape time. */
 export interface LiveCounts {
@@ -100,7 +100,7 @@ export class CallmoodMetrics {
   }
 
   /** Counts the deliveries of a webhook sink: delivered, failed attempts, dead letters, and pending per endpoint. */
-  watchWebhooks(sink: WebhookSink): void {
+  watchWebhooks(sink: WebhookDelivery): void {
     const registers = [this.registry];
     const delivered = new Counter({ name: 'callmood_webhook_delivered_total', help: 'Webhook events the CRM acknowledged (2xx), by endpoint.', labelNames: ['endpoint'], registers });
     const failed = new Counter({ name: 'callmood_webhook_failed_attempts_total', help: 'Webhook delivery attempts that failed (retried or not), by endpoint.', labelNames: ['endpoint'], registers });
