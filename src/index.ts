@@ -78,7 +78,7 @@ export { EmotionTrack, modelProfile, DEFAULT_EMOTION_STREAM_OPTIONS, type Emotio
 export { MicroBatcher, type InferenceEngine, type BatcherOptions } from './stream/batcher.js';
 export { WorkerEngine, InProcessEngine } from './stream/engine.js';
 /** Twilio Media Streams: message parsing and the per-stream session. */
-export { parseTwilioMessage, type TwilioMessage } from './telephony/protocol.js';
+export { parseTwilioMessage, type TwilioMessage } from './telephony/transports/twilio.js';
 export { MediaSession, type SessionOptions, type TrackSink } from './telephony/session.js';
 /** The server: Twilio webhooks, the media WebSocket, the event feed, health and metrics; one shared model. */
 export { createCallmood, CallmoodServer, type CallmoodEventMap, type CallmoodRuntime } from './telephony/server.js';
