@@ -2,8 +2,7 @@
  * Telnyx media streaming over WebSockets as a MediaTransport. Shapes, as Telnyx documents them (sources in
  * test/fixtures/telnyx/README.md):
  * https://developers.telnyx.com/api-reference/websockets/stream-call-media-over-websocket (the AsyncAPI reference)
- * and https://developers.telnyx.com/docs/voice/programmable-voice/media-streaming (the guide); examples in
- * test/fixtures/telnyx/.
+ * and https://developers.telnyx.com/docs/voice/programmable-voice/media-streaming (the guide).
  *
  * - `connected` {version}; `start` {sequence_number, stream_id, start {user_id, call_control_id, call_session_id,
  *   from, to, custom_parameters, media_format {encoding, sample_rate, channels}}}; `media` {sequence_number,
