@@ -77,8 +77,10 @@ export * from './stream/events.js';
 export { EmotionTrack, modelProfile, DEFAULT_EMOTION_STREAM_OPTIONS, type EmotionStreamOptions, type ModelProfile } from './stream/track.js';
 export { MicroBatcher, type InferenceEngine, type BatcherOptions } from './stream/batcher.js';
 export { WorkerEngine, InProcessEngine } from './stream/engine.js';
-/** Twilio Media Streams: message parsing and the per-stream session. */
-export { parseTwilioMessage, type TwilioMessage } from './telephony/protocol.js';
+/** Media-stream transports (Twilio Media Streams, Telnyx media streaming): message parsing and the per-stream session. */
+export { parseTwilioMessage, twilioTransport, type TwilioMessage } from './telephony/transports/twilio.js';
+export { parseTelnyxMessage, telnyxTransport } from './telephony/transports/telnyx.js';
+export type { MediaTransport, InboundMessage, UpgradeCheck, UpgradeContext } from './telephony/transports/types.js';
 export { MediaSession, type SessionOptions, type TrackSink } from './telephony/session.js';
 /** The server: Twilio webhooks, the media WebSocket, the event feed, health and metrics; one shared model. */
 export { createCallmood, CallmoodServer, type CallmoodEventMap, type CallmoodRuntime } from './telephony/server.js';

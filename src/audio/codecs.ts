@@ -119,15 +119,22 @@ const notBase64 = () =>
 export class MulawPayloadDecoder {
   private readonly samples: Float32Array;
 
-  /** `maxBytes`: the largest payload accepted (decoded bytes); Twilio sends 160. */
-  constructor(readonly maxBytes = 8 * TWILIO_FRAME_BYTES) {
+  /**
+   * `maxBytes`: the largest payload accepted (decoded bytes); Twilio sends 160. `table` decodes each byte
+   * (MULAW_TO_FLOAT, or ALAW_TO_FLOAT for A-law streams) and `codec` names it in errors.
+   */
+  constructor(
+    readonly maxBytes = 8 * TWILIO_FRAME_BYTES,
+    private readonly table: Float32Array = MULAW_TO_FLOAT,
+    private readonly codec = 'μ-law',
+  ) {
     this.samples = new Float32Array(maxBytes);
   }
 
   /** Returns a view of the decoded samples, valid until the next call. */
   decode(payload: string): Float32Array {
     if (typeof payload !== 'string' || payload.length === 0) {
-      throw new CallmoodError(ErrorCodes.INVALID_AUDIO, 'media payload is empty or not a string; expected base64 μ-law');
+      throw new CallmoodError(ErrorCodes.INVALID_AUDIO, `media payload is empty or not a string; expected base64 ${this.codec}`);
     }
     const len = payload.length;
     const maxChars = Math.ceil(this.maxBytes / 3) * 4;
@@ -147,7 +154,7 @@ export class MulawPayloadDecoder {
       );
     }
     const out = this.samples;
-    const table = MULAW_TO_FLOAT;
+    const table = this.table;
     const full = len - (pads > 0 ? 4 : 0);
     let o = 0;
     let bad = 0;

@@ -33,13 +33,16 @@ export function formatEvent(e: CallmoodEvent): string {
 export function simulateCommand(program: Command): void {
   program
     .command('simulate')
-    .description('stream a recording to a callmood server as Twilio Media Streams would, and print its events')
+    .description('stream a recording to a callmood server as Twilio Media Streams (or Telnyx) would, and print its events')
     .requiredOption('--url <ws-url>', 'media WebSocket URL, e.g. ws://127.0.0.1:8080/media')
     .requiredOption('--file <audio>', 'recording: any format callmood reads; stereo = caller left, agent right')
     .addOption(new Option('--track <track>', 'inbound (caller only, as <Connect><Stream>) or both (as <Start><Stream track="both_tracks">)').choices(['inbound', 'both']).default('inbound'))
     .addOption(new Option('--pace <pace>', 'realtime: 20 ms chunks every 20 ms; fast: as fast as possible').choices(['realtime', 'fast']).default('realtime'))
     .option('--calls <n>', 'simultaneous calls with this recording', integer('--calls', 1, 10000), 1)
+    .addOption(new Option('--provider <provider>', "whose messages to send: twilio, or telnyx (to the server's paths.telnyxMedia)").choices(['twilio', 'telnyx']).default('twilio'))
     .option('--auth-token <token>', 'Twilio auth token: sign the upgrade (default: $TWILIO_AUTH_TOKEN)')
+    .option('--stream-token <token>', 'Telnyx stream token (default: $CALLMOOD_TELNYX_STREAM_TOKEN)')
+    .addOption(new Option('--codec <codec>', 'Telnyx codec').choices(['PCMU', 'PCMA']).default('PCMU'))
     .option('--events-url <ws-url>', 'event feed URL (default: /events on the same host)')
     .option('--events-token <token>', 'event feed bearer token (default: $CALLMOOD_EVENTS_TOKEN)')
     .option('--no-events', 'do not follow the event feed')
@@ -50,8 +53,10 @@ export function simulateCommand(program: Command): void {
       const outbound = o.track === 'both' ? (audio.channels[1] ?? new Float32Array(inbound.length)) : undefined;
       const authToken = o.authToken ?? process.env.TWILIO_AUTH_TOKEN;
       const eventsToken = o.eventsToken ?? process.env.CALLMOOD_EVENTS_TOKEN;
+      const streamToken = o.streamToken ?? process.env.CALLMOOD_TELNYX_STREAM_TOKEN;
+      const id = (i: number) => `${String(i + 1).padStart(4, '0')}${Date.now().toString(16).padStart(28, '0')}`;
       const calls = Array.from({ length: o.calls }, (_, i) => ({
-        callSid: `CA${String(i + 1).padStart(4, '0')}${Date.now().toString(16).padStart(28, '0')}`,
+        callSid: (o.provider === 'telnyx' ? 'v3:' : 'CA') + id(i),
         audio: outbound ? { inbound, outbound } : { inbound },
         customParameters: { simulated: 'true', file: o.file.split('/').pop() ?? o.file },
       }));
@@ -85,7 +90,7 @@ export function simulateCommand(program: Command): void {
         }
         const results = await Promise.all(
           calls.map((c) =>
-            simulateCall(c, { url: o.url, pace: o.pace, authToken, signal: abort.signal }).catch((err: unknown) => {
+            simulateCall(c, { url: o.url, pace: o.pace, authToken, provider: o.provider, streamToken, codec: o.codec, signal: abort.signal }).catch((err: unknown) => {
               // One refused call stops the others: they would meet the same refusal.
               abort.abort();
               throw err;

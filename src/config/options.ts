@@ -2,7 +2,7 @@
  * The media-stream server's options: one interface with a doc line per field, one frozen default, merged from a
  * partial (nested objects merge field by field), validated once with zod. An invalid value is a CallmoodError
  * INVALID_OPTION that names the field, the value and the allowed range. Secrets (the Twilio auth token, the events
- * token) come from the environment unless passed in code; `config/default.json` is this default, shipped.
+ * token, the Telnyx stream token) come from the environment unless passed in code; `config/default.json` is this default, shipped.
  */
 import { z } from 'zod';
 import { CallmoodError, ErrorCodes } from '../errors.js';
@@ -57,6 +57,8 @@ export interface PathOptions {
   health: string;
   /** GET: Prometheus metrics. */
   metrics: string;
+  /** WebSocket: Telnyx's media stream (checked with `telnyxStreamToken`); null = off. */
+  telnyxMedia: string | null;
 }
 
 /** Per-stream protocol limits (see MediaSession). */
@@ -174,6 +176,8 @@ export interface CallmoodOptions {
   authToken: string | null;
   /** Bearer token of the event feed; null = from CALLMOOD_EVENTS_TOKEN; with neither the feed is off. Never put it in a config file. */
   eventsToken: string | null;
+  /** Shared secret a Telnyx media upgrade carries (its `stream_auth_token`, or `?token=`); null = from CALLMOOD_TELNYX_STREAM_TOKEN. Never put it in a config file. */
+  telnyxStreamToken: string | null;
   /** URL paths. */
   paths: PathOptions;
   /** The incoming-call TwiML. */
@@ -221,7 +225,8 @@ export const DEFAULT_OPTIONS: Readonly<CallmoodOptions> = deepFreeze({
   validateSignatures: true,
   authToken: null,
   eventsToken: null,
-  paths: { media: '/media', events: '/events', twiml: '/twiml', status: '/status', health: '/healthz', metrics: '/metrics' },
+  telnyxStreamToken: null,
+  paths: { media: '/media', events: '/events', twiml: '/twiml', status: '/status', health: '/healthz', metrics: '/metrics', telnyxMedia: null },
   twiml: { mode: 'connect', track: 'inbound_track', parameters: {}, forwardParams: ['From', 'To'], before: [], after: [], statusCallback: true },
   stallTimeoutMs: 10_000,
   // Twilio's media messages are about 400 bytes; 64 KiB leaves room for anything sane and nothing absurd.
@@ -259,12 +264,13 @@ const path = () => allowed(z.string().regex(/^\/[A-Za-z0-9._~\-/]*$/), "a path s
 const secret = () => allowed(z.string().min(8).nullable(), 'null or a string of at least 8 characters');
 
 /** The environment variable each secret is read from when not given in code. */
-const SECRET_ENV = { authToken: 'TWILIO_AUTH_TOKEN', eventsToken: 'CALLMOOD_EVENTS_TOKEN' } as const;
+const SECRET_ENV = { authToken: 'TWILIO_AUTH_TOKEN', eventsToken: 'CALLMOOD_EVENTS_TOKEN', telnyxStreamToken: 'CALLMOOD_TELNYX_STREAM_TOKEN' } as const;
 /** What each secret's variable may hold, for its error message. */
 const SECRET_ALLOWED: Record<keyof typeof SECRET_ENV, string> = {
   // Twilio shows the auth token in the Console under Account info: 32 hex digits.
   authToken: "at least 8 characters: the account's auth token from the Twilio Console (32 hex digits)",
   eventsToken: 'at least 8 characters (a long random string: the event feed is read with it as a bearer token), or unset it to turn the feed off',
+  telnyxStreamToken: "at least 8 characters (a long random string, the same as the streaming command's stream_auth_token)",
 };
 const paramName = allowed(z.string().min(1).max(128), 'a non-empty name of at most 128 characters');
 
@@ -291,7 +297,16 @@ const schema = z.strictObject({
   validateSignatures: allowed(z.boolean(), 'true or false'),
   authToken: secret(),
   eventsToken: secret(),
-  paths: z.strictObject({ media: path(), events: path(), twiml: path(), status: path(), health: path(), metrics: path() }),
+  telnyxStreamToken: secret(),
+  paths: z.strictObject({
+    media: path(),
+    events: path(),
+    twiml: path(),
+    status: path(),
+    health: path(),
+    metrics: path(),
+    telnyxMedia: allowed(path().nullable(), "null (off) or a path starting with '/' (letters, digits, . _ ~ - /)"),
+  }),
   twiml: z.strictObject({
     mode: allowed(z.enum(['connect', 'start']), "'connect' or 'start'"),
     track: allowed(z.enum(['inbound_track', 'outbound_track', 'both_tracks']), "'inbound_track', 'outbound_track' or 'both_tracks'"),
@@ -395,6 +410,7 @@ export function resolveOptions(input: CallmoodOptionsInput = {}, env: NodeJS.Pro
   const merged = mergeOptions(input);
   merged.authToken ??= nonEmpty(env.TWILIO_AUTH_TOKEN);
   merged.eventsToken ??= nonEmpty(env.CALLMOOD_EVENTS_TOKEN);
+  merged.telnyxStreamToken ??= nonEmpty(env.CALLMOOD_TELNYX_STREAM_TOKEN);
   // A Redis URL with a password belongs in the environment, like the other secrets.
   if (merged.redis && typeof merged.redis === 'object') merged.redis = { ...merged.redis, url: merged.redis.url ?? nonEmpty(env.CALLMOOD_REDIS_URL) };
   const parsed = schema.safeParse(merged);
@@ -415,7 +431,7 @@ export function resolveOptions(input: CallmoodOptionsInput = {}, env: NodeJS.Pro
       describeIssues(parsed.error, merged, schema, {
         noun: 'option',
         allowedAt: (p) => leafAt(p)?.[ALLOWED],
-        secret: (p) => p.length === 1 && (p[0] === 'authToken' || p[0] === 'eventsToken'),
+        secret: (p) => p.length === 1 && p[0] in SECRET_ENV,
       }),
     );
   }
@@ -427,7 +443,13 @@ export function resolveOptions(input: CallmoodOptionsInput = {}, env: NodeJS.Pro
       'validateSignatures is on but there is no Twilio auth token: set TWILIO_AUTH_TOKEN (or pass authToken), or turn signature checks off for local development only',
     );
   }
-  const paths = Object.entries(o.paths);
+  if (o.validateSignatures && o.paths.telnyxMedia !== null && !o.telnyxStreamToken) {
+    throw new CallmoodError(
+      ErrorCodes.INVALID_OPTION,
+      `paths.telnyxMedia is ${JSON.stringify(o.paths.telnyxMedia)} but there is no Telnyx stream token: set CALLMOOD_TELNYX_STREAM_TOKEN (or pass telnyxStreamToken), or set paths.telnyxMedia to null`,
+    );
+  }
+  const paths = Object.entries(o.paths).filter(([, p]) => p !== null);
   for (const [i, [k, p]] of paths.entries()) {
     const twin = paths.findIndex(([, q], j) => j < i && q === p);
     if (twin >= 0) throw new CallmoodError(ErrorCodes.INVALID_OPTION, `option paths.${k} is ${JSON.stringify(p)}, the same as paths.${paths[twin][0]}; allowed: distinct paths`);

@@ -1,5 +1,6 @@
 /**
- * The media path: Twilio's WebSocket upgrade (signature, capacity, drain), one MediaSession per socket and one
+ * The media path: a provider's WebSocket upgrade (its MediaTransport's check, capacity, drain), one MediaSession per
+ * socket (parsing with that transport: Twilio on `paths.media`, Telnyx on `paths.telnyxMedia`) and one
  * EmotionTrack per track, flow control (./flow-control.ts) and stalls (./stalls.ts). One broken socket never harms
  * another: every handler is wrapped, and what goes wrong becomes an `error` event and a log line with a stable code.
  * One call has one stream: a second stream claiming a call that is live here is refused (1008) and the first goes on.
@@ -15,6 +16,8 @@ import type { CallEndReason, CallmoodEvent, Track } from '../stream/events.js';
 import { withFields, type Logger } from '../util/log.js';
 import { MediaSession, CloseCodes } from './session.js';
 import type { SignatureGuard } from './signature.js';
+import { twilioTransport } from './transports/twilio.js';
+import type { MediaTransport } from './transports/types.js';
 import { rejectUpgrade } from './events-feed.js';
 import type { CallmoodMetrics } from './metrics.js';
 import { closeSocket, identity, type Connection } from './connection.js';
@@ -67,8 +70,8 @@ export class MediaSockets {
     return this.conns.size;
   }
 
-  /** An upgrade on the media path: refused with an HTTP status, or a new stream. */
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  /** An upgrade on a media path: refused with an HTTP status, or a new stream speaking `transport`'s protocol. */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, transport: MediaTransport = twilioTransport): void {
     const { options, log, metrics } = this.host;
     const refuse = (status: number, message: string) => {
       metrics.rejectedUpgrades.inc({ path: 'media', status: String(status) });
@@ -76,10 +79,10 @@ export class MediaSockets {
     };
     if (this.host.draining) return refuse(503, 'server shutting down');
     if (!this.host.model()) return refuse(503, 'model not loaded yet');
-    const sig = this.host.guard.check(req, 'ws');
+    const sig = transport.checkUpgrade(req, { guard: this.host.guard, log });
     if (!sig.ok) {
       log('warn', ErrorCodes.SIGNATURE, `media upgrade refused: ${sig.reason}`, { remote: req.socket.remoteAddress });
-      return refuse(403, 'invalid X-Twilio-Signature');
+      return refuse(403, sig.reply);
     }
     if (this.conns.size >= options.maxCalls) {
       log('warn', 'CALLMOOD_FULL', `media upgrade refused: ${this.conns.size} streams open (maxCalls ${options.maxCalls})`, { remote: req.socket.remoteAddress });
@@ -87,7 +90,7 @@ export class MediaSockets {
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       try {
-        this.open(ws, req);
+        this.open(ws, req, transport);
       } catch (err) {
         log('error', (err as CallmoodError).code ?? 'CALLMOOD_SOCKET_ERROR', `media socket setup: ${(err as Error).message}`);
         ws.terminate();
@@ -119,7 +122,7 @@ export class MediaSockets {
     this.wss.close();
   }
 
-  private open(ws: WebSocket, req: IncomingMessage): void {
+  private open(ws: WebSocket, req: IncomingMessage, transport: MediaTransport): void {
     const { options, log } = this.host;
     const model = this.host.model()!;
     let resolveDone!: () => void;
@@ -179,6 +182,7 @@ export class MediaSockets {
         },
       },
       options.session,
+      transport,
     );
     this.conns.add(conn);
     ws.on('message', (data: RawData, isBinary: boolean) => {

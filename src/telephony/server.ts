@@ -34,6 +34,8 @@ import { CallmoodMetrics } from './metrics.js';
 import { createLogger, toLogger, type Logger, type LoggerInput } from '../util/log.js';
 import { createFanout } from './fanout.js';
 import { MediaSockets } from './media-sockets.js';
+import { telnyxTransport } from './transports/telnyx.js';
+import type { MediaTransport } from './transports/types.js';
 import { HttpRoutes, pathnameOf, type CallmoodHandler } from './routes.js';
 import { RedisEventBus, type BusStats } from '../cluster/event-bus.js';
 
@@ -112,6 +114,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
   private readonly log: Logger;
   private readonly feed: EventsFeed;
   private readonly media: MediaSockets;
+  /** Telnyx's media protocol, on `paths.telnyxMedia` when that is set. */
+  private readonly telnyx: MediaTransport;
   private readonly routes: HttpRoutes;
   private readonly publish: (e: CallmoodEvent) => void;
   private readonly attached: { server: http.Server; listeners: Array<[string, (...a: any[]) => void]> }[] = [];
@@ -175,6 +179,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
       },
     };
     this.media = new MediaSockets(host);
+    this.telnyx = telnyxTransport({ streamToken: o.telnyxStreamToken, validate: o.validateSignatures });
+    if (o.paths.telnyxMedia !== null) log('info', 'CALLMOOD_TELNYX', `Telnyx media streams on ${o.paths.telnyxMedia}`);
     this.routes = new HttpRoutes(host);
     this.handler = this.routes.handler;
   }
@@ -299,6 +305,7 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     const path = pathnameOf(req.url);
     try {
       if (path === this.options.paths.media) this.media.upgrade(req, socket, head);
+      else if (path === this.options.paths.telnyxMedia) this.media.upgrade(req, socket, head, this.telnyx);
       else if (path === this.options.paths.events) this.feed.handleUpgrade(req, socket, head, new URL(req.url ?? '/', 'http://localhost'));
       else if (rejectOthers) rejectUpgrade(socket, 404, 'no WebSocket here');
     } catch (err) {

@@ -1,15 +1,17 @@
 /**
- * One Twilio media stream (one WebSocket): the protocol state machine. It validates each message, keeps the call's
+ * One media stream (one WebSocket): the protocol state machine, the same for every provider; the provider's
+ * MediaTransport (./transports/) parses its messages (Twilio by default). It validates each message, keeps the call's
  * tracks apart, turns `media` payloads into 8 kHz audio per track, fills gaps in the media timestamps with silence
  * and drops late or duplicate chunks (counting both), and reports everything as events. It never throws: a bad
  * message becomes an `error` event and a counter, so one broken call cannot harm another, and only what makes the
  * stream unusable (a wrong media format, too many errors) ends it.
  */
 import { CallmoodError, ErrorCodes } from '../errors.js';
-import { MulawPayloadDecoder, TWILIO_FRAME_BYTES } from '../audio/codecs.js';
+import { ALAW_TO_FLOAT, MulawPayloadDecoder, TWILIO_FRAME_BYTES } from '../audio/codecs.js';
 import type { CallEndReason, CallmoodEvent, EventBase, Track, TrackSummary } from '../stream/events.js';
 import type { Logger } from '../util/log.js';
-import { identityHint, parseTwilioMessage, type StartMessage } from './protocol.js';
+import { twilioTransport } from './transports/twilio.js';
+import type { InboundMessage, MediaTransport, StreamStart } from './transports/types.js';
 
 /** What the session feeds each track's audio to: the per-track emotion stream. */
 export interface TrackSink {
@@ -74,9 +76,9 @@ interface TrackState {
 /** One media stream's protocol state. */
 export class MediaSession {
   private readonly opts: SessionOptions;
-  private readonly decoder: MulawPayloadDecoder;
+  private decoder: MulawPayloadDecoder;
   private readonly silence: Float32Array;
-  private start: StartMessage | null = null;
+  private start: StreamStart | null = null;
   private tracks = new Map<Track, TrackState>();
   private lastSequence = -1;
   private ended = false;
@@ -100,7 +102,11 @@ export class MediaSession {
   private known: Omit<EventBase, 'timeMs'> | null = null;
   private readonly now: () => number;
 
-  constructor(private readonly hooks: SessionHooks, options: Partial<SessionOptions> = {}) {
+  constructor(
+    private readonly hooks: SessionHooks,
+    options: Partial<SessionOptions> = {},
+    private readonly transport: MediaTransport = twilioTransport,
+  ) {
     this.opts = { ...DEFAULT_SESSION_OPTIONS, ...options };
     this.now = hooks.now ?? Date.now;
     this.lastMessageAt = this.lastProgressAt = this.now();
@@ -111,7 +117,7 @@ export class MediaSession {
 
   /** The call this stream belongs to, once `start` has arrived. */
   get callSid(): string | null {
-    return this.start?.start.callSid ?? null;
+    return this.start?.callSid ?? null;
   }
 
   /**
@@ -138,10 +144,10 @@ export class MediaSession {
   private base(timeMs: number): EventBase {
     if (!this.start && this.known) return { ...this.known, customParameters: { ...this.known.customParameters }, timeMs };
     return {
-      callSid: this.start?.start.callSid ?? '',
+      callSid: this.start?.callSid ?? '',
       streamSid: this.start?.streamSid ?? '',
       timeMs,
-      customParameters: this.start?.start.customParameters ?? {},
+      customParameters: this.start?.customParameters ?? {},
     };
   }
 
@@ -155,13 +161,13 @@ export class MediaSession {
   handleMessage(text: string): void {
     this.lastMessageAt = this.now();
     if (this.ended) return;
-    let msg;
+    let msg: InboundMessage;
     try {
-      msg = parseTwilioMessage(text);
+      msg = this.transport.parse(text);
     } catch (err) {
       const e = err as CallmoodError;
       // A bad `start` still names its call, most often: its errors say which call they are about.
-      if (!this.start) this.known = identityHint(text) ?? this.known;
+      if (!this.start) this.known = this.transport.identityHint(text) ?? this.known;
       if (e.code === ErrorCodes.MEDIA_FORMAT) {
         this.fail(e, CloseCodes.UNSUPPORTED_DATA);
         return;
@@ -169,7 +175,7 @@ export class MediaSession {
       this.protocolError(e.code ?? ErrorCodes.PROTOCOL, e.message);
       return;
     }
-    const seq = 'sequenceNumber' in msg ? msg.sequenceNumber : undefined;
+    const seq = 'sequence' in msg ? msg.sequence : undefined;
     if (seq !== undefined) {
       if (this.lastSequence >= 0 && seq !== this.lastSequence + 1) this.stats.sequenceGaps++;
       this.lastSequence = Math.max(this.lastSequence, seq);
@@ -185,16 +191,21 @@ export class MediaSession {
           this.protocolError(ErrorCodes.PROTOCOL, "'media' before 'start': the chunk is dropped");
           return;
         }
-        this.onMedia(msg.media.track, msg.media.timestamp, msg.media.payload);
+        this.onMedia(msg.track, msg.timestampMs, msg.payload);
         return;
       }
       case 'dtmf':
         if (!this.start) return this.protocolError(ErrorCodes.PROTOCOL, "'dtmf' before 'start'");
-        this.hooks.emit({ ...this.base(this.callTimeMs()), type: 'dtmf', track: msg.dtmf.track?.startsWith('outbound') ? 'outbound' : msg.dtmf.track ? 'inbound' : null, digit: msg.dtmf.digit });
+        this.hooks.emit({ ...this.base(this.callTimeMs()), type: 'dtmf', track: msg.track, digit: msg.digit });
         return;
       case 'mark':
         if (!this.start) return this.protocolError(ErrorCodes.PROTOCOL, "'mark' before 'start'");
-        this.hooks.emit({ ...this.base(this.callTimeMs()), type: 'mark', name: msg.mark.name });
+        this.hooks.emit({ ...this.base(this.callTimeMs()), type: 'mark', name: msg.name });
+        return;
+      case 'provider-error':
+        // The provider's own failure, not this client's: reported, not counted against maxProtocolErrors.
+        this.hooks.log('warn', ErrorCodes.PROTOCOL, msg.message, this.logIdentity());
+        this.hooks.emit({ ...this.base(this.callTimeMs()), type: 'error', code: ErrorCodes.PROTOCOL, message: msg.message, permanent: false });
         return;
       case 'stop':
         void this.end('stop');
@@ -203,44 +214,54 @@ export class MediaSession {
     }
   }
 
-  /** Handles one binary frame from the socket: Twilio sends only text frames, so it is refused. Never throws. */
+  /** Handles one binary frame from the socket: the providers send only text frames, so it is refused. Never throws. */
   handleBinary(bytes: number): void {
     this.lastMessageAt = this.now();
     if (this.ended) return;
-    this.protocolError(ErrorCodes.PROTOCOL, `a binary WebSocket frame (${bytes} bytes) is refused: Twilio Media Streams send every message as JSON in a text frame`);
+    this.protocolError(ErrorCodes.PROTOCOL, `a binary WebSocket frame (${bytes} bytes) is refused: ${this.transport.label} send every message as JSON in a text frame`);
   }
 
-  private onStart(msg: StartMessage): void {
+  private onStart(msg: StreamStart): void {
     if (this.start) {
       this.protocolError(ErrorCodes.PROTOCOL, `a second 'start' (stream ${msg.streamSid}) on stream ${this.start.streamSid} is ignored`);
       return;
     }
-    const refusal = this.hooks.admit?.(msg.start.callSid, msg.streamSid) ?? null;
+    const refusal = this.hooks.admit?.(msg.callSid, msg.streamSid) ?? null;
     if (refusal !== null) {
-      this.known = { callSid: msg.start.callSid, streamSid: msg.streamSid, customParameters: msg.start.customParameters ?? {} };
+      this.known = { callSid: msg.callSid, streamSid: msg.streamSid, customParameters: msg.customParameters };
       this.fail(new CallmoodError(ErrorCodes.PROTOCOL, refusal), CloseCodes.POLICY);
       return;
     }
     this.start = msg;
     this.known = null;
     this.startedAt = this.lastProgressAt = this.now();
-    for (const track of new Set(msg.start.tracks)) {
-      const sink = this.hooks.createTrack(track, () => {
-        const { timeMs: _t, ...rest } = this.base(0);
-        return rest;
-      });
-      this.tracks.set(track, { sink, endMs: 0, started: false });
-    }
-    this.hooks.emit({ ...this.base(0), type: 'call-start', accountSid: msg.start.accountSid ?? null, tracks: [...this.tracks.keys()] });
+    if (msg.mediaFormat.encoding === 'alaw') this.decoder = new MulawPayloadDecoder(this.opts.maxPayloadBytes, ALAW_TO_FLOAT, 'A-law');
+    for (const track of new Set(msg.tracks)) this.openTrack(track);
+    this.hooks.emit({ ...this.base(0), type: 'call-start', accountSid: msg.accountSid ?? null, tracks: [...this.tracks.keys()] });
     this.hooks.log('info', 'CALLMOOD_CALL_START', `call started, tracks ${[...this.tracks.keys()].join(',')}`, {
-      callSid: msg.start.callSid,
+      callSid: msg.callSid,
       streamSid: msg.streamSid,
       tracks: [...this.tracks.keys()],
     });
   }
 
-  private onMedia(track: Track, timestamp: number, payload: string): void {
-    const state = this.tracks.get(track);
+  private openTrack(track: Track): TrackState {
+    const sink = this.hooks.createTrack(track, () => {
+      const { timeMs: _t, ...rest } = this.base(0);
+      return rest;
+    });
+    const state: TrackState = { sink, endMs: 0, started: false };
+    this.tracks.set(track, state);
+    return state;
+  }
+
+  private onMedia(track: Track, timestampMs: number | undefined, payload: string): void {
+    let state = this.tracks.get(track);
+    // A provider whose start names no tracks (Telnyx) opens a track with its first chunk.
+    if (!state && this.start && !this.start.tracksAnnounced) {
+      state = this.openTrack(track);
+      this.hooks.log('info', 'CALLMOOD_TRACK_OPEN', `track '${track}' opened by its first media chunk`, { ...this.logIdentity(), track });
+    }
     if (!state) {
       this.protocolError(ErrorCodes.PROTOCOL, `media on track '${track}' which 'start' did not announce (${[...this.tracks.keys()].join(', ')})`, { track });
       return;
@@ -253,6 +274,8 @@ export class MediaSession {
       return;
     }
     this.stats.mediaMessages++;
+    // Without a timestamp in ms the chunk follows the track's audio so far.
+    const timestamp = timestampMs ?? (state.started ? state.endMs : 0);
     const now = this.now();
     const jump = state.started ? timestamp - state.endMs : timestamp;
     if (jump > this.opts.maxGapFillMs) {

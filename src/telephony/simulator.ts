@@ -2,13 +2,16 @@
  * A client that speaks as Twilio does: it streams a recording over a Media Streams WebSocket with the same
  * messages Twilio sends (connected, start, 160-byte μ-law media every 20 ms per track, stop), signs the upgrade
  * when given the auth token, and can follow the call's events on the server's event feed. `callmood simulate` and
- * `callmood bench calls` use it, so anyone can try callmood without a phone.
+ * `callmood bench calls` use it, so anyone can try callmood without a phone. With `provider: 'telnyx'` it sends
+ * Telnyx's documented media-streaming messages instead (see transports/telnyx.ts), PCMU unless told PCMA, with the
+ * stream token in the x-telnyx-streaming-auth-token header as Telnyx sends its `stream_auth_token`.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
 import twilio from 'twilio';
 import { CallmoodError, ErrorCodes } from '../errors.js';
-import { encodeMulaw, TWILIO_FRAME_BYTES } from '../audio/codecs.js';
+import { encodeAlaw, encodeMulaw, TWILIO_FRAME_BYTES } from '../audio/codecs.js';
+import { TELNYX_TOKEN_HEADER } from './transports/telnyx.js';
 import type { CallmoodEvent, Track } from '../stream/events.js';
 
 /** One simulated call. */
@@ -40,6 +43,12 @@ export interface SimulateOptions {
   onChunk?: (chunkIndex: number, sentAt: number, scheduledAt: number) => void;
   /** Stop after this signal aborts (the socket is closed without `stop`). */
   signal?: AbortSignal;
+  /** Whose messages to send: `twilio` (default) or `telnyx`. */
+  provider?: 'twilio' | 'telnyx';
+  /** Telnyx: the stream token (the server's telnyxStreamToken), sent as Telnyx sends `stream_auth_token`. */
+  streamToken?: string;
+  /** Telnyx: the codec announced and sent, PCMU (μ-law, default) or PCMA (A-law). */
+  codec?: 'PCMU' | 'PCMA';
 }
 
 /** What was sent. */
@@ -100,12 +109,16 @@ export function signUpgrade(authToken: string, url: string): string {
   return twilio.getExpectedTwilioSignature(authToken, url, {});
 }
 
-/** Audio as Twilio's media payloads: 160-byte μ-law chunks (20 ms), base64; a short last chunk padded with silence. */
-export function encodePayloads(audio: Float32Array): string[] {
-  const bytes = encodeMulaw(audio);
+/**
+ * Audio as Twilio's media payloads: 160-byte μ-law chunks (20 ms), base64; a short last chunk padded with silence.
+ * `alaw`: A-law bytes instead (Telnyx PCMA).
+ */
+export function encodePayloads(audio: Float32Array, alaw = false): string[] {
+  const bytes = alaw ? encodeAlaw(audio) : encodeMulaw(audio);
   const out: string[] = [];
   for (let i = 0; i < bytes.length; i += TWILIO_FRAME_BYTES) {
-    const chunk = Buffer.alloc(TWILIO_FRAME_BYTES, 0xff); // a short last chunk is padded with μ-law silence
+    // A short last chunk is padded with silence (μ-law 0xff, A-law 0xd5).
+    const chunk = Buffer.alloc(TWILIO_FRAME_BYTES, alaw ? 0xd5 : 0xff);
     chunk.set(bytes.subarray(i, i + TWILIO_FRAME_BYTES));
     out.push(chunk.toString('base64'));
   }
@@ -125,24 +138,97 @@ export function mediaMessageText(seq: number, track: Track, k: number, payload: 
   return `{"event":"media","sequenceNumber":"${seq}","media":{"track":"${track}","chunk":"${k + 1}","timestamp":"${k * 20}","payload":${p}},"streamSid":${quotedSid}}`;
 }
 
+/**
+ * A Telnyx `media` message as text (its documented field order: event, sequence_number, media {track, chunk,
+ * timestamp, payload}, stream_id); `quotedId` is JSON.stringify(stream_id).
+ */
+export function telnyxMediaText(seq: number, track: Track, k: number, payload: string, quotedId: string): string {
+  const p = BASE64.test(payload) ? `"${payload}"` : JSON.stringify(payload);
+  return `{"event":"media","sequence_number":"${seq}","media":{"track":"${track}","chunk":"${k + 1}","timestamp":"${k * 20}","payload":${p}},"stream_id":${quotedId}}`;
+}
+
+/** One provider's messages, as the simulator sends them. */
+interface Wire {
+  headers: Record<string, string>;
+  refusedHint: string;
+  connected(): object;
+  start(seq: number, tracks: Track[]): object;
+  media(seq: number, track: Track, k: number, payload: string): string;
+  stop(seq: number): object;
+}
+
+function twilioWire(call: SimulatedCall, opts: SimulateOptions, callSid: string, streamSid: string): Wire {
+  const quotedSid = JSON.stringify(streamSid);
+  const accountSid = call.accountSid ?? 'AC' + '0'.repeat(32);
+  const headers: Record<string, string> = {};
+  if (opts.authToken) headers['X-Twilio-Signature'] = signUpgrade(opts.authToken, opts.signedUrl ?? opts.url);
+  return {
+    headers,
+    refusedHint: opts.authToken ? 'the X-Twilio-Signature did not check out: is the auth token the server\'s?' : 'no X-Twilio-Signature: give the Twilio auth token',
+    connected: () => ({ event: 'connected', protocol: 'Call', version: '1.0.0' }),
+    start: (seq, tracks) => ({
+      event: 'start',
+      sequenceNumber: String(seq),
+      start: {
+        accountSid,
+        streamSid,
+        callSid,
+        tracks,
+        mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
+        customParameters: call.customParameters ?? {},
+      },
+      streamSid,
+    }),
+    media: (seq, track, k, payload) => mediaMessageText(seq, track, k, payload, quotedSid),
+    stop: (seq) => ({ event: 'stop', sequenceNumber: String(seq), stop: { accountSid, callSid }, streamSid }),
+  };
+}
+
+function telnyxWire(call: SimulatedCall, opts: SimulateOptions, callControlId: string, streamId: string): Wire {
+  const quotedId = JSON.stringify(streamId);
+  const userId = call.accountSid ?? randomUUID();
+  const headers: Record<string, string> = {};
+  if (opts.streamToken) headers[TELNYX_TOKEN_HEADER] = opts.streamToken;
+  return {
+    headers,
+    refusedHint: opts.streamToken ? 'the stream token is not the server\'s telnyxStreamToken' : 'no stream token: give the server\'s telnyxStreamToken',
+    connected: () => ({ event: 'connected', version: '1.0.0' }),
+    start: (seq) => ({
+      event: 'start',
+      sequence_number: String(seq),
+      start: {
+        user_id: userId,
+        call_control_id: callControlId,
+        call_session_id: randomUUID(),
+        from: '+13122010094',
+        to: '+13122123456',
+        custom_parameters: call.customParameters ?? {},
+        media_format: { encoding: opts.codec ?? 'PCMU', sample_rate: 8000, channels: 1 },
+      },
+      stream_id: streamId,
+    }),
+    media: (seq, track, k, payload) => telnyxMediaText(seq, track, k, payload, quotedId),
+    stop: (seq) => ({ event: 'stop', sequence_number: String(seq), stop: { user_id: userId, call_control_id: callControlId }, stream_id: streamId }),
+  };
+}
+
 /** Streams one call; resolves when `stop` has been sent and the server closed the socket (or after 5 s). */
 export async function simulateCall(call: SimulatedCall, opts: SimulateOptions): Promise<SimulateResult> {
   const tracks = (['inbound', 'outbound'] as Track[]).filter((t) => call.payloads?.[t] || call.audio[t]);
   if (tracks.length === 0) throw new CallmoodError(ErrorCodes.EMPTY_AUDIO, 'a simulated call needs audio on at least one track');
-  const callSid = call.callSid ?? sid('CA');
-  const streamSid = call.streamSid ?? sid('MZ');
-  const chunks = Object.fromEntries(tracks.map((t) => [t, call.payloads?.[t] ?? encodePayloads(call.audio[t]!)])) as Record<Track, readonly string[]>;
-  const quotedSid = JSON.stringify(streamSid);
+  const telnyx = opts.provider === 'telnyx';
+  // Telnyx ids: a call_control_id like v3:…, a UUID stream_id.
+  const callSid = call.callSid ?? (telnyx ? `v3:${randomBytes(30).toString('base64url')}` : sid('CA'));
+  const streamSid = call.streamSid ?? (telnyx ? randomUUID() : sid('MZ'));
+  const alaw = telnyx && opts.codec === 'PCMA';
+  const chunks = Object.fromEntries(tracks.map((t) => [t, call.payloads?.[t] ?? encodePayloads(call.audio[t]!, alaw)])) as Record<Track, readonly string[]>;
   const total = Math.max(...tracks.map((t) => chunks[t].length));
-  const headers: Record<string, string> = {};
-  if (opts.authToken) headers['X-Twilio-Signature'] = signUpgrade(opts.authToken, opts.signedUrl ?? opts.url);
+  const wire = telnyx ? telnyxWire(call, opts, callSid, streamSid) : twilioWire(call, opts, callSid, streamSid);
   // Frames are masked with a random key per frame, as Twilio (any WebSocket client, RFC 6455 §5.3) masks them: the
   // server's cost of unmasking is part of what a load test measures (ws skips unmasking for an all-zero key).
-  const ws = new WebSocket(opts.url, { headers });
+  const ws = new WebSocket(opts.url, { headers: wire.headers });
   ws.on('error', () => {}); // after the open, a reset only ends the call early: the close below settles it
-  await opened(ws, 'media stream', opts.url, {
-    403: opts.authToken ? 'the X-Twilio-Signature did not check out: is the auth token the server\'s?' : 'no X-Twilio-Signature: give the Twilio auth token',
-  });
+  await opened(ws, 'media stream', opts.url, { 403: wire.refusedHint });
   const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
   let seq = 0;
   let messages = 0;
@@ -151,20 +237,8 @@ export async function simulateCall(call: SimulatedCall, opts: SimulateOptions): 
     ws.send(JSON.stringify(m));
     messages++;
   };
-  send({ event: 'connected', protocol: 'Call', version: '1.0.0' });
-  send({
-    event: 'start',
-    sequenceNumber: String(++seq),
-    start: {
-      accountSid: call.accountSid ?? 'AC' + '0'.repeat(32),
-      streamSid,
-      callSid,
-      tracks,
-      mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
-      customParameters: call.customParameters ?? {},
-    },
-    streamSid,
-  });
+  send(wire.connected());
+  send(wire.start(++seq, tracks));
   const t0 = performance.now();
   let maxLagMs = 0;
   let sent = 0;
@@ -183,7 +257,7 @@ export async function simulateCall(call: SimulatedCall, opts: SimulateOptions): 
       const payload = chunks[t][k];
       if (payload === undefined) continue;
       if (ws.readyState !== WebSocket.OPEN) break;
-      ws.send(mediaMessageText(++seq, t, k, payload, quotedSid));
+      ws.send(wire.media(++seq, t, k, payload));
       messages++;
     }
     sent++;
@@ -192,7 +266,7 @@ export async function simulateCall(call: SimulatedCall, opts: SimulateOptions): 
   if (opts.signal?.aborted) {
     ws.terminate();
   } else {
-    send({ event: 'stop', sequenceNumber: String(++seq), stop: { accountSid: call.accountSid ?? 'AC' + '0'.repeat(32), callSid }, streamSid });
+    send(wire.stop(++seq));
     await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
     ws.close();
   }

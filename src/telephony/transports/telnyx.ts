@@ -1,0 +1,187 @@
+/**
+ * Telnyx media streaming over WebSockets as a MediaTransport. Shapes, as Telnyx documents them (sources in
+ * test/fixtures/telnyx/README.md):
+ * https://developers.telnyx.com/api-reference/websockets/stream-call-media-over-websocket (the AsyncAPI reference)
+ * and https://developers.telnyx.com/docs/voice/programmable-voice/media-streaming (the guide).
+ *
+ * - `connected` {version}; `start` {sequence_number, stream_id, start {user_id, call_control_id, call_session_id,
+ *   from, to, custom_parameters, media_format {encoding, sample_rate, channels}}}; `media` {sequence_number,
+ *   stream_id, media {track, chunk, timestamp, payload}}; `stop`; `dtmf` {dtmf {digit}}; `mark` {mark {name}};
+ *   `error` {payload {code, title, detail}}. Numbers may arrive as strings.
+ * - Identity: `call_control_id` is the call (events' `callSid`), `stream_id` the stream (`streamSid`).
+ * - Media: PCMU (also named `audio/x-mulaw` in Telnyx's older examples) and PCMA at 8 kHz mono are decoded; any other
+ *   codec (G722, OPUS, AMR-WB, L16) is refused with MEDIA_FORMAT.
+ * - `start` does not list the tracks: `inbound` (Telnyx's default stream_track) opens at start, `outbound` with its
+ *   first chunk.
+ * - `media.timestamp`'s unit is not documented (the example gives "5" for chunk 2), so chunks are not placed by it:
+ *   each follows its track's audio so far, and gaps in `sequence_number` are counted.
+ * - The upgrade: Telnyx signs its HTTP webhooks (Ed25519, telnyx-signature-ed25519), not the media WebSocket. When the
+ *   streaming command sets `stream_auth_token`, Telnyx sends it as the `x-telnyx-streaming-auth-token` header of the
+ *   upgrade; a `token` query parameter in `stream_url` is taken as well. Either must equal `telnyxStreamToken`,
+ *   compared in constant time.
+ */
+import type { IncomingMessage } from 'node:http';
+import { z } from 'zod';
+import { CallmoodError, ErrorCodes } from '../../errors.js';
+import { tokenMatches } from '../signature.js';
+import type { IdentityHint, InboundMessage, MediaEncoding, MediaTransport, UpgradeCheck, UpgradeContext } from './types.js';
+
+const numeric = z.union([z.string().regex(/^\d+$/), z.number().int().nonnegative()]).transform(Number);
+const envelope = { sequence_number: numeric.optional(), stream_id: z.string().optional() };
+
+const connected = z.object({ event: z.literal('connected'), version: z.string().optional() });
+
+const start = z.object({
+  event: z.literal('start'),
+  sequence_number: numeric.optional(),
+  stream_id: z.string().min(1),
+  start: z.object({
+    user_id: z.string().optional(),
+    call_control_id: z.string().min(1),
+    custom_parameters: z.record(z.string(), z.string()).optional(),
+    media_format: z.object({
+      encoding: z.string(),
+      sample_rate: z.union([z.number(), z.string()]).transform(Number),
+      channels: z.union([z.number(), z.string()]).transform(Number),
+    }),
+  }),
+});
+
+const media = z.object({
+  event: z.literal('media'),
+  ...envelope,
+  media: z.object({
+    track: z.enum(['inbound', 'outbound']),
+    chunk: numeric.optional(),
+    timestamp: numeric.optional(),
+    payload: z.string(),
+  }),
+});
+
+const dtmf = z.object({ event: z.literal('dtmf'), ...envelope, dtmf: z.object({ digit: z.string().regex(/^[0-9*#A-D]$/) }) });
+const mark = z.object({ event: z.literal('mark'), ...envelope, mark: z.object({ name: z.string() }) });
+const stop = z.object({ event: z.literal('stop'), ...envelope });
+const error = z.object({
+  event: z.literal('error'),
+  ...envelope,
+  payload: z.object({ code: z.union([z.number(), z.string()]).optional(), title: z.string().optional(), detail: z.string().optional() }),
+});
+
+const schemas = { connected, start, media, dtmf, mark, stop, error } as const;
+
+/** Telnyx's encoding names callmood decodes. */
+const ENCODINGS: Record<string, MediaEncoding> = { PCMU: 'mulaw', 'audio/x-mulaw': 'mulaw', PCMA: 'alaw' };
+
+/** Parses one Telnyx text message into a provider-neutral one. Throws PROTOCOL or MEDIA_FORMAT. */
+export function parseTelnyxMessage(text: string): InboundMessage {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new CallmoodError(ErrorCodes.PROTOCOL, `message is not valid JSON (${text.length} bytes, starts ${JSON.stringify(text.slice(0, 40))})`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new CallmoodError(ErrorCodes.PROTOCOL, 'message is not a JSON object');
+  const event = (raw as { event?: unknown }).event;
+  if (typeof event !== 'string' || !(event in schemas)) {
+    throw new CallmoodError(ErrorCodes.PROTOCOL, `unknown event ${JSON.stringify(event)}; expected one of ${Object.keys(schemas).join(', ')}`);
+  }
+  const parsed = schemas[event as keyof typeof schemas].safeParse(raw);
+  if (!parsed.success) {
+    const what = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new CallmoodError(ErrorCodes.PROTOCOL, `invalid Telnyx '${event}' message: ${what}`);
+  }
+  const m = parsed.data;
+  switch (m.event) {
+    case 'connected':
+      return { event: 'connected' };
+    case 'start': {
+      const f = m.start.media_format;
+      const encoding = ENCODINGS[f.encoding];
+      if (!encoding || f.sample_rate !== 8000 || f.channels !== 1) {
+        throw new CallmoodError(
+          ErrorCodes.MEDIA_FORMAT,
+          `media format ${f.encoding} ${f.sample_rate} Hz × ${f.channels} is not supported; allowed: PCMU or PCMA at 8000 Hz × 1`,
+        );
+      }
+      return {
+        event: 'start',
+        sequence: m.sequence_number,
+        callSid: m.start.call_control_id,
+        streamSid: m.stream_id,
+        accountSid: m.start.user_id,
+        tracks: ['inbound'],
+        tracksAnnounced: false,
+        customParameters: m.start.custom_parameters ?? {},
+        mediaFormat: { encoding, sampleRate: 8000, channels: 1 },
+      };
+    }
+    case 'media':
+      return { event: 'media', sequence: m.sequence_number, track: m.media.track, payload: m.media.payload };
+    case 'dtmf':
+      return { event: 'dtmf', sequence: m.sequence_number, track: null, digit: m.dtmf.digit };
+    case 'mark':
+      return { event: 'mark', sequence: m.sequence_number, name: m.mark.name };
+    case 'stop':
+      return { event: 'stop', sequence: m.sequence_number };
+    case 'error': {
+      const p = m.payload;
+      const said = [p.code, p.title, p.detail].filter((x) => x !== undefined && x !== '').join(' ');
+      return { event: 'provider-error', sequence: m.sequence_number, message: `Telnyx reported a stream error: ${said || '(no detail)'}` };
+    }
+  }
+}
+
+// Telnyx call control ids look like v2:T02llQ…== or v3:MdI9…_IiE4pqg.
+const ID_HINT = /^[A-Za-z0-9_:=+/-]{1,128}$/;
+
+/** The identity a Telnyx `start` that failed validation claims (plausible ids only), or null. */
+export function telnyxIdentityHint(text: string): IdentityHint | null {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return null;
+  const r = raw as { event?: unknown; stream_id?: unknown; start?: unknown };
+  if (r.event !== 'start') return null;
+  const s = typeof r.start === 'object' && r.start !== null ? (r.start as Record<string, unknown>) : {};
+  const id = (v: unknown) => (typeof v === 'string' && ID_HINT.test(v) ? v : '');
+  const callSid = id(s.call_control_id);
+  const streamSid = id(r.stream_id);
+  if (!callSid && !streamSid) return null;
+  const customParameters: Record<string, string> = {};
+  const cp = s.custom_parameters;
+  if (typeof cp === 'object' && cp !== null && !Array.isArray(cp)) {
+    for (const [k, v] of Object.entries(cp)) if (typeof v === 'string' && k.length <= 128 && v.length <= 1024) customParameters[k] = v;
+  }
+  return { callSid, streamSid, customParameters };
+}
+
+/** The header Telnyx sends `stream_auth_token` in. */
+export const TELNYX_TOKEN_HEADER = 'x-telnyx-streaming-auth-token';
+
+/**
+ * Telnyx media streaming as a MediaTransport. `streamToken` is the shared secret the upgrade must carry; with
+ * `validate` false (local development only) every upgrade is taken and that is logged each time.
+ */
+export function telnyxTransport(opts: { streamToken: string | null; validate: boolean }): MediaTransport {
+  return {
+    name: 'telnyx',
+    label: 'Telnyx media streams',
+    parse: parseTelnyxMessage,
+    identityHint: telnyxIdentityHint,
+    checkUpgrade(req: IncomingMessage, ctx: UpgradeContext): UpgradeCheck {
+      if (!opts.validate) {
+        ctx.log('warn', 'CALLMOOD_SIGNATURES_OFF', `Telnyx stream token NOT checked on ${req.url?.split('?')[0]} (validateSignatures: false; development only)`);
+        return { ok: true };
+      }
+      const header = req.headers[TELNYX_TOKEN_HEADER];
+      const given = (Array.isArray(header) ? header[0] : header) ?? new URL(req.url ?? '/', 'http://localhost').searchParams.get('token');
+      if (!given) return { ok: false, reason: `no ${TELNYX_TOKEN_HEADER} header and no token query parameter`, reply: 'missing Telnyx stream token' };
+      // resolveOptions refuses a Telnyx path without a token while validating, so `streamToken` is set here.
+      if (!tokenMatches(given, opts.streamToken ?? '')) return { ok: false, reason: 'the Telnyx stream token does not match telnyxStreamToken', reply: 'invalid Telnyx stream token' };
+      return { ok: true };
+    },
+  };
+}

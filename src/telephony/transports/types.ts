@@ -1,0 +1,121 @@
+/**
+ * The seam between a telephony provider's media-stream WebSocket and callmood: a `MediaTransport` turns the
+ * provider's text messages into provider-neutral `InboundMessage`s and says whether an upgrade may become a stream.
+ * MediaSession (../session.ts) runs the same state machine (tracks, gap fill, sequence checks, errors) for every
+ * provider. callmood sends nothing back on a media stream today, so there are no outbound formatters: a provider
+ * gains one when a feature first sends something (e.g. a `clear` on barge-in).
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Track } from '../../stream/events.js';
+import type { Logger } from '../../util/log.js';
+import type { SignatureGuard } from '../signature.js';
+
+/** The G.711 companding of a stream's payloads; every accepted stream is 8 kHz mono. */
+export type MediaEncoding = 'mulaw' | 'alaw';
+
+/** A stream's announced media format, as accepted (a transport refuses others with MEDIA_FORMAT). */
+export interface MediaFormat {
+  encoding: MediaEncoding;
+  sampleRate: 8000;
+  channels: 1;
+}
+
+/** The provider's first message: the stream is open. */
+export interface ConnectedMessage {
+  event: 'connected';
+}
+
+/** The stream starts: the call's identity and its media format. */
+export interface StreamStart {
+  event: 'start';
+  sequence?: number;
+  /** The call (Twilio CallSid; Telnyx call_control_id): every event's `callSid`. */
+  callSid: string;
+  /** The stream (Twilio StreamSid; Telnyx stream_id): every event's `streamSid`. */
+  streamSid: string;
+  accountSid?: string;
+  /** Tracks the stream carries. */
+  tracks: Track[];
+  /**
+   * False when the provider's start does not list its tracks (Telnyx): `tracks` is then what is assumed at start,
+   * and a media message on another track opens that track instead of being refused.
+   */
+  tracksAnnounced: boolean;
+  customParameters: Record<string, string>;
+  mediaFormat: MediaFormat;
+}
+
+/** One chunk of audio on one track. */
+export interface MediaChunk {
+  event: 'media';
+  sequence?: number;
+  track: Track;
+  /**
+   * Where the chunk starts in call time, ms; absent when the provider gives no timestamp in ms, and the chunk then
+   * follows the track's audio so far.
+   */
+  timestampMs?: number;
+  /** Base64 G.711 bytes in the stream's encoding. */
+  payload: string;
+}
+
+export interface MarkMessage {
+  event: 'mark';
+  sequence?: number;
+  name: string;
+}
+
+export interface DtmfMessage {
+  event: 'dtmf';
+  sequence?: number;
+  /** The track the digit came on, null when the provider does not say. */
+  track: Track | null;
+  digit: string;
+}
+
+export interface StopMessage {
+  event: 'stop';
+  sequence?: number;
+}
+
+/** The provider reports a failure on its side of the stream; the stream goes on. */
+export interface ProviderErrorMessage {
+  event: 'provider-error';
+  sequence?: number;
+  /** What the provider said, as one line (its code, title and detail). */
+  message: string;
+}
+
+/** One inbound message, validated and provider-neutral. */
+export type InboundMessage = ConnectedMessage | StreamStart | MediaChunk | MarkMessage | DtmfMessage | StopMessage | ProviderErrorMessage;
+
+/** What an upgrade check may use from the server. */
+export interface UpgradeContext {
+  /** The Twilio signature policy (validateSignatures, auth token, publicUrl). */
+  guard: SignatureGuard;
+  log: Logger;
+}
+
+/** Whether an upgrade may open a stream; `reply` is the HTTP 403 text for a refusal, `reason` the log line. */
+export type UpgradeCheck = { ok: true } | { ok: false; reason: string; reply: string };
+
+/** The call identity a message that failed validation claims, for its error events (see `identityHint`). */
+export interface IdentityHint {
+  callSid: string;
+  streamSid: string;
+  customParameters: Record<string, string>;
+}
+
+/** One provider's media-stream protocol. */
+export interface MediaTransport {
+  /** Short name for logs and options, e.g. `twilio`. */
+  readonly name: string;
+  /** The protocol as people know it, for messages, e.g. `Twilio Media Streams`. */
+  readonly label: string;
+  /** Parses one text message. Throws CallmoodError PROTOCOL (saying what was wrong and what is allowed) or MEDIA_FORMAT. */
+  parse(text: string): InboundMessage;
+  /** The identity a `start` that failed validation claims, read leniently; null when nothing plausible is there. */
+  identityHint(text: string): IdentityHint | null;
+  /** Checks a WebSocket upgrade on this provider's media path. */
+  checkUpgrade(req: IncomingMessage, ctx: UpgradeContext): UpgradeCheck;
+}
