@@ -13,6 +13,8 @@ import { startRedis, type TestRedis } from './helpers/redis.js';
 import { startServe, type ServeProcess } from './helpers/serve.js';
 import { phoneClip } from './helpers/replay-audio.js';
 import { assertCallmoodError, cli, waitFor } from './helpers.js';
+import { FakeCrm } from './helpers/webhook-crm.js';
+import { Redis } from 'ioredis';
 import { resolveOptions } from '../src/config/options.js';
 import { ErrorCodes } from '../src/errors.js';
 
@@ -106,6 +108,78 @@ test('three nodes: a consumer on node A follows a call on node C, catching up on
   } finally {
     for (const n of nodes) n.child.kill('SIGKILL');
     await Promise.all(nodes.map((n) => n.exit));
+  }
+});
+
+test('three nodes with a CRM: a node SIGKILLed mid-call while the CRM is down, never restarted; once the CRM is back the others deliver every event it had put in the outbox, in order per call, signed', async () => {
+  const SECRET = 'redis-nodes-crm-secret-0123456789';
+  const crm = new FakeCrm(SECRET);
+  let up = false;
+  crm.respond = () => (up ? { status: 200 } : { status: 503 });
+  await crm.start();
+  const prefix = `k${randomBytes(3).toString('hex')}`;
+  const config = {
+    engine: 'in-process',
+    policy: { enabled: false },
+    redis: { url: redis.url, prefix, leaseMs: 1500, catchUpMs: 0 },
+    webhooks: { endpoints: [{ name: 'crm', url: crm.url, secretEnv: 'CRM_SECRET', events: ['call-start', 'speech-start', 'speech-end', 'emotion', 'call-end'], backoff: { baseMs: 100, maxMs: 400 } }] },
+  };
+  const nodes: ServeProcess[] = [];
+  const client = new Redis(redis.url);
+  try {
+    for (let i = 0; i < 3; i++) nodes.push(await startServe(config, { ...env, CRM_SECRET: SECRET }));
+    const audio = await longClip(8);
+    // Two calls on each node; node C's are cut by the kill.
+    const calls = nodes.flatMap((n, i) =>
+      [0, 1].map((k) => {
+        const sid = callSid();
+        return { sid, node: i, done: simulateCall({ audio: { inbound: audio }, callSid: sid }, { url: `ws://127.0.0.1:${n.port}/media`, pace: 'realtime', authToken: TOKEN }).catch(() => null), k };
+      }),
+    );
+    const killed = nodes[2];
+    const killedSids = calls.filter((c) => c.node === 2).map((c) => c.sid);
+    // Three seconds into the calls node C has put call-starts and emotions in the outbox, and the CRM refused them all.
+    await waitFor(() => crm.received.filter((r) => killedSids.includes(r.callSid)).length >= 4, 'attempts of node C\'s calls at the CRM', 20_000);
+    await new Promise((r) => setTimeout(r, 1500));
+    killed.child.kill('SIGKILL');
+    await killed.exit;
+    // What node C had put in Redis's outbox: nothing was acknowledged yet (the CRM refused everything), so it is all
+    // still in the partition streams, in order.
+    const keys = await client.keys(`${prefix}:wh:crm:p*`);
+    const outboxed = new Map<string, string[]>();
+    for (const key of keys.filter((k) => /:p\d+$/.test(k))) {
+      for (const [, fields] of (await client.xrange(key, '-', '+')) as [string, string[]][]) {
+        const body = JSON.parse(fields[fields.indexOf('body') + 1] ?? '{}') as { id: string; callSid: string };
+        if (killedSids.includes(body.callSid)) outboxed.set(body.callSid, [...(outboxed.get(body.callSid) ?? []), body.id]);
+      }
+    }
+    for (const sid of killedSids) assert.ok((outboxed.get(sid)?.length ?? 0) >= 3, `node C's call ${sid} had ${outboxed.get(sid)?.length ?? 0} events in the outbox`);
+    up = true;
+    await Promise.all(calls.filter((c) => c.node !== 2).map((c) => c.done));
+    const delivered = (sid: string) => crm.received.filter((r) => r.callSid === sid && r.status === 200);
+    await waitFor(
+      () => killedSids.every((sid) => outboxed.get(sid)!.every((id) => delivered(sid).some((r) => r.id === id))),
+      () => `every outboxed event of node C delivered (${killedSids.map((sid) => `${new Set(delivered(sid).map((r) => r.id)).size}/${outboxed.get(sid)!.length}`).join(', ')})`,
+      30_000,
+    );
+    for (const sid of killedSids) {
+      const got = delivered(sid);
+      assert.ok(got.every((r) => r.signatureOk), `unsigned or badly signed deliveries for ${sid}`);
+      // In order: the first delivery of each event follows the outbox order.
+      const firsts = [...new Set(got.map((r) => r.id))];
+      assert.deepEqual(firsts, outboxed.get(sid), `call ${sid}: delivered out of order`);
+      const dups = got.length - firsts.length;
+      console.log(`call ${sid} of the killed node: ${firsts.length} events delivered by the survivors, ${dups} duplicate(s)`);
+    }
+    // The survivors' own calls are complete too, call-end included.
+    for (const c of calls.filter((c) => c.node !== 2)) {
+      await waitFor(() => delivered(c.sid).some((r) => r.type === 'call-end'), `call-end of ${c.sid} at the CRM`, 20_000);
+    }
+  } finally {
+    for (const n of nodes) n.child.kill('SIGKILL');
+    await Promise.all(nodes.map((n) => n.exit));
+    client.disconnect();
+    await crm.stop();
   }
 });
 

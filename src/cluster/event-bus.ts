@@ -21,6 +21,8 @@ import { EventEmitter } from 'eventemitter3';
 import type { RedisSettings } from '../config/options.js';
 import type { CallmoodEvent } from '../stream/events.js';
 import type { Logger } from '../util/log.js';
+import { redactUrl } from '../util/redis-url.js';
+import { CallmoodError, ErrorCodes } from '../errors.js';
 
 /** The bus connection's state, as `/healthz` shows it. */
 export type BusState = 'connecting' | 'connected' | 'down' | 'closed';
@@ -105,7 +107,7 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
   async ready(timeoutMs = 10_000): Promise<void> {
     const until = Date.now() + timeoutMs;
     while (this.writer.status !== 'ready' || this.reader.status !== 'ready') {
-      if (Date.now() > until) throw new Error(`Redis at ${redactUrl(this.settings.url)} did not answer within ${timeoutMs} ms${this.lastError ? `: ${this.lastError}` : ''}`);
+      if (Date.now() > until) throw new CallmoodError(ErrorCodes.BACKEND_UNAVAILABLE, `Redis at ${redactUrl(this.settings.url)} did not answer within ${timeoutMs} ms${this.lastError ? `: ${this.lastError}` : ''}`);
       await new Promise((r) => setTimeout(r, 20));
     }
     // Start after the newest entry: the feed's catch-up covers what came before.
@@ -265,9 +267,4 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
 function field(fields: string[], name: string): string | undefined {
   for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
   return undefined;
-}
-
-/** A Redis URL for logs: the password, if any, replaced. */
-export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:@/]*):([^@/]*)@/, '//$1:***@');
 }

@@ -60,6 +60,7 @@ import { silentLogger, toLogger, type Logger } from '../util/log.js';
 import { resolveWebhookOptions, routeMatcher, type WebhookOptions, type WebhookOptionsInput } from './webhook-options.js';
 import { HttpEndpoint, attemptDelivery, logDeadLetter, openedSink, webhookBody, type Deliverable, type EndpointStats, type WebhookSinkEvents, type WebhookSinkRuntime } from './webhook-delivery.js';
 import type { DeadLetter } from './outbox.js';
+import { redactUrl } from '../util/redis-url.js';
 
 /** The consumer group every node reads a partition with (the consumer is the node id). */
 export const WEBHOOK_GROUP = 'callmood';
@@ -170,10 +171,7 @@ export async function redisReady(redis: Redis, url: string, timeoutMs: number): 
   }
 }
 
-/** A Redis URL without its password, for messages. */
-export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
-}
+export { redactUrl };
 
 /** Fixes P for the deployment on first use; throws INVALID_OPTION when this node's P differs. */
 async function checkPartitions(redis: Redis, prefix: string, partitions: number): Promise<void> {

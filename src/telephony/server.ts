@@ -27,7 +27,8 @@ import { modelProfile, type ModelProfile } from '../stream/track.js';
 import type { CallmoodEvent } from '../stream/events.js';
 import { DEFAULT_POLICY, PolicyEngine, PolicyRuntime, loadPolicyFile, type ActionHandler, type CallController, type PolicyConfig } from '../policy/index.js';
 import { CallControl } from './control.js';
-import { WebhookSink, type EndpointStats } from '../sinks/webhooks.js';
+import type { EndpointStats } from '../sinks/webhooks.js';
+import { createWebhookSink, type WebhookDelivery } from '../sinks/webhook-sink.js';
 import { SignatureGuard } from './signature.js';
 import { EventsFeed, rejectUpgrade } from './events-feed.js';
 import { CallmoodMetrics } from './metrics.js';
@@ -105,8 +106,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
   readonly metrics: CallmoodMetrics;
   /** The dialog policy over this server's events (null when `policy.enabled` is false). */
   readonly policy: PolicyRuntime | null;
-  /** CRM webhook delivery (durable outbox); with no endpoints configured it does nothing. */
-  readonly webhooks: WebhookSink;
+  /** CRM webhook delivery (durable outbox on disk, or in Redis in many-node mode); with no endpoints configured it does nothing. */
+  readonly webhooks: WebhookDelivery;
   /** The webhook routes as a node request listener, mountable in an existing app (see CallmoodHandler). */
   readonly handler: CallmoodHandler;
   /** Many-node mode's shared event bus (null without `redis.url`). */
@@ -150,7 +151,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     }
     if (!this.feed.enabled) log('info', 'CALLMOOD_FEED_OFF', `event feed ${o.paths.events} is off: no CALLMOOD_EVENTS_TOKEN`);
     this.policy = this.createPolicy(runtime);
-    this.webhooks = new WebhookSink(o.webhooks, { logger: log, env: runtime.env ?? process.env });
+    // In many-node mode the outbox lives in Redis and every node delivers a share of it (src/sinks/README.md).
+    this.webhooks = createWebhookSink(o.webhooks, o.webhooks.endpoints.length > 0 ? o.redis : null, { logger: log, env: runtime.env ?? process.env, nodeId: this.bus?.node });
     this.metrics.watchWebhooks(this.webhooks);
     for (const ep of o.webhooks.endpoints) log('info', 'CALLMOOD_WEBHOOKS', `webhook ${ep.name} → ${new URL(ep.url).origin}: ${ep.events.join(', ')}`);
     this.publish = createFanout({
@@ -231,12 +233,13 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
   }
 
   private async load(): Promise<void> {
-    // Events left in the outbox by an earlier run are being sent again before the first call.
-    await this.webhooks.ready;
+    // Redis first: an unreachable one fails the start within 10 s, saying so, rather than waiting on the outbox.
     if (this.bus) {
       await this.bus.ready();
       this.log('info', 'CALLMOOD_REDIS', `many-node mode: event bus ${this.bus.key} on Redis, node ${this.bus.node}`, { node: this.bus.node });
     }
+    // Events left in the outbox by an earlier run are being sent again before the first call.
+    await this.webhooks.ready;
     const dir = resolveModelDir(this.options.modelDir);
     const t0 = performance.now();
     const engine = this.options.engine === 'worker' ? await WorkerEngine.load(dir) : await InProcessEngine.load(dir);
