@@ -183,13 +183,25 @@ test('three nodes with a CRM: a node SIGKILLed mid-call while the CRM is down, n
   }
 });
 
-test('Redis stopped for 10 s under live calls: the calls go on, events wait in memory, and reach the other node once Redis is back', async () => {
-  const opts = () => ({ engine: 'in-process' as const, policy: { enabled: false }, authToken: TOKEN, eventsToken: FEED, redis: { url: redis.url, catchUpMs: 0 } });
+test('Redis stopped for 10 s under live calls: the calls go on, events wait in memory, and reach the other node and the CRM once Redis is back', async () => {
+  const SECRET = 'redis-outage-crm-secret-0123456789';
+  const crm = new FakeCrm(SECRET);
+  await crm.start();
+  const TYPES = ['call-start', 'speech-start', 'speech-end', 'emotion', 'call-end'];
+  const opts = () => ({
+    engine: 'in-process' as const,
+    policy: { enabled: false },
+    authToken: TOKEN,
+    eventsToken: FEED,
+    redis: { url: redis.url, catchUpMs: 0, prefix: `o${randomBytes(3).toString('hex')}` },
+    webhooks: { endpoints: [{ name: 'crm', url: crm.url, secret: SECRET, events: TYPES, backoff: { baseMs: 100, maxMs: 500 } }] },
+  });
   const servers: CallmoodServer[] = [];
   const logs: string[] = [];
   try {
+    const o = opts();
     for (let i = 0; i < 2; i++) {
-      const s = createCallmood(opts(), { logger: (level, code, message) => logs.push(`${i} ${level} ${code} ${message}`), processMetrics: false });
+      const s = createCallmood(o, { logger: (level, code, message) => logs.push(`${i} ${level} ${code} ${message}`), processMetrics: false });
       servers.push(s);
     }
     const [holder, other] = servers;
@@ -225,10 +237,22 @@ test('Redis stopped for 10 s under live calls: the calls go on, events wait in m
       const theirs = seen.filter((e) => e.callSid === sid).map((e) => JSON.stringify(e));
       assert.deepEqual(theirs, mine, `call ${sid}: the other node's feed differs from the holder's events`);
     }
+    // The CRM got every event of both calls, once Redis was back, in order per call, signed.
+    for (const sid of sids) {
+      const mine = local.filter((e) => e.callSid === sid && TYPES.includes(e.type)).map((e) => JSON.stringify(e));
+      await waitFor(() => new Set(crm.received.filter((r) => r.callSid === sid && r.status === 200).map((r) => r.id)).size >= mine.length, () => `all ${mine.length} events of ${sid} at the CRM`, 30_000);
+      const got = crm.received.filter((r) => r.callSid === sid && r.status === 200);
+      assert.ok(got.every((r) => r.signatureOk), 'every delivery signed');
+      const firstOf = new Map<string, string>();
+      for (const r of got) if (!firstOf.has(r.id)) firstOf.set(r.id, JSON.stringify((JSON.parse(r.raw) as { event: unknown }).event));
+      assert.deepEqual([...firstOf.values()], mine, `call ${sid}: the CRM's events differ from the holder's`);
+      console.log(`call ${sid}: ${mine.length} events delivered across the outage, ${got.length - firstOf.size} duplicate(s)`);
+    }
     assert.ok(buffered >= 10 && localDuring > seenAtStop, `events were buffered during the outage (${buffered})`);
     assert.ok(logs.some((l) => l.includes('CALLMOOD_BUS_DOWN')) && logs.some((l) => l.includes('CALLMOOD_BUS_UP')), `the outage and the recovery are logged: ${logs.filter((l) => l.includes('BUS')).join(' | ')}`);
     void other;
   } finally {
     await Promise.all(servers.map((s) => s.close()));
+    await crm.stop();
   }
 });
