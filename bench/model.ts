@@ -19,7 +19,7 @@ import { ARCHITECTURES, buildModel, paramCount, weightBytes, type Arch } from '.
 import { trainModel } from '../src/model/train.js';
 import { mulberry32 } from '../src/util/random.js';
 import type { WindowSet } from '../src/data/types.js';
-import { EMOTION_LABELS } from '../src/data/types.js';
+import { EMOTION_LABELS } from '../src/labels.js';
 
 const { values: args } = parseArgs({
   options: {

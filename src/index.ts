@@ -46,16 +46,9 @@ export { SpeechGate, speechMask, DEFAULT_SPEECH_GATE_OPTIONS, type SpeechGateOpt
 export { FrameNormalizer, Welford } from './features/normalize.js';
 
 /** The seven labels, and the shapes of clips, windows and normalisation. */
-export {
-  EMOTION_LABELS,
-  type EmotionLabel,
-  type ClipRecord,
-  type ClipFeatures,
-  type FeatureStats,
-  type NormalizationSpec,
-  type WindowSet,
-  type WindowConfig,
-} from './data/types.js';
+export { EMOTION_LABELS, type EmotionLabel } from './labels.js';
+export type { FeatureStats, NormalizationSpec, WindowConfig } from './features/types.js';
+export type { ClipRecord, ClipFeatures, WindowSet } from './data/types.js';
 /** Labelled corpora: manifests, features per clip (cached, augmented), windows. */
 export { readManifest, type ManifestFilter } from './data/manifest.js';
 export { extractClipFeatures, fitGlobalStats, makeWindows, type AugmentOptions } from './data/dataset.js';

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { integer } from './args.js';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { createLogger } from '../util/log.js';
-import { DEFAULT_WEBHOOK_OPTIONS, resolveWebhookOptions, type WebhookOptionsInput } from '../sinks/webhook-options.js';
+import { DEFAULT_WEBHOOK_OPTIONS, resolveWebhookOptions, type WebhookOptionsInput } from '../config/webhook-options.js';
 import { loadWebhookConfig, retryDeadLetters, webhookStatus } from '../sinks/webhook-admin.js';
 
 const timeout = integer('--timeout', 0, 3_600_000);

@@ -24,7 +24,7 @@ import { EventEmitter } from 'eventemitter3';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import type { CallmoodEvent } from '../stream/events.js';
 import { silentLogger, toLogger, type Logger, type LoggerInput } from '../util/log.js';
-import { resolveWebhookOptions, routeMatcher, type WebhookEndpointOptions, type WebhookOptions, type WebhookOptionsInput } from './webhook-options.js';
+import { resolveWebhookOptions, routeMatcher, type WebhookEndpointOptions, type WebhookOptions, type WebhookOptionsInput } from '../config/webhook-options.js';
 import { EVENT_ID_HEADER, SIGNATURE_HEADER, signWebhook } from './webhook-signature.js';
 import { Outbox, errnoText, makeDir, type DeadLetter, type OutboxEntry } from './outbox.js';
 
