@@ -36,7 +36,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['replay'],
   ['bench'],
   ['cli'],
-  ['index'],
+  ['index', 'lab'],
 ];
 
 /**
