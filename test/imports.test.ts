@@ -168,6 +168,11 @@ test('imports between folders of src/ go down the layer order', () => {
   assert.equal(bad.length, 0, `imports against the layer order (see LAYERS in test/imports.test.ts):\n${text}`);
 });
 
+test('only the command line imports src/bench (the benchmarks ship as `callmood bench`, and nothing else runs them)', () => {
+  const bad = crossFolder.filter((e) => folderOf(e.to) === 'bench' && folderOf(e.from) !== 'cli');
+  assert.deepEqual(bad.map((e) => `${e.from} → ${e.to}`), [], 'src/ files outside src/cli that import src/bench');
+});
+
 test('the allowlist holds only edges that still exist', () => {
   const stale = ALLOWED.filter((a) => !crossFolder.some((e) => e.from === a.from && folderOf(e.to) === a.to));
   assert.deepEqual(stale, [], `ALLOWED in test/imports.test.ts lists imports that are gone; delete their lines: ${stale.map((a) => `${a.from} → ${a.to}`).join(', ')}`);
