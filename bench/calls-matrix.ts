@@ -8,7 +8,8 @@
  * `--root` starts the server from another checkout (e.g. `git archive` of the previous commit with node_modules
  * linked), so "before" and "after" run back to back on the same machine state.
  */
-import { benchCalls, setOption } from '../src/bench/calls.js';
+import { benchCalls } from '../src/bench/calls.js';
+import { setOption } from './options.js';
 
 function parseArgs(argv: string[]) {
   const o = { calls: [150], seconds: 20, label: 'run', root: undefined as string | undefined, config: {} as Record<string, unknown>, model: undefined as string | undefined, nodeArgs: [] as string[] };

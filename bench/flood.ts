@@ -7,7 +7,8 @@
  *   node --import tsx bench/flood.ts [--calls 20] [--seconds 30] [--flood-seconds 600] [--set stream.hopMs=500] [--root CHECKOUT]
  */
 import type { CallmoodEvent } from '../src/stream/events.js';
-import { callAudio, setOption, startBenchServer } from '../src/bench/calls.js';
+import { callAudio, startBenchServer } from '../src/bench/calls.js';
+import { setOption } from './options.js';
 import { encodePayloads, followEvents, simulateCall } from '../src/telephony/simulator.js';
 
 const o = { calls: 20, seconds: 30, floodSeconds: 600, sampleMs: 500, config: {} as Record<string, unknown>, root: undefined as string | undefined };

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { resolveOptions } from '../src/config/options.js';
-import { nearestName } from '../src/config/issues.js';
+import { nearestName } from '../src/util/issues.js';
 import { resolveReplayOptions } from '../src/replay/replay.js';
 import { parsePolicy } from '../src/policy/config.js';
 import { ErrorCodes } from '../src/errors.js';

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import twilio from 'twilio';
 import { WebSocket } from 'ws';
 import { WebhookSink } from '../src/sinks/webhooks.js';
-import { resolveWebhookOptions } from '../src/sinks/webhook-options.js';
+import { resolveWebhookOptions } from '../src/config/webhook-options.js';
 import { webhookStatus } from '../src/sinks/webhook-admin.js';
 import { CallmoodError, ErrorCodes } from '../src/errors.js';
 import { FakeCrm, checkOrder, markEvent } from './helpers/webhook-crm.js';

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EMOTION_LABELS } from '../src/data/types.js';
+import { EMOTION_LABELS } from '../src/labels.js';
 import { ErrorCodes } from '../src/errors.js';
 import { evaluatePredictions, formatEvaluationTable, recallAtFpr, rocAuc } from '../src/model/metrics.js';
 import { assertCallmoodError, rng } from './helpers.js';

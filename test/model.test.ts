@@ -12,7 +12,7 @@ import {
   ReduceLROnPlateau, computeClassWeights, getLearningRate, maskWindow, setLearningRate, trainModel, type EpochInfo, type TrainOptions,
 } from '../src/model/train.js';
 import type { WindowSet } from '../src/data/types.js';
-import { EMOTION_LABELS } from '../src/data/types.js';
+import { EMOTION_LABELS } from '../src/labels.js';
 import { resolveFeatureConfig } from '../src/features/config.js';
 import { ErrorCodes } from '../src/errors.js';
 import { assertRejectsCallmood, maxAbsDiff, rng } from './helpers.js';

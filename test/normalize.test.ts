@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FrameNormalizer, STD_EPSILON, Welford, checkFeatureStats } from '../src/features/normalize.js';
-import type { FeatureStats, NormalizationSpec } from '../src/data/types.js';
+import type { FeatureStats, NormalizationSpec } from '../src/features/types.js';
 import { ErrorCodes } from '../src/errors.js';
 import { assertCallmoodError, rng } from './helpers.js';
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_POLICY, PolicyEngine, loadPolicyFile, parsePolicy, type PolicyConfig } from '../src/policy/index.js';
 import { CallmoodError } from '../src/errors.js';
-import { EMOTION_LABELS } from '../src/data/types.js';
+import { EMOTION_LABELS } from '../src/labels.js';
 import type { ActionEvent, CallmoodEvent, EmotionEvent, Track } from '../src/stream/events.js';
 
 const HOP = 250;

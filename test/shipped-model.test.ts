@@ -12,7 +12,7 @@ import { evaluateModel } from '../src/model/pipeline.js';
 import { readMetadata } from '../src/model/io.js';
 import { readSuites } from '../src/data/suites.js';
 import { NARROWBAND_FEATURE_CONFIG, featureConfigKey, resolveFeatureConfig } from '../src/features/config.js';
-import { EMOTION_LABELS } from '../src/data/types.js';
+import { EMOTION_LABELS } from '../src/labels.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const manifest = `${root}test/fixtures/heldout/manifest.csv`;

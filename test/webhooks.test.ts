@@ -9,7 +9,7 @@ import { Command } from 'commander';
 import { CallmoodError } from '../src/errors.js';
 import type { CallmoodEvent, ActionEvent } from '../src/stream/events.js';
 import { WebhookSink } from '../src/sinks/webhooks.js';
-import { resolveWebhookOptions, type WebhookEndpointInput } from '../src/sinks/webhook-options.js';
+import { resolveWebhookOptions, type WebhookEndpointInput } from '../src/config/webhook-options.js';
 import { signWebhook, verifyWebhookSignature } from '../src/sinks/webhook-signature.js';
 import { loadWebhookConfig, retryDeadLetters, webhookStatus } from '../src/sinks/webhook-admin.js';
 import { webhooksCommand } from '../src/cli/webhooks.js';

@@ -6,7 +6,7 @@
  * compression types are the four-character codes QuickTime and sox write.
  */
 import { CallmoodError, ErrorCodes } from '../errors.js';
-import type { PcmLayout, SampleType } from './read.js';
+import type { PcmLayout, SampleType } from './types.js';
 
 /** What AIFF-C compression types we decode, for error messages. */
 const AIFC_SUPPORTED = 'NONE/twos (big-endian PCM), sowt (little-endian PCM), raw (unsigned 8-bit), fl32/FL32, ' +

@@ -12,9 +12,9 @@ import { extname } from 'node:path';
 import { z } from 'zod';
 import { ALAW_TO_FLOAT, MULAW_TO_FLOAT } from './codecs.js';
 import { CallmoodError, ErrorCodes, type ErrorCode } from '../errors.js';
-import { describeIssues } from '../config/issues.js';
+import { describeIssues } from '../util/issues.js';
 import { parseAiff } from './aiff.js';
-import type { DecodedAudio } from './types.js';
+import type { PcmLayout, SampleType, DecodedAudio } from './types.js';
 
 /** The containers we read, for error messages. */
 const SUPPORTED_CONTAINERS = 'WAV (RIFF, RF64), FLAC, AIFF/AIFF-C, Ogg Opus, MP3';
@@ -69,26 +69,6 @@ export function resolveRawAudioOptions(o: Partial<RawAudioOptions> = {}): Readon
 export interface ReadOptions {
   /** The layout of a headerless G.711 file (see RAW_G711_EXTENSIONS); default DEFAULT_RAW_AUDIO. */
   raw?: Partial<RawAudioOptions>;
-}
-
-/** How one sample is stored. `u8` is offset binary (WAV 8-bit); `s*` are two's complement. */
-export type SampleType = 'u8' | 's8' | 's16' | 's24' | 's32' | 'f32' | 'f64' | 'mulaw' | 'alaw';
-
-/** Where a container's interleaved samples are and how they are stored; made by the WAV and AIFF parsers. */
-export interface PcmLayout {
-  sampleRate: number;
-  channels: number;
-  /** Sample frames (one sample per channel each). */
-  frames: number;
-  /** Byte offset of the first sample in the file. */
-  offset: number;
-  /** Bytes per frame. */
-  blockAlign: number;
-  sample: SampleType;
-  bytesPerSample: number;
-  littleEndian: boolean;
-  /** The `DecodedAudio.encoding` label, e.g. `pcm16`. */
-  encoding: string;
 }
 
 function fail(code: ErrorCode, name: string, what: string, cause?: unknown): CallmoodError {

@@ -11,3 +11,23 @@ export interface DecodedAudio {
   /** Length in seconds. */
   durationS: number;
 }
+
+/** How one sample is stored. `u8` is offset binary (WAV 8-bit); `s*` are two's complement. */
+export type SampleType = 'u8' | 's8' | 's16' | 's24' | 's32' | 'f32' | 'f64' | 'mulaw' | 'alaw';
+
+/** Where a container's interleaved samples are and how they are stored; made by the WAV and AIFF parsers. */
+export interface PcmLayout {
+  sampleRate: number;
+  channels: number;
+  /** Sample frames (one sample per channel each). */
+  frames: number;
+  /** Byte offset of the first sample in the file. */
+  offset: number;
+  /** Bytes per frame. */
+  blockAlign: number;
+  sample: SampleType;
+  bytesPerSample: number;
+  littleEndian: boolean;
+  /** The `DecodedAudio.encoding` label, e.g. `pcm16`. */
+  encoding: string;
+}

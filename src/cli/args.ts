@@ -1,7 +1,7 @@
 import { createWriteStream, openSync } from 'node:fs';
 import { finished } from 'node:stream/promises';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { nearestName } from '../config/issues.js';
+import { nearestName } from '../util/issues.js';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { FEATURE_CONFIGS_BY_RATE } from '../features/config.js';
 

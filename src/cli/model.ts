@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { featureRateOption, integer, jsonOption, jsonTarget, list, numberIn, openJsonOutput } from './args.js';
 import cliProgress from 'cli-progress';
@@ -10,6 +11,7 @@ import { FEATURE_CONFIGS_BY_RATE } from '../features/config.js';
 import { DEFAULT_CALL_SECONDS, SPEED_RANGE } from '../data/dataset.js';
 import { SUITE_NAMES, type SuiteName } from '../data/suites.js';
 import { resolveModelDir } from '../config/load.js';
+import { confusionMatrixSvg, trainingCurvesSvg } from '../report/plots.js';
 
 /** `--speed-perturb 0.9,1,1.1`: the speeds, each checked here and as a set by speedCopies. */
 const speedList = (v: string): number[] => {
@@ -119,7 +121,7 @@ export function modelCommands(program: Command): void {
     .option('--suites <file>', 'hold out the test and cross speakers of this suites file (e.g. models/suites.json) and validate on its dev speakers')
     .action(async (o) => {
       const bars = progress();
-      const { metadata, history } = await trainFromManifest({
+      const { metadata, history, curvesTitle } = await trainFromManifest({
         ...DEFAULT_TRAIN_OPTIONS,
         manifest: o.manifest,
         arch: o.arch as Arch,
@@ -151,6 +153,7 @@ export function modelCommands(program: Command): void {
         },
         log: (m) => bars.log(m),
       });
+      writeFileSync(join(o.out, 'training-curves.svg'), await trainingCurvesSvg(history, curvesTitle));
       bars.stop();
       const best = history[metadata.training.bestEpoch - 1];
       process.stdout.write(`saved ${o.out}: ${metadata.arch}, best epoch ${metadata.training.bestEpoch}/${history.length}, validation window accuracy ${best.valAcc.toFixed(4)}, balanced ${best.valUar.toFixed(4)}\n`);
@@ -180,7 +183,7 @@ export function modelCommands(program: Command): void {
       const target = jsonTarget(o.json as string | boolean | undefined);
       const out = target ? openJsonOutput(target) : null;
       const bars = progress();
-      const { report, confusionSvg } = await evaluateModel({
+      const { report, confusionTitle } = await evaluateModel({
         modelDir: resolveModelDir(o.model as string),
         manifest: o.manifest,
         filter: toFilter(o),
@@ -209,7 +212,7 @@ export function modelCommands(program: Command): void {
       if (out) {
         out.write(JSON.stringify(report, null, 2) + '\n');
         await out.close();
-        if (!out.stdout) writeFileSync(target!.replace(/\.json$/i, '') + '.confusion.svg', confusionSvg);
+        if (!out.stdout) writeFileSync(target!.replace(/\.json$/i, '') + '.confusion.svg', await confusionMatrixSvg(report.confusion, confusionTitle));
       }
     });
 }

@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import { integer } from './args.js';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { createLogger } from '../util/log.js';
-import { DEFAULT_WEBHOOK_OPTIONS, resolveWebhookOptions, type WebhookOptionsInput } from '../sinks/webhook-options.js';
+import { DEFAULT_WEBHOOK_OPTIONS, resolveWebhookOptions, type WebhookOptionsInput } from '../config/webhook-options.js';
 import { loadRedisConfig, loadWebhookConfig, redisWebhookStatus, retryDeadLetters, retryRedisDeadLetters, webhookStatus, type RetrySummary } from '../sinks/webhook-admin.js';
 import { redactUrl } from '../sinks/redis-webhooks.js';
 import type { RedisSettings } from '../config/options.js';

@@ -7,7 +7,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import type { CallmoodOptionsInput } from './options.js';
-import { rejectWebhookSecrets } from '../sinks/webhook-options.js';
+import { rejectWebhookSecrets } from './webhook-options.js';
 import { readJsonFile } from '../util/json-file.js';
 
 const SECRET_FIELDS: Record<string, string> = { authToken: 'TWILIO_AUTH_TOKEN', eventsToken: 'CALLMOOD_EVENTS_TOKEN' };

@@ -7,8 +7,8 @@
 import { z } from 'zod';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { deepFreeze, describeValue, valueAt } from '../util/values.js';
-import { describeIssues } from './issues.js';
-import { DEFAULT_WEBHOOK_OPTIONS, resolveWebhookOptions, type WebhookOptions, type WebhookOptionsInput } from '../sinks/webhook-options.js';
+import { describeIssues } from '../util/issues.js';
+import { DEFAULT_WEBHOOK_OPTIONS, resolveWebhookOptions, type WebhookOptions, type WebhookOptionsInput } from './webhook-options.js';
 
 /** A TwiML verb that may run before or after the `<Stream>` verb (built with twilio's VoiceResponse, so escaped). */
 export type TwimlVerb =

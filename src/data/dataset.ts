@@ -22,7 +22,8 @@ import { computeFeatures } from '../features/mfcc.js';
 import { FrameNormalizer, Welford, checkFeatureStats } from '../features/normalize.js';
 import { speechGateKey, speechMask, type SpeechGateOptions } from '../features/vad.js';
 import { FeatureCache, cacheKey } from './cache.js';
-import type { ClipFeatures, ClipRecord, FeatureStats, NormalizationSpec, WindowConfig, WindowSet } from './types.js';
+import type { ClipFeatures, ClipRecord, WindowSet } from './types.js';
+import type { FeatureStats, NormalizationSpec, WindowConfig } from '../features/types.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Seeded randomness

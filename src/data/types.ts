@@ -1,13 +1,8 @@
 /**
- * Shared shapes of the training data path: clips from a manifest, per-clip features, and the windows a model
- * trains on and the live stream feeds it.
+ * Shapes of the training data path: clips from a manifest, per-clip features, and the windows a model trains on.
+ * The labels are in src/labels.ts and the window and normalisation settings a model carries in
+ * src/features/types.ts, so the live path does not depend on this module.
  */
-import type { FeatureConfig } from '../features/config.js';
-
-/** The model's labels: the seed's seven, in this order (softmax index = position). */
-export const EMOTION_LABELS = ['angry', 'disgust', 'fear', 'happy', 'neutral', 'sad', 'surprise'] as const;
-/** One of the seven emotion labels. */
-export type EmotionLabel = (typeof EMOTION_LABELS)[number];
 
 /** One row of a manifest CSV (`path,corpus,speaker,gender,label,text,intensity,duration_s`). */
 export interface ClipRecord {
@@ -38,24 +33,6 @@ export interface ClipFeatures {
   speech: Uint8Array;
 }
 
-/** Per-coefficient statistics (Welford over speech frames). */
-export interface FeatureStats {
-  mean: number[];
-  std: number[];
-  /** Frames the statistics were computed over. */
-  count: number;
-}
-
-/**
- * How frames are normalised before the model, carried in the model's metadata:
- * - `global`: (x − mean) / std with the training set's statistics;
- * - `adaptive`: per call (per speaker in training), with running statistics over the speech frames heard so far,
- *   starting from the global ones weighted as `priorFrames` frames, so it works live from the first window.
- */
-export type NormalizationSpec =
-  | { kind: 'global'; stats: FeatureStats }
-  | { kind: 'adaptive'; stats: FeatureStats; priorFrames: number };
-
 /** Windows ready for the model: n × frames × dims, row-major, normalised. */
 export interface WindowSet {
   x: Float32Array;
@@ -68,15 +45,4 @@ export interface WindowSet {
   /** Clip index per window (into `clips`), to average window predictions per clip. */
   clip: Int32Array;
   clips: ClipRecord[];
-}
-
-/** What the windows were built from, kept in the model's metadata. */
-export interface WindowConfig {
-  /** Frames per window (120 = 1.2 s at a 10 ms hop). */
-  frames: number;
-  /** Frames between window starts in training (the live stream has its own hop). */
-  hop: number;
-  /** A window is used only if at least this share of its frames is speech. */
-  minSpeechRatio: number;
-  feature: FeatureConfig;
 }

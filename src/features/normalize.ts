@@ -9,7 +9,7 @@
  * in order, normalise every frame with exactly the same numbers.
  */
 import { CallmoodError, ErrorCodes } from '../errors.js';
-import type { FeatureStats, NormalizationSpec } from '../data/types.js';
+import type { FeatureStats, NormalizationSpec } from './types.js';
 
 /**
  * Smallest standard deviation used: a coefficient that does not vary (a constant test signal, a band the log floor

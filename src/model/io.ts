@@ -15,7 +15,7 @@ import path from 'node:path';
 import type * as tfjs from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { CallmoodError, ErrorCodes } from '../errors.js';
-import type { NormalizationSpec, WindowConfig } from '../data/types.js';
+import type { NormalizationSpec, WindowConfig } from '../features/types.js';
 import { DEFAULT_FEATURE_CONFIG, featureDims, resolveFeatureConfig, type FeatureConfig } from '../features/config.js';
 import { initBackend } from './backend.js';
 import { ARCHITECTURES, toInferenceModel, type Arch } from './architectures.js';

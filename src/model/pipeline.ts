@@ -3,12 +3,14 @@
  * scripts (the model card's experiments) call too.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { readManifest, type ManifestFilter } from '../data/manifest.js';
 import { DEFAULT_CALL_SECONDS, checkSpeeds, extractClipFeatures, fitGlobalStats, makeWindows, speedCopies, type AugmentOptions } from '../data/dataset.js';
 import { readSuites, splitBySuites, type SuiteName } from '../data/suites.js';
-import { EMOTION_LABELS, type ClipFeatures, type ClipRecord, type NormalizationSpec, type WindowConfig } from '../data/types.js';
+import type { ClipFeatures, ClipRecord } from '../data/types.js';
+import type { NormalizationSpec, WindowConfig } from '../features/types.js';
+import { EMOTION_LABELS } from '../labels.js';
 import { resolveFeatureConfig, type FeatureConfig } from '../features/config.js';
 import { DEFAULT_SPEECH_GATE_OPTIONS } from '../features/vad.js';
 import { initBackend } from './backend.js';
@@ -18,7 +20,6 @@ import { mulberry32 } from '../util/random.js';
 import { saveModel, loadModel, type ModelMetadata } from './io.js';
 import { clipProbabilities, predictWindows } from './predict.js';
 import { evaluatePredictions, type EvaluationResult } from './metrics.js';
-import { confusionMatrixSvg, trainingCurvesSvg } from '../report/plots.js';
 
 /** Licence notices per corpus, kept with every model trained on it (see the data README). */
 export const CORPUS_LICENCES: Record<string, string> = {
@@ -152,8 +153,11 @@ export function splitClips(clips: ClipRecord[], split: 'speaker' | 'random', val
 const unique = (xs: string[]) => [...new Set(xs)].sort();
 const audioSeconds = (clips: ClipRecord[]) => clips.reduce((s, c) => s + c.durationS, 0);
 
-/** Trains a model from a manifest and saves it (model.json, weights.bin, metadata.json, training-curves.svg). */
-export async function trainFromManifest(o: TrainPipelineOptions): Promise<{ metadata: ModelMetadata; history: EpochInfo[] }> {
+/**
+ * Trains a model from a manifest and saves it (model.json, weights.bin, metadata.json). Returns the epochs and a title
+ * for their plot (`callmood train` draws training-curves.svg from them).
+ */
+export async function trainFromManifest(o: TrainPipelineOptions): Promise<{ metadata: ModelMetadata; history: EpochInfo[]; curvesTitle: string }> {
   const log = o.log ?? (() => {});
   if (o.speeds) checkSpeeds(o.speeds); // before any work: a bad list fails at once
   const backend = await initBackend({ log });
@@ -250,9 +254,8 @@ export async function trainFromManifest(o: TrainPipelineOptions): Promise<{ meta
     metrics: { validation: { windowAccuracy: last.valAcc, windowBalancedAccuracy: last.valUar, loss: last.valLoss } },
     licence: corpora.map((c) => CORPUS_LICENCES[c] ?? `${c}: see the corpus licence`).join('\n'),
   });
-  writeFileSync(join(o.out, 'training-curves.svg'), await trainingCurvesSvg(result.history, `${o.arch} on ${corpora.join(', ')} (${o.channel})`));
   result.model.dispose();
-  return { metadata, history: result.history };
+  return { metadata, history: result.history, curvesTitle: `${o.arch} on ${corpora.join(', ')} (${o.channel})` };
 }
 
 /** Options of {@link evaluateModel}. */
@@ -302,7 +305,7 @@ export interface EvaluationReport extends EvaluationResult {
  * are averaged, as the seed did. Labels the model does not know (e.g. `calm`, unless the model was trained to read
  * calm as neutral) and clips without a window of speech are skipped and counted.
  */
-export async function evaluateModel(o: EvaluatePipelineOptions): Promise<{ report: EvaluationReport; confusionSvg: string }> {
+export async function evaluateModel(o: EvaluatePipelineOptions): Promise<{ report: EvaluationReport; confusionTitle: string }> {
   const log = o.log ?? (() => {});
   const backend = await initBackend({ log });
   const { model, metadata } = await loadModel(o.modelDir);
@@ -377,8 +380,7 @@ export async function evaluateModel(o: EvaluatePipelineOptions): Promise<{ repor
     },
     speakersInTraining,
   };
-  const confusionSvg = await confusionMatrixSvg(result.confusion, `${metadata.arch}: ${result.n} clips, ${o.channel} channel, ${adapt} regime`);
-  return { report, confusionSvg };
+  return { report, confusionTitle: `${metadata.arch}: ${result.n} clips, ${o.channel} channel, ${adapt} regime` };
 }
 
 /** Writes a JSON file, creating its folder. */

@@ -10,8 +10,8 @@ import { z } from 'zod';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { deepFreeze, describeValue, valueAt } from '../util/values.js';
 import { readJsonFile } from '../util/json-file.js';
-import { allowedFromIssue, keysAt, unknownKeysText } from '../config/issues.js';
-import { EMOTION_LABELS } from '../data/types.js';
+import { allowedFromIssue, keysAt, unknownKeysText } from '../util/issues.js';
+import { EMOTION_LABELS } from '../labels.js';
 import type { ActionKind, Track } from '../stream/events.js';
 
 /** The smoothed probability of a label (or the sum over several) held at or over a threshold for a time of speech. */

@@ -5,7 +5,8 @@
  * live dry-run call's.
  */
 import type { ActionEvent, ActionResultEvent } from '../stream/events.js';
-import { DEFAULT_POLICY, loadPolicyFile, PolicyEngine, type PolicyConfig } from '../policy/index.js';
+import { loadPolicyFile, PolicyEngine, type PolicyConfig } from '../policy/index.js';
+import { angerThreshold, SHIPPED_ANGER_THRESHOLD, type AngerThreshold } from '../policy/anger.js';
 import { DRY_RUN_DETAIL, actionResult } from '../policy/runtime.js';
 import type { EventObserver } from './replay.js';
 import { resolvePackagePath } from '../config/load.js';
@@ -29,33 +30,6 @@ export async function policyObserverFactory(file: string): Promise<() => EventOb
   return policyObserver(loadPolicyFile(file));
 }
 
-/** Where a policy starts acting on a caller's anger (see `angerThreshold`). */
-export interface AngerThreshold {
-  /** The smoothed angry probability the rule fires at or over, (0, 1]. */
-  above: number;
-  /** The rule's name. */
-  rule: string;
-  /** Which policy: its file, or "the shipped policy". */
-  policy: string;
-}
-
-/**
- * The anger threshold of a policy: the lowest `emotion.above` of its rules that watch the caller's (inbound) anger
- * alone (`label: 'angry'`); null when no rule does. Reports call a caller angry by it, so that "angry" on a report
- * means what it means to the policy.
- */
-export function angerThreshold(config: PolicyConfig, policy: string): AngerThreshold | null {
-  let best: AngerThreshold | null = null;
-  for (const r of config.rules) {
-    const e = r.when.emotion;
-    if (!e || r.when.track !== 'inbound') continue;
-    const labels = Array.isArray(e.label) ? e.label : [e.label];
-    if (labels.length !== 1 || labels[0] !== 'angry') continue;
-    if (!best || e.above < best.above) best = { above: e.above, rule: r.name, policy };
-  }
-  return best;
-}
-
 /**
  * The anger threshold a replay's reports use: the policy file's (when one is given and it has an anger rule), else
  * the shipped policy's (`config/policy.json`, the same rules as DEFAULT_POLICY).
@@ -66,6 +40,3 @@ export function reportAngerThreshold(file: string | null): AngerThreshold {
   const shipped = resolvePackagePath('config/policy.json');
   return angerThreshold(loadPolicyFile(shipped), shipped) ?? SHIPPED_ANGER_THRESHOLD;
 }
-
-/** The shipped policy's anger threshold (DEFAULT_POLICY, which config/policy.json repeats). */
-export const SHIPPED_ANGER_THRESHOLD: Readonly<AngerThreshold> = Object.freeze(angerThreshold(DEFAULT_POLICY, 'the shipped policy')!);

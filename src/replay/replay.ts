@@ -37,7 +37,7 @@ import { InProcessEngine } from '../stream/engine.js';
 import { EmotionTrack, modelProfile, type ModelProfile } from '../stream/track.js';
 import type { CallEndEvent, CallmoodEvent, EventBase, Track, TrackSummary } from '../stream/events.js';
 import type { ModelMetadata } from '../model/io.js';
-import { describeIssues } from '../config/issues.js';
+import { describeIssues } from '../util/issues.js';
 import { resolveChannels } from './channels.js';
 import { replayIds } from './ids.js';
 

@@ -18,7 +18,8 @@ import { digestEvents, type CallDigest } from '../report/digest.js';
 import { resolveModelDir } from '../config/load.js';
 import { readMetadata } from '../model/io.js';
 import { loadReplayModel, replayFile, resolveReplayOptions, type EventObserver, type ReplayModel, type ReplayOptions, type ReplayResult } from './replay.js';
-import { policyObserverFactory, reportAngerThreshold, type AngerThreshold } from './policy.js';
+import { policyObserverFactory, reportAngerThreshold } from './policy.js';
+import type { AngerThreshold } from '../policy/anger.js';
 
 /** One recording to replay. */
 export interface ReplayJob {

@@ -7,7 +7,7 @@ import type { CallmoodEvent, Track, TrackSummary } from '../stream/events.js';
 import { clock, esc, page, pct } from './html.js';
 import { digestEvents, type CallDigest } from './digest.js';
 import { LABEL_COLORS, TRACK_TITLES, timelineSvg } from './timeline.js';
-import { SHIPPED_ANGER_THRESHOLD, type AngerThreshold } from '../replay/policy.js';
+import { SHIPPED_ANGER_THRESHOLD, type AngerThreshold } from '../policy/anger.js';
 
 /** What a call report shows besides the events. */
 export interface CallReportInput {

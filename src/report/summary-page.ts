@@ -5,7 +5,7 @@
  */
 import { clock, esc, page, pct, relHref } from './html.js';
 import type { CallDigest } from './digest.js';
-import { SHIPPED_ANGER_THRESHOLD, type AngerThreshold } from '../replay/policy.js';
+import { SHIPPED_ANGER_THRESHOLD, type AngerThreshold } from '../policy/anger.js';
 
 /** One file of the folder. */
 export interface SummaryRow {

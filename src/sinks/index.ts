@@ -38,7 +38,7 @@ export {
   type WebhookEndpointOptions,
   type WebhookEndpointInput,
   type BackoffOptions,
-} from './webhook-options.js';
+} from '../config/webhook-options.js';
 /** Signing, and verifying on the receiver's side. */
 export { signWebhook, verifyWebhookSignature, SIGNATURE_HEADER, EVENT_ID_HEADER, type WebhookVerification, type VerifyOptions } from './webhook-signature.js';
 /** Outbox inspection and dead-letter retry (what `callmood webhooks status | retry` run). */

@@ -57,7 +57,7 @@ import { CallmoodError, ErrorCodes } from '../errors.js';
 import type { RedisSettings } from '../config/options.js';
 import type { CallmoodEvent } from '../stream/events.js';
 import { silentLogger, toLogger, type Logger } from '../util/log.js';
-import { resolveWebhookOptions, routeMatcher, type WebhookOptions, type WebhookOptionsInput } from './webhook-options.js';
+import { resolveWebhookOptions, routeMatcher, type WebhookOptions, type WebhookOptionsInput } from '../config/webhook-options.js';
 import { HttpEndpoint, attemptDelivery, logDeadLetter, openedSink, webhookBody, type Deliverable, type EndpointStats, type WebhookSinkEvents, type WebhookSinkRuntime } from './webhook-delivery.js';
 import type { DeadLetter } from './outbox.js';
 import { redactUrl } from '../util/redis-url.js';

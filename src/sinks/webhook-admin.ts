@@ -6,7 +6,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { loadConfigFile } from '../config/load.js';
 import type { LoggerInput } from '../util/log.js';
-import { DEFAULT_WEBHOOK_OPTIONS, rejectWebhookSecrets, type WebhookOptionsInput } from './webhook-options.js';
+import { DEFAULT_WEBHOOK_OPTIONS, rejectWebhookSecrets, type WebhookOptionsInput } from '../config/webhook-options.js';
 import { countOutbox, type OutboxCounts } from './outbox.js';
 import { WebhookSink } from './webhooks.js';
 import { DEFAULT_OPTIONS, type RedisSettings } from '../config/options.js';

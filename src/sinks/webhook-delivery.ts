@@ -8,7 +8,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { CallmoodEvent } from '../stream/events.js';
 import type { Logger, LoggerInput } from '../util/log.js';
-import type { WebhookEndpointOptions } from './webhook-options.js';
+import type { WebhookEndpointOptions } from '../config/webhook-options.js';
 import { EVENT_ID_HEADER, SIGNATURE_HEADER, signWebhook } from './webhook-signature.js';
 import type { DeadLetter } from './outbox.js';
 

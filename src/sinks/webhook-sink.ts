@@ -5,7 +5,7 @@
 import type { EventEmitter } from 'eventemitter3';
 import type { RedisSettings } from '../config/options.js';
 import type { CallmoodEvent } from '../stream/events.js';
-import type { WebhookOptions, WebhookOptionsInput } from './webhook-options.js';
+import type { WebhookOptions, WebhookOptionsInput } from '../config/webhook-options.js';
 import type { EndpointStats, WebhookSinkEvents } from './webhook-delivery.js';
 import { WebhookSink } from './webhooks.js';
 import { RedisWebhookSink, type RedisWebhookSinkRuntime } from './redis-webhooks.js';

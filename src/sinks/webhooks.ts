@@ -22,7 +22,7 @@ import { EventEmitter } from 'eventemitter3';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import type { CallmoodEvent } from '../stream/events.js';
 import { silentLogger, toLogger, type Logger, type LoggerInput } from '../util/log.js';
-import { resolveWebhookOptions, routeMatcher, type WebhookEndpointOptions, type WebhookOptions, type WebhookOptionsInput } from './webhook-options.js';
+import { resolveWebhookOptions, routeMatcher, type WebhookEndpointOptions, type WebhookOptions, type WebhookOptionsInput } from '../config/webhook-options.js';
 import { Outbox, errnoText, makeDir, type OutboxEntry } from './outbox.js';
 import { HttpEndpoint, attemptDelivery, logDeadLetter, openedSink, webhookBody, type EndpointStats, type WebhookSinkEvents, type WebhookSinkRuntime } from './webhook-delivery.js';
 

@@ -12,7 +12,7 @@ import { StreamingResampler } from '../audio/resample.js';
 import { StreamingFeatures } from '../features/mfcc.js';
 import { SpeechGate, type SpeechGateOptions } from '../features/vad.js';
 import { FrameNormalizer } from '../features/normalize.js';
-import type { NormalizationSpec, WindowConfig } from '../data/types.js';
+import type { NormalizationSpec, WindowConfig } from '../features/types.js';
 import type { CallmoodEvent, EmotionState, EventBase, LabelProbabilities, Track, TrackSummary } from './events.js';
 
 /** What the stream needs to know about the model: from its metadata. */

@@ -12,7 +12,7 @@
  */
 import { rmSync } from 'node:fs';
 import { WebhookSink } from '../../src/sinks/webhooks.js';
-import type { WebhookOptionsInput } from '../../src/sinks/webhook-options.js';
+import type { WebhookOptionsInput } from '../../src/config/webhook-options.js';
 import { markEvent } from './webhook-crm.js';
 
 const [mode, outboxDir, url, filler] = process.argv.slice(2);

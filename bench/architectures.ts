@@ -3,7 +3,7 @@
  * backend initBackend() chooses: parameters, weight bytes, inference per window (one window at a time, and in
  * batches of 32), and seconds per training epoch of 2048 windows at batch 32.
  *
- *   node --import tsx bench/model.ts [--rounds N] [--train-rounds N] [--layers]
+ *   node --import tsx bench/architectures.ts [--rounds N] [--train-rounds N] [--layers]
  *
  * Inference is timed end to end as the live path runs it (tensor from a Float32Array → predict → read back), in
  * `--rounds` rounds (default 7) that visit the architectures in turn, so load from other processes on this shared
@@ -19,7 +19,7 @@ import { ARCHITECTURES, buildModel, paramCount, weightBytes, type Arch } from '.
 import { trainModel } from '../src/model/train.js';
 import { mulberry32 } from '../src/util/random.js';
 import type { WindowSet } from '../src/data/types.js';
-import { EMOTION_LABELS } from '../src/data/types.js';
+import { EMOTION_LABELS } from '../src/labels.js';
 
 const { values: args } = parseArgs({
   options: {

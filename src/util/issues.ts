@@ -5,7 +5,7 @@
  * shown: each issue kind is put in words here, and a schema leaf may carry its own text (`allowedAt`).
  */
 import type { z } from 'zod';
-import { describeValue, valueAt } from '../util/values.js';
+import { describeValue, valueAt } from './values.js';
 
 /** Edit distance (insert, delete, substitute, swap two neighbours) between two short strings. */
 function editDistance(a: string, b: string): number {
