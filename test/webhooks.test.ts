@@ -492,10 +492,10 @@ test('SIGKILL mid-delivery and a restart on the same outbox: every event arrives
   assert.ok(crm.received.every((r) => r.signatureOk));
 });
 
-test("the README's receiver snippet accepts callmood's deliveries once each and rejects forged and replayed requests", async (t) => {
-  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+test("the receiver snippet of src/sinks/README.md accepts callmood's deliveries once each and rejects forged and replayed requests", async (t) => {
+  const readme = readFileSync(join(root, 'src/sinks/README.md'), 'utf8');
   const snippet = /```js\n(import \{ createHmac[\s\S]*?)```/.exec(readme)?.[1];
-  assert.ok(snippet, 'the snippet is in the README');
+  assert.ok(snippet, 'the snippet is in src/sinks/README.md');
   const dir = tmp();
   const file = join(dir, 'receiver.mjs');
   assert.ok(snippet.includes('.listen(3000);'));
