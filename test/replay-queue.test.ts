@@ -95,10 +95,11 @@ test('two workers replay a queue; one is SIGKILLed mid-file and its file is repl
   assert.equal(queued.code, 0, queued.stderr);
   assert.match(queued.stderr, new RegExp(`^enqueued ${files.length} recording\\(s\\) on ${redis.url} \\(prefix kill\\); 0 already there$`, 'm'));
 
+  // A starts first, so that it surely has a job (B could otherwise replay all six before A is up). When A says its
+  // first job is active (its replay thread is still loading the model then), B is started and A is killed at once.
   const a = startWorker(prefix, ['--concurrency', '1']);
-  const b = startWorker(prefix, ['--concurrency', '1']);
-  // A's first job: it has a job when it says so (its replay thread is still loading the model then).
   const activeLine = await waitFor(() => a.lines.find((l) => / active call-\d\.wav job r[0-9a-f]{32} /.test(l)), () => `worker A to take a job: ${a.lines.join('\n')}`, 40_000);
+  const b = startWorker(prefix, ['--concurrency', '1']);
   a.child.kill('SIGKILL');
   await exited(a.child);
   const killedJob = /job (r[0-9a-f]{32})/.exec(activeLine)![1];
