@@ -177,7 +177,7 @@ test('a broken file fails after its retries with its error shown; the others are
   assert.equal(await exited(w.child), 0, 'the worker exits 0 on SIGTERM');
 });
 
-test('enqueuing the same files twice adds no job; a changed file is a new job; usage errors say what is allowed', { timeout: 60_000 }, async () => {
+test('enqueuing the same files twice adds no job; a changed file is a new job; SIGTERM finishes the active job; usage errors say what is allowed', { timeout: 60_000 }, async () => {
   const prefix = 'twice';
   const out = join(dir, 'out-twice');
   const files = recordings();
@@ -195,6 +195,17 @@ test('enqueuing the same files twice adds no job; a changed file is a new job; u
   const third = await run([...args, calls]);
   assert.deepEqual({ enqueued: JSON.parse(third.stdout).enqueued, already: JSON.parse(third.stdout).already }, { enqueued: 1, already: files.length - 1 });
   assert.equal((await status(prefix)).counts.waiting, files.length + 1);
+
+  // SIGTERM while a job is active: the worker finishes it, takes no other, and exits 0.
+  const w = startWorker(prefix, ['--concurrency', '1']);
+  const active = await waitFor(() => w.lines.find((l) => / active call-\d\.wav job /.test(l)), () => `a job taken: ${w.lines.join('\n')}`, 40_000);
+  w.child.kill('SIGTERM');
+  assert.equal(await exited(w.child), 0, `exit 0 after SIGTERM: ${w.lines.join('\n')}`);
+  const job = /job (r[0-9a-f]{32})/.exec(active)![1];
+  assert.ok(w.lines.some((l) => l.includes(` done call-`) && l.includes(job)), `the active job was finished: ${w.lines.join('\n')}`);
+  assert.equal(w.lines.filter((l) => /Z active /.test(l)).length, 1, `no job taken after SIGTERM: ${w.lines.join('\n')}`);
+  const after = (await status(prefix)).counts;
+  assert.deepEqual({ completed: after.completed, waiting: after.waiting, active: after.active }, { completed: 1, waiting: files.length, active: 0 });
 
   for (const [argv, pattern] of [
     [['replay', '--queue', 'http://localhost:6379', '--report-dir', out, calls], /^callmood replay: option '--queue <url>' argument 'http:\/\/localhost:6379' is invalid\. --queue must be redis:\/\/\[user:password@\]host:port\[\/db\] \(or rediss:\/\/\), got/],
