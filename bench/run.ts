@@ -5,7 +5,9 @@
  * heap changes garbage collection a little, so `callmood bench replay` is the figure bench/RESULTS.md quotes.
  * These are the benchmarks `callmood bench mfcc|resample|model|replay|calls` runs, on audio they make themselves,
  * so an installed package measures the same; the other scripts here (bench/*.ts) are the lab's, run from a clone.
+ * The last, bench/replay-queue.ts (distributed replay through Redis), runs where redis-server is installed.
  */
+import { existsSync } from 'node:fs';
 import { benchMfcc } from '../src/bench/mfcc.js';
 import { benchResample } from '../src/bench/resample.js';
 import { benchModel } from '../src/bench/model.js';
@@ -13,6 +15,8 @@ import { benchCalls } from '../src/bench/calls.js';
 import { benchReplay } from '../src/bench/replay.js';
 import { NARROWBAND_FEATURE_CONFIG } from '../src/features/config.js';
 import { tuneHeap } from '../src/cli/heap.js';
+import { benchReplayQueue } from './replay-queue.js';
+import { REDIS_HINT, REDIS_SERVER } from '../test/helpers/redis.js';
 
 tuneHeap();
 
@@ -27,3 +31,4 @@ line('model', await benchModel({ modelDir: 'models/default' }));
 line('replay', await benchReplay());
 line('replay caller only', await benchReplay({ channels: 1 }));
 line('calls 100', await benchCalls({ calls: 100, seconds: 20 }));
+line('replay queue', existsSync(REDIS_SERVER) ? await benchReplayQueue() : { skipped: `${REDIS_SERVER} is missing; ${REDIS_HINT}` });

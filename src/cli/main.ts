@@ -15,6 +15,7 @@ import { simulateCommand } from './simulate.js';
 import { replayCommand } from './replay.js';
 import { policyCommands } from './policy.js';
 import { webhooksCommand } from './webhooks.js';
+import { queueCommands } from './queue.js';
 import { tuneHeap } from './heap.js';
 import { configureUsageErrors, exitCodeOf, helpHint, USAGE_EXIT_CODE } from './args.js';
 
@@ -38,6 +39,7 @@ benchCommand(program);
 serveCommand(program);
 policyCommands(program);
 webhooksCommand(program);
+queueCommands(program);
 configureUsageErrors(program);
 
 let running: Command | null = null;

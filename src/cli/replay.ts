@@ -15,6 +15,7 @@ import { DEFAULT_RAW_AUDIO, RAW_G711_EXTENSIONS } from '../audio/read.js';
 import type { Track } from '../stream/events.js';
 import { reportAngerThreshold } from '../replay/policy.js';
 import { runReplays, type JobOutcome, type ReplayJob, type RunSettings } from '../replay/run.js';
+import { queueOptions, replayToQueue, type QueueCliOptions } from './replay-queue.js';
 
 /**
  * File name endings taken as recordings in a folder (the formats readAudioFile reads, headerless G.711 included);
@@ -90,7 +91,7 @@ export function describeOutcome(o: JobOutcome): string {
   return `${o.name}  ${clock(o.digest.durationMs)}  ${parts.length > 0 ? parts.join('; ') : 'no track replayed'}  actions ${o.digest.actions.length}`;
 }
 
-interface ReplayCliOptions {
+export interface ReplayCliOptions extends QueueCliOptions {
   channels?: string;
   rawChannels?: number;
   rawRate?: number;
@@ -113,7 +114,7 @@ export function replayCommand(program: Command): void {
   program
     .command('replay')
     .description('replay recorded calls (WAV/FLAC/…, headerless .ul/.al G.711, 8 kHz μ-law or PCM at any rate, mono or dual-channel) through the live emotion stream; write events and HTML reports')
-    .argument('<path>', 'a recording, or a folder of recordings (searched recursively)')
+    .argument('<path...>', 'a recording, or a folder of recordings (searched recursively); several with --queue')
     .option('--channels <spec>', `which channel each party is on: caller=left|right|N, agent=left|right|N (default ${DEFAULT_CHANNEL_SPEC}; a mono file is the caller)`)
     .option('--raw-channels <n>', `headerless G.711 (${Object.keys(RAW_G711_EXTENSIONS).join(' ')}): interleaved channels in the file (default ${DEFAULT_RAW_AUDIO.channels}; 2 for a dual-channel call)`, integer('--raw-channels', 1, 32))
     .option('--raw-rate <hz>', `headerless G.711: samples per second (default ${DEFAULT_RAW_AUDIO.sampleRate}, the telephone line's)`, integer('--raw-rate', 1000, 192_000))
@@ -126,6 +127,10 @@ export function replayCommand(program: Command): void {
     .option('--config <file>', "a serve config file: replay with its model and stream settings, to hear what that server would hear")
     .option('--workers <n>', 'worker threads for a folder (default: one per core)', integer('--workers', 1, 256))
     .option('--no-progress', 'no progress bar')
+    .addOption(queueOptions.queue)
+    .addOption(queueOptions.prefix)
+    .addOption(queueOptions.attempts)
+    .addOption(queueOptions.wait)
     .addHelpText(
       'after',
       `
@@ -135,16 +140,33 @@ In a folder, files whose names are not recordings' are skipped, and listed with 
 (and in index.html). Headerless G.711 files (.ul .ulaw .mulaw μ-law, .al .alaw A-law) have no header to say their
 rate and channels: 8 kHz mono unless --raw-rate and --raw-channels say otherwise.
 Exit code: 0 when every recording was replayed, 1 when any failed (each is listed with its reason), 2 for a usage
-error (bad option, policy file or model).`,
+error (bad option, policy file or model).
+
+With --queue redis://HOST:PORT, recordings are not replayed here: each becomes a job on that Redis, replayed by
+'callmood worker' processes on any machines that see the recordings and --report-dir at the same paths. A job's id
+is a hash of the file's absolute path, size and modification time and of the settings, so enqueuing the same files
+again adds nothing. Each recording's report goes to --report-dir (needed), its events beside it as NAME.events.jsonl;
+--json then writes this run's summary. The command follows the jobs until all are done (--no-wait: enqueue only),
+and writes index.html. Exit code: 0 when every job is done, 1 when any failed (listed with their errors), 2 for a
+usage error (bad URL, Redis unreachable). 'callmood queue status' prints the queue's counts.`,
     )
-    .action(async (target: string, o: ReplayCliOptions) => {
-      const code = await replay(target, o);
+    .action(async (targets: string[], o: ReplayCliOptions) => {
+      const code = o.queue !== undefined ? await replayToQueue(targets, o) : await replay(oneTarget(targets, o), o);
       if (code !== 0) process.exitCode = code;
     });
 }
 
+/** The one path of a replay without --queue; the queue's options without it are usage errors. */
+function oneTarget(targets: string[], o: ReplayCliOptions): string {
+  for (const [given, flag] of [[o.prefix, '--prefix'], [o.attempts, '--attempts'], [o.wait === false ? true : undefined, '--no-wait']] as const) {
+    if (given !== undefined) throw new CallmoodError(ErrorCodes.INVALID_OPTION, `${flag} goes with --queue redis://HOST:PORT (a replay through a Redis queue)`);
+  }
+  if (targets.length > 1) throw new CallmoodError(ErrorCodes.INVALID_OPTION, `${targets.length} paths given: replay takes one file or folder, several only with --queue redis://HOST:PORT`);
+  return targets[0];
+}
+
 /** The policy file a replay runs: `--policy`, none with `--no-policy`, else the config's, else the shipped one. */
-function replayPolicyFile(flag: string | boolean | undefined, config: CallmoodOptionsInput): string | null {
+export function replayPolicyFile(flag: string | boolean | undefined, config: CallmoodOptionsInput): string | null {
   if (flag === false || config.policy?.enabled === false) return null;
   if (typeof flag === 'string') return flag;
   return resolvePackagePath(config.policy?.file ?? 'config/policy.json');

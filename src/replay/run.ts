@@ -210,6 +210,26 @@ export async function runReplays(jobs: readonly ReplayJob[], settings: RunSettin
   return outcomes;
 }
 
+/** One long-lived replay thread (the model and policy loaded once), fed one job at a time by its caller. */
+export interface ReplayThread {
+  /** Replays one job on the thread; rejects only when the thread dies (then start another). */
+  run(job: ReplayJob): Promise<JobOutcome>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a replay thread for callers that take jobs one by one from elsewhere (the Redis queue worker) instead of a
+ * list known up front. Rejects with what would fail every job (the model cannot be loaded, the policy is invalid).
+ */
+export async function startReplayThread(settings: RunSettings): Promise<ReplayThread> {
+  const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
+  const worker = await startWorker(new URL(`./worker.${ext}`, import.meta.url).href, settings);
+  return {
+    run: (job) => ask(worker, job),
+    close: async () => void (await worker.terminate()),
+  };
+}
+
 interface WorkerMessage {
   ready?: true;
   error?: { code: string; message: string };
