@@ -34,15 +34,10 @@ import {
   type QueueItem,
   type QueueJobData,
 } from '../replay/queue.js';
-import { AUDIO_EXTENSIONS, listRecordings, replayPolicyFile, reportFileName, type ReplayCliOptions, type SkippedFile } from './replay.js';
+import { AUDIO_EXTENSIONS, listRecordings, replayPolicyFile, reportFileName, type QueueCliOptions, type ReplayCliOptions, type SkippedFile } from './recordings.js';
 
 /** The options `replay` has for the queue. */
-export interface QueueCliOptions {
-  queue?: string;
-  prefix?: string;
-  attempts?: number;
-  wait: boolean;
-}
+export type { QueueCliOptions };
 
 /** A Redis URL option's value, or a usage error saying what is allowed. */
 export const redisUrl = (name: string) => (v: string): string => {

@@ -1,13 +1,12 @@
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { integer, jsonOption, jsonTarget, openJsonOutput } from './args.js';
 import { CallmoodError, ErrorCodes } from '../errors.js';
-import { loadConfigFile, resolvePackagePath } from '../config/load.js';
-import { DEFAULT_OPTIONS, type CallmoodOptionsInput } from '../config/options.js';
+import { loadConfigFile } from '../config/load.js';
+import { DEFAULT_OPTIONS } from '../config/options.js';
 import { clock, pct } from '../report/html.js';
 import { renderSummaryPage, type SummaryRow } from '../report/summary-page.js';
 import { parseChannelSpec, DEFAULT_CHANNEL_SPEC } from '../replay/channels.js';
@@ -15,62 +14,13 @@ import { DEFAULT_RAW_AUDIO, RAW_G711_EXTENSIONS } from '../audio/read.js';
 import type { Track } from '../stream/events.js';
 import { reportAngerThreshold } from '../replay/policy.js';
 import { runReplays, type JobOutcome, type ReplayJob, type RunSettings } from '../replay/run.js';
-import { queueOptions, replayToQueue, type QueueCliOptions } from './replay-queue.js';
+import { queueOptions, replayToQueue } from './replay-queue.js';
+import { AUDIO_EXTENSIONS, listRecordings, replayPolicyFile, reportFileName, type ReplayCliOptions } from './recordings.js';
 
-/**
- * File name endings taken as recordings in a folder (the formats readAudioFile reads, headerless G.711 included);
- * other files are skipped, and listed as skipped.
- */
-export const AUDIO_EXTENSIONS = Object.freeze(['.wav', '.wave', '.flac', '.aif', '.aiff', '.aifc', '.opus', '.ogg', '.mp3', ...Object.keys(RAW_G711_EXTENSIONS)]);
-
-/** A file of a folder that is not replayed, and why. */
-export interface SkippedFile {
-  /** Path relative to the folder, '/'-separated. */
-  name: string;
-  reason: string;
-}
-
-const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-
-/**
- * The recordings under `dir`, recursively, as paths and names relative to it ('/'-separated), sorted by name; and the
- * files skipped there, with the reason (a name that is not a recording's; not a regular file).
- */
-export async function listRecordings(dir: string): Promise<{ recordings: { path: string; name: string }[]; skipped: SkippedFile[] }> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  const recordings: { path: string; name: string }[] = [];
-  const skipped: SkippedFile[] = [];
-  for (const e of entries) {
-    if (e.isDirectory()) continue;
-    // Node 20.12+ names the folder `parentPath`; 20.10–20.11 only `path`.
-    const parent = (e as { parentPath?: string }).parentPath ?? (e as { path?: string }).path ?? dir;
-    const path = join(parent, e.name);
-    const name = relative(dir, path).split(sep).join('/');
-    if (!e.isFile() && !e.isSymbolicLink()) {
-      skipped.push({ name, reason: 'not a regular file' });
-      continue;
-    }
-    const ext = extname(e.name).toLowerCase();
-    if (!AUDIO_EXTENSIONS.includes(ext)) {
-      skipped.push({ name, reason: ext ? `'${ext}' is not an audio file name ending callmood reads` : 'no file name ending to tell its format by' });
-      continue;
-    }
-    recordings.push({ path, name });
-  }
-  return { recordings: recordings.sort(byName), skipped: skipped.sort(byName) };
-}
+export { AUDIO_EXTENSIONS, listRecordings, reportFileName, replayPolicyFile, type ReplayCliOptions, type SkippedFile } from './recordings.js';
 
 /** Skipped files listed on the console; the rest are counted (all of them are on the summary page). */
 const SKIPPED_SHOWN = 20;
-
-/** A report file name for a recording's name: '/' → '__', anything but letters, digits, '.', '_', '-' → '_'; unique within `taken`. */
-export function reportFileName(name: string, taken: Set<string>): string {
-  const stem = name.replace(/\//g, '__').replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_') || 'call';
-  let file = `${stem}.html`;
-  for (let i = 2; taken.has(file.toLowerCase()) || file.toLowerCase() === 'index.html'; i++) file = `${stem}-${i}.html`;
-  taken.add(file.toLowerCase());
-  return file;
-}
 
 const PARTIES: readonly [Track, string][] = [
   ['inbound', 'caller'],
@@ -89,20 +39,6 @@ export function describeOutcome(o: JobOutcome): string {
     return `${who} angry ${clock(s.anger.durationMs)} of ${clock(s.speechMs)} speech${s.anger.peakAtMs !== null ? `, peak ${pct(s.anger.peak)} at ${clock(s.anger.peakAtMs)}` : ''}`;
   });
   return `${o.name}  ${clock(o.digest.durationMs)}  ${parts.length > 0 ? parts.join('; ') : 'no track replayed'}  actions ${o.digest.actions.length}`;
-}
-
-export interface ReplayCliOptions extends QueueCliOptions {
-  channels?: string;
-  rawChannels?: number;
-  rawRate?: number;
-  json?: string | boolean;
-  report?: string;
-  reportDir?: string;
-  policy?: string | boolean;
-  model?: string;
-  config?: string;
-  workers?: number;
-  progress: boolean;
 }
 
 /**
@@ -163,13 +99,6 @@ function oneTarget(targets: string[], o: ReplayCliOptions): string {
   }
   if (targets.length > 1) throw new CallmoodError(ErrorCodes.INVALID_OPTION, `${targets.length} paths given: replay takes one file or folder, several only with --queue redis://HOST:PORT`);
   return targets[0];
-}
-
-/** The policy file a replay runs: `--policy`, none with `--no-policy`, else the config's, else the shipped one. */
-export function replayPolicyFile(flag: string | boolean | undefined, config: CallmoodOptionsInput): string | null {
-  if (flag === false || config.policy?.enabled === false) return null;
-  if (typeof flag === 'string') return flag;
-  return resolvePackagePath(config.policy?.file ?? 'config/policy.json');
 }
 
 async function replay(target: string, o: ReplayCliOptions): Promise<number> {
