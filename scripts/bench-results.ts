@@ -5,6 +5,7 @@
  *   bench/results/calls-8k-vs-16k.jsonl, replay-8k-vs-16k.jsonl  bench/calls-matrix.ts and bench replay, by label
  *   bench/results/replay-ab-22b10cb.txt                      alternating bench replay processes of two builds
  *   models/experiments/default.bench-runs.jsonl              scripts/speed.sh (bench model --json)
+ *   bench/results/nodes.jsonl                                scripts/nodes-bench.sh (bench calls [--nodes 3 --redis] --json)
  * Each table sits between `<!-- generated:NAME:start … -->` and `<!-- generated:NAME:end -->`; text outside the
  * markers is left alone. A missing file shows as "not run", never guessed.
  *
@@ -40,6 +41,16 @@ interface CallsRun {
   clientCpuShare: number;
   rssMbPerCall: number;
   maxSendLagMs: number;
+}
+
+/** One `callmood bench calls [--nodes N --redis URL] --json` line of scripts/nodes-bench.sh. */
+interface NodesRun extends CallsRun {
+  nodes?: number;
+  localP99Ms?: number | null;
+  remoteP99Ms?: number | null;
+  busEventsPerSecond?: number | null;
+  redisKbPerCall?: number | null;
+  realtime: boolean;
 }
 
 /** One `callmood bench replay --json` line. */
@@ -239,7 +250,35 @@ function modelRuns(): string {
   ].join('\n');
 }
 
+/** JSON writes NaN as null: a figure a one-node run does not have. */
+const maybe = (v: number | null | undefined, f: (v: number) => string) => (v === null || v === undefined || Number.isNaN(v) ? '–' : f(v));
+
+function nodesRuns(): string {
+  const runs = jsonl<NodesRun>(`${DIR}/nodes.jsonl`);
+  if (!runs) return 'not run';
+  const rows = runs.map((r) => [
+    `${day(r.started)} ${r.started.slice(11, 19)}`,
+    r.loadBefore === undefined ? '–' : r.loadBefore.toString(),
+    String(r.calls),
+    (r.nodes ?? 1) > 1 ? `${r.nodes}, Redis` : '1, no Redis',
+    held(r) && r.realtime ? '**yes**' : 'no',
+    int(r.p99Ms),
+    maybe(r.localP99Ms, int),
+    maybe(r.remoteP99Ms, int),
+    two(r.cpuMsPerCallSecond),
+    two(r.clientCpuMsPerCallSecond),
+    maybe(r.busEventsPerSecond, int),
+    maybe(r.redisKbPerCall, (v) => v.toFixed(1)),
+  ]);
+  return table(
+    ['started (UTC)', 'load before', 'calls', 'nodes', `p99 ≤ ${TARGET_P99_MS} ms, in real time?`, 'p99 ms, end to end', 'p99 ms, calls on node 0', 'p99 ms, calls on other nodes (over the bus)', 'servers\' CPU ms per call-second (all nodes)', 'clients\' CPU ms per call-second', 'bus events/s read by node 0', 'Redis KB per live call'],
+    ['---', '---:', '---:', '---', ':---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:'],
+    rows,
+  );
+}
+
 const blocks: Record<string, () => string> = {
+  nodes: nodesRuns,
   'calls-summary': callsSummary,
   'calls-runs': callsRuns,
   'replay-runs': replayRuns,
