@@ -24,7 +24,7 @@ import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
 import { CallmoodError, ErrorCodes } from '../../errors.js';
 import { tokenMatches } from '../signature.js';
-import type { IdentityHint, InboundMessage, MediaEncoding, MediaTransport, UpgradeCheck, UpgradeContext } from './types.js';
+import { startIdentityHint, type IdentityHint, type InboundMessage, type MediaEncoding, type MediaTransport, type UpgradeCheck, type UpgradeContext } from './types.js';
 
 const numeric = z.union([z.string().regex(/^\d+$/), z.number().int().nonnegative()]).transform(Number);
 const envelope = { sequence_number: numeric.optional(), stream_id: z.string().optional() };
@@ -136,26 +136,7 @@ const ID_HINT = /^[A-Za-z0-9_:=+/-]{1,128}$/;
 
 /** The identity a Telnyx `start` that failed validation claims (plausible ids only), or null. */
 export function telnyxIdentityHint(text: string): IdentityHint | null {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return null;
-  const r = raw as { event?: unknown; stream_id?: unknown; start?: unknown };
-  if (r.event !== 'start') return null;
-  const s = typeof r.start === 'object' && r.start !== null ? (r.start as Record<string, unknown>) : {};
-  const id = (v: unknown) => (typeof v === 'string' && ID_HINT.test(v) ? v : '');
-  const callSid = id(s.call_control_id);
-  const streamSid = id(r.stream_id);
-  if (!callSid && !streamSid) return null;
-  const customParameters: Record<string, string> = {};
-  const cp = s.custom_parameters;
-  if (typeof cp === 'object' && cp !== null && !Array.isArray(cp)) {
-    for (const [k, v] of Object.entries(cp)) if (typeof v === 'string' && k.length <= 128 && v.length <= 1024) customParameters[k] = v;
-  }
-  return { callSid, streamSid, customParameters };
+  return startIdentityHint(text, ID_HINT, (top, start) => ({ callSid: [start.call_control_id], streamSid: [top.stream_id], parameters: start.custom_parameters }));
 }
 
 /** The header Telnyx sends `stream_auth_token` in. */

@@ -8,7 +8,7 @@
 import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
 import { CallmoodError, ErrorCodes } from '../../errors.js';
-import type { InboundMessage, MediaTransport, UpgradeCheck, UpgradeContext } from './types.js';
+import { startIdentityHint, type InboundMessage, type MediaTransport, type UpgradeCheck, type UpgradeContext } from './types.js';
 
 const numeric = z.union([z.string().regex(/^\d+$/), z.number().int().nonnegative()]).transform(Number);
 
@@ -161,26 +161,7 @@ const SID_HINT = /^[A-Za-z0-9_-]{1,64}$/;
  * are taken (letters, digits, `_`, `-`, at most 64), and string custom parameters. Null when nothing is known.
  */
 export function identityHint(text: string): { callSid: string; streamSid: string; customParameters: Record<string, string> } | null {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return null;
-  const r = raw as { event?: unknown; streamSid?: unknown; start?: unknown };
-  if (r.event !== 'start') return null;
-  const s = typeof r.start === 'object' && r.start !== null ? (r.start as Record<string, unknown>) : {};
-  const sid = (v: unknown) => (typeof v === 'string' && SID_HINT.test(v) ? v : '');
-  const callSid = sid(s.callSid);
-  const streamSid = sid(r.streamSid) || sid(s.streamSid);
-  if (!callSid && !streamSid) return null;
-  const customParameters: Record<string, string> = {};
-  const cp = s.customParameters;
-  if (typeof cp === 'object' && cp !== null && !Array.isArray(cp)) {
-    for (const [k, v] of Object.entries(cp)) if (typeof v === 'string' && k.length <= 128 && v.length <= 1024) customParameters[k] = v;
-  }
-  return { callSid, streamSid, customParameters };
+  return startIdentityHint(text, SID_HINT, (top, start) => ({ callSid: [start.callSid], streamSid: [top.streamSid, start.streamSid], parameters: start.customParameters }));
 }
 
 /** A validated Twilio message as a provider-neutral one. */

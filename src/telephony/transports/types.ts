@@ -106,6 +106,40 @@ export interface IdentityHint {
   customParameters: Record<string, string>;
 }
 
+/**
+ * The identity a `start` message claims, read leniently from text that failed validation (a bad media format, a
+ * missing field), so its error events name the call. Only ids matching `idPattern` are taken, and string custom
+ * parameters (names ≤ 128, values ≤ 1024 characters). `pick` says where the provider puts them. Null when nothing is
+ * known or the text is not a `start`.
+ */
+export function startIdentityHint(
+  text: string,
+  idPattern: RegExp,
+  pick: (top: Record<string, unknown>, start: Record<string, unknown>) => { callSid: unknown[]; streamSid: unknown[]; parameters: unknown },
+): IdentityHint | null {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return null;
+  const top = raw as Record<string, unknown>;
+  if (top.event !== 'start') return null;
+  const start = typeof top.start === 'object' && top.start !== null ? (top.start as Record<string, unknown>) : {};
+  const p = pick(top, start);
+  const first = (vs: unknown[]) => (vs.find((v) => typeof v === 'string' && idPattern.test(v)) as string | undefined) ?? '';
+  const callSid = first(p.callSid);
+  const streamSid = first(p.streamSid);
+  if (!callSid && !streamSid) return null;
+  const customParameters: Record<string, string> = {};
+  const cp = p.parameters;
+  if (typeof cp === 'object' && cp !== null && !Array.isArray(cp)) {
+    for (const [k, v] of Object.entries(cp)) if (typeof v === 'string' && k.length <= 128 && v.length <= 1024) customParameters[k] = v;
+  }
+  return { callSid, streamSid, customParameters };
+}
+
 /** One provider's media-stream protocol. */
 export interface MediaTransport {
   /** Short name for logs and options, e.g. `twilio`. */
