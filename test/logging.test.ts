@@ -5,9 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -18,6 +16,7 @@ import { signUpgrade, simulateCall } from '../src/telephony/simulator.js';
 import { loadChannels } from '../src/audio/load.js';
 import { formatTextLine, toLogger } from '../src/util/log.js';
 import { waitFor } from './helpers.js';
+import { startServe, type ServeProcess } from './helpers/serve.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const main = join(root, 'src/cli/main.ts');
@@ -33,25 +32,9 @@ function childEnv(): NodeJS.ProcessEnv {
 
 
 /** Runs `callmood serve` on a free port with a light config; resolves once it logged its port. */
-async function serve(extra: string[], portOf: (stdout: string) => number | null): Promise<{ child: ChildProcess; port: number; stdout: () => string; stderr: () => string; exit: Promise<number | null> }> {
-  const dir = mkdtempSync(join(tmpdir(), 'callmood-logging-'));
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({ engine: 'in-process', policy: { enabled: false } }));
-  const child = spawn(process.execPath, ['--import', 'tsx', main, 'serve', '--port', '0', '--host', '127.0.0.1', '--config', join(dir, 'config.json'), ...extra], {
-    cwd: root,
-    env: childEnv(),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exit = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const port = await waitFor(() => {
-    if (child.exitCode !== null) throw new Error(`serve exited ${child.exitCode}: ${err}\n${out}`);
-    return portOf(out);
-  }, () => `the port in serve's stdout (stdout so far: ${JSON.stringify(out.slice(0, 300))})`, 60_000);
-  // The model loads before listen() resolves, so the server takes calls now.
-  return { child, port, stdout: () => out, stderr: () => err, exit };
+function serve(extra: string[], portOf: (stdout: string) => number | null): Promise<ServeProcess> {
+  // The model loads before listen() resolves, so the server takes calls once the port is logged.
+  return startServe({ engine: 'in-process', policy: { enabled: false } }, { TWILIO_AUTH_TOKEN: TOKEN, CALLMOOD_EVENTS_TOKEN: FEED }, extra, 60_000, portOf);
 }
 
 /** `callmood simulate` one fast call of the test clip; returns the call's callSid, read from the events it printed. */

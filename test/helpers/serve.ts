@@ -44,8 +44,23 @@ function jsonRecords(out: string): Array<Record<string, unknown> & { code?: stri
   return recs;
 }
 
-/** Starts `callmood serve --port 0 --config <config> …extra` and resolves once it listens (JSON logs). */
-export async function startServe(config: object, env: NodeJS.ProcessEnv, extra: string[] = [], timeoutMs = 90_000): Promise<ServeProcess> {
+/** The port of a CALLMOOD_LISTENING record among JSON logs, or null before it. */
+export function jsonListeningPort(out: string): number | null {
+  const rec = jsonRecords(out).find((r) => r.code === 'CALLMOOD_LISTENING');
+  return rec ? (rec.port as number) : null;
+}
+
+/**
+ * Starts `callmood serve --port 0 --config <config> …extra` and resolves once `portOf` finds the port in its stdout
+ * (default: the CALLMOOD_LISTENING record of JSON logs).
+ */
+export async function startServe(
+  config: object,
+  env: NodeJS.ProcessEnv,
+  extra: string[] = [],
+  timeoutMs = 90_000,
+  portOf: (stdout: string) => number | null = jsonListeningPort,
+): Promise<ServeProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'callmood-serve-'));
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve', '--port', '0', '--host', '127.0.0.1', '--config', join(dir, 'config.json'), ...extra], {
@@ -61,8 +76,7 @@ export async function startServe(config: object, env: NodeJS.ProcessEnv, extra: 
   const port = await waitFor(
     () => {
       if (child.exitCode !== null) throw new Error(`serve exited ${child.exitCode}: ${err}\n${out.slice(-2000)}`);
-      const rec = jsonRecords(out).find((r) => r.code === 'CALLMOOD_LISTENING');
-      return rec ? (rec.port as number) : null;
+      return portOf(out);
     },
     () => `the port in serve's stdout (stdout so far: ${JSON.stringify(out.slice(-500))}; stderr: ${JSON.stringify(err.slice(-500))})`,
     timeoutMs,
