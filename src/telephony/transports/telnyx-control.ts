@@ -104,7 +104,8 @@ export class TelnyxCallControl implements CallController {
 
   /** Sends one command, retrying where it may help, under one command_id. Never throws. */
   async command(callControlId: string, name: 'transfer' | 'speak' | 'hangup', body: Record<string, unknown>): Promise<ControlResult> {
-    const url = `${this.base}/v2/calls/${encodeURIComponent(callControlId)}/actions/${name}`;
+    // A path segment keeps what RFC 3986 allows in one (`v3:…` ids keep their colon), as Telnyx's own SDK sends them.
+    const url = `${this.base}/v2/calls/${callControlId.replace(/[^A-Za-z0-9\-._~!$&'()*+,;=:@]+/g, encodeURIComponent)}/actions/${name}`;
     const payload = JSON.stringify({ ...body, command_id: randomUUID() });
     return withRetries(
       this.options,
@@ -118,8 +119,9 @@ export class TelnyxCallControl implements CallController {
             signal: AbortSignal.timeout(this.options.timeoutMs),
           });
         } catch (err) {
-          const e = err as Error & { cause?: { code?: string } };
-          const why = e.name === 'TimeoutError' ? `no answer within ${this.options.timeoutMs} ms` : (e.cause?.code ?? e.message);
+          // fetch says "fetch failed"; what failed (ECONNREFUSED, ENOTFOUND, …) is its cause.
+          const e = err as Error & { cause?: { code?: string; message?: string } };
+          const why = e.name === 'TimeoutError' ? `no answer within ${this.options.timeoutMs} ms` : (e.cause?.code ?? e.cause?.message ?? e.message);
           return { kind: 'retry', detail: `network: ${why}` };
         }
         const text = await res.text().catch(() => '');
