@@ -3,8 +3,7 @@
  * so TelnyxCallControl can be pointed at it: it records each request (method, path, bearer token, content type, JSON
  * body, arrival time) and answers from a script.
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { startLoopbackApi, type FakeApi, type ScriptedAnswer } from './loopback-api.js';
 
 /** One request the stand-in received. */
 export interface TelnyxRequest {
@@ -18,58 +17,32 @@ export interface TelnyxRequest {
 }
 
 /** An answer: HTTP status and JSON body (Telnyx's error shape: {errors: [{code, title, detail}]}). */
-export interface TelnyxAnswer {
-  status: number;
-  body: Record<string, unknown>;
-}
+export type TelnyxAnswer = ScriptedAnswer;
 
-export interface FakeTelnyxApi {
-  url: string;
-  requests: TelnyxRequest[];
-  /** Answers for the next requests, in order; when empty, 200 {"data":{"result":"ok"}}. */
-  script: TelnyxAnswer[];
-  close(): Promise<void>;
-}
+/** When the script is empty, the stand-in answers 200 {"data":{"result":"ok"}}. */
+export type FakeTelnyxApi = FakeApi<TelnyxRequest, TelnyxAnswer>;
 
-export async function startFakeTelnyxApi(): Promise<FakeTelnyxApi> {
-  const requests: TelnyxRequest[] = [];
-  const script: TelnyxAnswer[] = [];
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      let body: Record<string, unknown> = {};
+export function startFakeTelnyxApi(): Promise<FakeTelnyxApi> {
+  return startLoopbackApi<TelnyxRequest>(
+    (req, raw) => {
+      let body: Record<string, unknown>;
       try {
-        body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+        body = JSON.parse(raw.toString('utf8')) as Record<string, unknown>;
       } catch {
-        body = { unparsed: Buffer.concat(chunks).toString('utf8') };
+        body = { unparsed: raw.toString('utf8') };
       }
       const auth = req.headers.authorization ?? '';
-      requests.push({
+      return {
         method: req.method ?? '',
         path: new URL(req.url ?? '/', 'http://x').pathname,
         bearer: auth.startsWith('Bearer ') ? auth.slice(7) : null,
         contentType: req.headers['content-type'] ?? null,
         body,
         atMs: Date.now(),
-      });
-      const answer = script.shift() ?? { status: 200, body: { data: { result: 'ok' } } };
-      res.writeHead(answer.status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(answer.body));
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    requests,
-    script,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
+      };
+    },
+    () => ({ status: 200, body: { data: { result: 'ok' } } }),
+  );
 }
 
 /** A Telnyx error answer. */
