@@ -59,6 +59,10 @@ export type { MediaTransport, InboundMessage, UpgradeCheck, UpgradeContext } fro
 export { MediaSession, type SessionOptions, type TrackSink } from './telephony/session.js';
 /** Call control through Twilio's REST API (escalate, end the call), with retries; 20404 = the call is already over. */
 export { CallControl, escalationTwiml, goodbyeTwiml, type CallUpdate } from './telephony/control.js';
+/** Call control through Telnyx Call Control (transfer, speak, hangup), with the same retries; 90018 = the call is already over. */
+export { TelnyxCallControl, speechMs } from './telephony/transports/telnyx-control.js';
+/** Picks Twilio's or Telnyx's controller per call, by the media path the call came over. */
+export { RoutingCallController, type ControlProvider } from './telephony/call-routing.js';
 /** The runtime that carries the policy's decisions out (the server builds one per call). */
 export { PolicyRuntime } from './policy/index.js';
 

@@ -827,7 +827,7 @@ test('/healthz and /metrics', async () => {
   assert.equal(health.draining, false);
   // The worker engine answers, and the shipped policy runs (two rules, acting for real).
   assert.deepEqual([(health.engine as { status: string }).status, (health.engine as { workers: number }).workers >= 1], ['ok', true]);
-  assert.deepEqual(health.policy, { rules: 2, dryRun: false, pendingActions: 0, callControl: true });
+  assert.deepEqual(health.policy, { rules: 2, dryRun: false, pendingActions: 0, callControl: true, callControlBy: ['twilio'] });
   const m = await fetch(`http://127.0.0.1:${port}/metrics`);
   assert.equal(m.status, 200);
   assert.match(m.headers.get('content-type')!, /text\/plain; version=0\.0\.4/);

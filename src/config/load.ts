@@ -10,7 +10,12 @@ import type { CallmoodOptionsInput } from './options.js';
 import { rejectWebhookSecrets } from './webhook-options.js';
 import { readJsonFile } from '../util/json-file.js';
 
-const SECRET_FIELDS: Record<string, string> = { authToken: 'TWILIO_AUTH_TOKEN', eventsToken: 'CALLMOOD_EVENTS_TOKEN' };
+const SECRET_FIELDS: Record<string, string> = {
+  authToken: 'TWILIO_AUTH_TOKEN',
+  eventsToken: 'CALLMOOD_EVENTS_TOKEN',
+  telnyxStreamToken: 'CALLMOOD_TELNYX_STREAM_TOKEN',
+  telnyxApiKey: 'TELNYX_API_KEY',
+};
 
 /** Reads a JSON config file. Throws INVALID_OPTION (unreadable, not JSON, not an object, holds a secret). */
 export function loadConfigFile(file: string): CallmoodOptionsInput {

@@ -125,12 +125,18 @@ export interface PolicySettings {
   handlerTimeoutMs: number;
 }
 
-/** Changing live calls through Twilio's REST API (escalate, end_call). The auth token is `authToken`. */
+/**
+ * Changing live calls for escalate and end_call: through Twilio's REST API (the auth token is `authToken`), and, for
+ * calls that came over the Telnyx media path, through Telnyx Call Control (the API key is `telnyxApiKey`). The retry
+ * settings apply to both.
+ */
 export interface ControlSettings {
   /** Account SID (AC…); null = TWILIO_ACCOUNT_SID, else the account each call's stream names. */
   accountSid: string | null;
   /** REST API base URL; null = Twilio's own. For an egress proxy, or a stand-in server in tests. */
   apiBaseUrl: string | null;
+  /** Telnyx API base URL (the part before `/v2`); null = Telnyx's own (https://api.telnyx.com). For an egress proxy, or a stand-in server in tests. */
+  telnyxApiBaseUrl: string | null;
   /** Requests per change at most, counting the first (429, 5xx and network errors are retried). */
   maxAttempts: number;
   /** Wait before the first retry, ms; doubles per retry with ±50% jitter. */
@@ -178,6 +184,8 @@ export interface CallmoodOptions {
   eventsToken: string | null;
   /** Shared secret a Telnyx media upgrade carries (its `stream_auth_token`, or `?token=`); null = from CALLMOOD_TELNYX_STREAM_TOKEN. Never put it in a config file. */
   telnyxStreamToken: string | null;
+  /** Telnyx API key (Call Control for calls on the Telnyx media path); null = from TELNYX_API_KEY. Never put it in a config file. */
+  telnyxApiKey: string | null;
   /** URL paths. */
   paths: PathOptions;
   /** The incoming-call TwiML. */
@@ -226,6 +234,7 @@ export const DEFAULT_OPTIONS: Readonly<CallmoodOptions> = deepFreeze({
   authToken: null,
   eventsToken: null,
   telnyxStreamToken: null,
+  telnyxApiKey: null,
   paths: { media: '/media', events: '/events', twiml: '/twiml', status: '/status', health: '/healthz', metrics: '/metrics', telnyxMedia: null },
   twiml: { mode: 'connect', track: 'inbound_track', parameters: {}, forwardParams: ['From', 'To'], before: [], after: [], statusCallback: true },
   stallTimeoutMs: 10_000,
@@ -241,7 +250,7 @@ export const DEFAULT_OPTIONS: Readonly<CallmoodOptions> = deepFreeze({
   batch: { maxBatch: 32, maxWaitMs: 5 },
   feed: { maxBufferedBytes: 1024 * 1024, heartbeatMs: 30_000 },
   policy: { enabled: true, file: null, dryRun: false, handlerTimeoutMs: 10_000 },
-  control: { accountSid: null, apiBaseUrl: null, maxAttempts: 5, baseBackoffMs: 250, maxBackoffMs: 8000, timeoutMs: 10_000 },
+  control: { accountSid: null, apiBaseUrl: null, telnyxApiBaseUrl: null, maxAttempts: 5, baseBackoffMs: 250, maxBackoffMs: 8000, timeoutMs: 10_000 },
   webhooks: DEFAULT_WEBHOOK_OPTIONS,
   redis: { url: null, prefix: 'callmood', eventsMaxLen: 100_000, catchUpMs: 10_000, bufferMaxEvents: 50_000, outboxPartitions: 16, leaseMs: 10_000 },
 } satisfies CallmoodOptions);
@@ -264,13 +273,14 @@ const path = () => allowed(z.string().regex(/^\/[A-Za-z0-9._~\-/]*$/), "a path s
 const secret = () => allowed(z.string().min(8).nullable(), 'null or a string of at least 8 characters');
 
 /** The environment variable each secret is read from when not given in code. */
-const SECRET_ENV = { authToken: 'TWILIO_AUTH_TOKEN', eventsToken: 'CALLMOOD_EVENTS_TOKEN', telnyxStreamToken: 'CALLMOOD_TELNYX_STREAM_TOKEN' } as const;
+const SECRET_ENV = { authToken: 'TWILIO_AUTH_TOKEN', eventsToken: 'CALLMOOD_EVENTS_TOKEN', telnyxStreamToken: 'CALLMOOD_TELNYX_STREAM_TOKEN', telnyxApiKey: 'TELNYX_API_KEY' } as const;
 /** What each secret's variable may hold, for its error message. */
 const SECRET_ALLOWED: Record<keyof typeof SECRET_ENV, string> = {
   // Twilio shows the auth token in the Console under Account info: 32 hex digits.
   authToken: "at least 8 characters: the account's auth token from the Twilio Console (32 hex digits)",
   eventsToken: 'at least 8 characters (a long random string: the event feed is read with it as a bearer token), or unset it to turn the feed off',
   telnyxStreamToken: "at least 8 characters (a long random string, the same as the streaming command's stream_auth_token)",
+  telnyxApiKey: 'at least 8 characters: an API key from the Telnyx Mission Control Portal (Auth, API Keys)',
 };
 const paramName = allowed(z.string().min(1).max(128), 'a non-empty name of at most 128 characters');
 
@@ -298,6 +308,7 @@ const schema = z.strictObject({
   authToken: secret(),
   eventsToken: secret(),
   telnyxStreamToken: secret(),
+  telnyxApiKey: secret(),
   paths: z.strictObject({
     media: path(),
     events: path(),
@@ -345,6 +356,7 @@ const schema = z.strictObject({
   control: z.strictObject({
     accountSid: allowed(z.string().regex(/^AC[0-9a-fA-F]{32}$/).nullable(), 'null or AC followed by 32 hex digits'),
     apiBaseUrl: allowed(z.url({ protocol: /^https?$/ }).nullable(), 'null or an http(s) URL'),
+    telnyxApiBaseUrl: allowed(z.url({ protocol: /^https?$/ }).nullable(), "null (Telnyx's own) or an http(s) URL"),
     maxAttempts: int(1, 20),
     baseBackoffMs: int(1, 60_000, 'ms'),
     maxBackoffMs: int(1, 600_000, 'ms'),
@@ -399,7 +411,7 @@ function mergeNested(a: Record<string, unknown>, b: Record<string, unknown>): Re
 }
 
 /**
- * Merges `input` over the defaults, fills the secrets from `env` (TWILIO_AUTH_TOKEN, CALLMOOD_EVENTS_TOKEN) where
+ * Merges `input` over the defaults, fills the secrets from `env` (TWILIO_AUTH_TOKEN, CALLMOOD_EVENTS_TOKEN, …) where
  * not given, validates once and returns a frozen copy. Throws INVALID_OPTION naming the first bad field, its value and
  * the allowed range, or when signatures are to be checked but there is no auth token.
  */
@@ -411,6 +423,7 @@ export function resolveOptions(input: CallmoodOptionsInput = {}, env: NodeJS.Pro
   merged.authToken ??= nonEmpty(env.TWILIO_AUTH_TOKEN);
   merged.eventsToken ??= nonEmpty(env.CALLMOOD_EVENTS_TOKEN);
   merged.telnyxStreamToken ??= nonEmpty(env.CALLMOOD_TELNYX_STREAM_TOKEN);
+  merged.telnyxApiKey ??= nonEmpty(env.TELNYX_API_KEY);
   // A Redis URL with a password belongs in the environment, like the other secrets.
   if (merged.redis && typeof merged.redis === 'object') merged.redis = { ...merged.redis, url: merged.redis.url ?? nonEmpty(env.CALLMOOD_REDIS_URL) };
   const parsed = schema.safeParse(merged);

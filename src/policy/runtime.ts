@@ -4,8 +4,9 @@
  * as an `action-result` event:
  * - `soften_offer`, `flag_customer`: the event is the message (the callbot listens on the emitter or the feed, the
  *   CRM gets the webhook); outcome `done`.
- * - `escalate`, `end_call`: through the host's CallController (the server gives Twilio's REST API, telephony/control.ts:
- *   retried; 20404 = `call-over`).
+ * - `escalate`, `end_call`: through the host's CallController (the server gives, per call, Twilio's REST API,
+ *   telephony/control.ts, or Telnyx Call Control, telephony/transports/telnyx-control.ts: retried; a call already
+ *   over = `call-over`).
  * - `custom`: the handler registered under that name, awaited with a time limit; a throw is a `failed` outcome.
  * - dry run: nothing is performed; outcome `skipped`.
  * Performing never blocks the event path: REST calls and handlers run in the background, and `close()` waits for
@@ -71,7 +72,7 @@ export interface PolicyRuntimeHost {
   /** Sends an event everywhere events go. */
   publish(event: CallmoodEvent): void;
   log: Logger;
-  /** Call control; null when there are no Twilio credentials (escalate/end_call then fail with a clear detail). */
+  /** Call control; null when there are no credentials for any carrier (escalate/end_call then fail with a clear detail). */
   control: CallController | null;
   /** Longest a custom handler may run, ms. */
   handlerTimeoutMs?: number;
@@ -96,7 +97,7 @@ export class PolicyRuntime {
     this.handlers.set(name, fn);
   }
 
-  /** Whether escalate and end_call can reach Twilio. */
+  /** Whether escalate and end_call have a controller (for some calls at least). */
   get hasControl(): boolean {
     return this.host.control !== null;
   }
@@ -150,7 +151,7 @@ export class PolicyRuntime {
         return { outcome: 'done', attempts: 0, detail: 'published to listeners, the event feed and webhooks' };
       case 'escalate':
       case 'end_call': {
-        if (!this.host.control) return { outcome: 'failed', attempts: 0, detail: 'call control is off: no Twilio auth token' };
+        if (!this.host.control) return { outcome: 'failed', attempts: 0, detail: 'call control is off: no Twilio auth token and no Telnyx API key' };
         // The account is read now, before any await: the call may end while the request is under way.
         const account = this.accounts.get(a.callSid) ?? null;
         return spec.action === 'escalate' ? this.host.control.escalate(a.callSid, account, spec) : this.host.control.endCall(a.callSid, account, spec.say);

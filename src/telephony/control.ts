@@ -1,7 +1,8 @@
 /**
  * Call control: changing a live call through Twilio's REST API (`calls(sid).update`) with the `twilio` package —
  * redirecting it to other TwiML (a person, via `<Dial>`), or ending it. Retries what retrying can fix: 429 (rate
- * limited) and 5xx answers, timeouts and network errors, with exponential backoff and jitter. Error 20404 (the call is
+ * limited) and 5xx answers, timeouts and network errors, with exponential backoff and jitter (./retry.ts, shared
+ * with Telnyx's controller). Error 20404 (the call is
  * already over) is an outcome, not a failure: the caller hung up first. Any other 4xx is final (a wrong SID or
  * credentials will not get better by asking again).
  */
@@ -9,6 +10,7 @@ import twilio from 'twilio';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { DEFAULT_OPTIONS, type ControlSettings } from '../config/options.js';
 import type { CallController, ControlResult, EscalationTarget } from '../policy/runtime.js';
+import { withRetries } from './retry.js';
 
 type TwilioClient = ReturnType<typeof twilio>;
 type VoiceResponse = InstanceType<typeof twilio.twiml.VoiceResponse>;
@@ -64,10 +66,6 @@ export class CallControl implements CallController {
     return c;
   }
 
-  /**
-   * Applies `update` to the call, retrying where it may help. Never throws: the result says what happened.
-   * `callAccountSid` is the account the call's stream named (used when no account is configured).
-   */
   /** Redirects the call to TwiML that dials (or redirects to) the target. */
   escalate(callSid: string, callAccountSid: string | null, target: EscalationTarget): Promise<ControlResult> {
     return this.update(callSid, callAccountSid, { twiml: escalationTwiml(target) });
@@ -78,36 +76,31 @@ export class CallControl implements CallController {
     return this.update(callSid, callAccountSid, say ? { twiml: goodbyeTwiml(say) } : { status: 'completed' });
   }
 
+  /**
+   * Applies `update` to the call, retrying where it may help. Never throws: the result says what happened.
+   * `callAccountSid` is the account the call's stream named (used when no account is configured).
+   */
   async update(callSid: string, callAccountSid: string | null, update: CallUpdate): Promise<ControlResult> {
     const account = this.options.accountSid ?? callAccountSid;
     if (!account || !/^AC[0-9a-fA-F]{32}$/.test(account)) {
       return { outcome: 'failed', attempts: 0, detail: `${ErrorCodes.CALL_CONTROL}: no valid account SID (set TWILIO_ACCOUNT_SID; the stream gave ${JSON.stringify(callAccountSid)})` };
     }
-    let last = '';
-    for (let attempt = 1; attempt <= this.options.maxAttempts; attempt++) {
+    return withRetries(this.options, async () => {
       try {
         await this.client(account).calls(callSid).update(update);
-        return { outcome: 'done', attempts: attempt, detail: 'status' in update ? 'call completed' : 'call redirected to new TwiML' };
+        return { kind: 'done', detail: 'status' in update ? 'call completed' : 'call redirected to new TwiML' };
       } catch (err) {
         const e = err as RestError;
         const code = Number(e.code);
         if (e.status === 404 || code === NOT_FOUND || code === CALL_NOT_IN_PROGRESS) {
-          return { outcome: 'call-over', attempts: attempt, detail: `the call is already over (Twilio ${e.code ?? e.status}: ${e.message ?? ''})`.trim() };
+          return { kind: 'call-over', detail: `the call is already over (Twilio ${e.code ?? e.status}: ${e.message ?? ''})`.trim() };
         }
-        last = e.status !== undefined ? `HTTP ${e.status}${e.code !== undefined ? `, Twilio ${e.code}` : ''}: ${e.message ?? ''}` : `network: ${e.message ?? String(err)}`;
+        const detail = e.status !== undefined ? `HTTP ${e.status}${e.code !== undefined ? `, Twilio ${e.code}` : ''}: ${e.message ?? ''}` : `network: ${e.message ?? String(err)}`;
         const retryable = e.status === undefined || e.status === 429 || e.status >= 500;
-        if (!retryable) return { outcome: 'failed', attempts: attempt, detail: `${ErrorCodes.CALL_CONTROL}: ${last}` };
-        if (attempt < this.options.maxAttempts) await this.sleep(backoff(attempt, this.options));
+        return { kind: retryable ? 'retry' : 'fail', detail };
       }
-    }
-    return { outcome: 'failed', attempts: this.options.maxAttempts, detail: `${ErrorCodes.CALL_CONTROL}: gave up after ${this.options.maxAttempts} attempts; last: ${last}` };
+    }, this.sleep);
   }
-}
-
-/** Exponential backoff with ±50% jitter (so calls failing together do not retry together). */
-function backoff(attempt: number, o: Pick<CallControlOptions, 'baseBackoffMs' | 'maxBackoffMs'>): number {
-  const base = Math.min(o.maxBackoffMs, o.baseBackoffMs * 2 ** (attempt - 1));
-  return Math.round(base * (0.5 + Math.random()));
 }
 
 /** TwiML that hands the caller to a person: an optional `<Say>`, then `<Dial>` a number, SIP URI or client, or `<Redirect>` to a URL. */

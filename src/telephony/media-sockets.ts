@@ -36,6 +36,11 @@ export interface MediaHost {
   model(): { profile: ModelProfile; batcher: MicroBatcher } | null;
   /** The server is draining: new streams get 503. */
   readonly draining: boolean;
+  /**
+   * A call started (before its call-start goes out) or ended on a transport (its `name`): call control uses it to
+   * pick the carrier that changes the call.
+   */
+  callTransport?(callSid: string, transport: string, phase: 'start' | 'end'): void;
 }
 
 export class MediaSockets {
@@ -151,10 +156,16 @@ export class MediaSockets {
     conn.session = new MediaSession(
       {
         emit: (e) => {
-          if (e.type === 'call-start') conn.base = { callSid: e.callSid, streamSid: e.streamSid, customParameters: e.customParameters };
+          if (e.type === 'call-start') {
+            conn.base = { callSid: e.callSid, streamSid: e.streamSid, customParameters: e.customParameters };
+            this.host.callTransport?.(e.callSid, transport.name, 'start');
+          }
           if (e.type === 'call-end') conn.callEnded = true;
           this.host.publish(e);
-          if (e.type === 'call-end') conn.resolveDone();
+          if (e.type === 'call-end') {
+            this.host.callTransport?.(e.callSid, transport.name, 'end');
+            conn.resolveDone();
+          }
         },
         createTrack: (track: Track, base) =>
           new EmotionTrack(

@@ -27,6 +27,8 @@ import { modelProfile, type ModelProfile } from '../stream/track.js';
 import type { CallmoodEvent } from '../stream/events.js';
 import { DEFAULT_POLICY, PolicyEngine, PolicyRuntime, loadPolicyFile, type ActionHandler, type CallController, type PolicyConfig } from '../policy/index.js';
 import { CallControl } from './control.js';
+import { TelnyxCallControl } from './transports/telnyx-control.js';
+import { RoutingCallController } from './call-routing.js';
 import type { EndpointStats } from '../sinks/webhooks.js';
 import { createWebhookSink, type WebhookDelivery } from '../sinks/webhook-sink.js';
 import { SignatureGuard } from './signature.js';
@@ -61,7 +63,10 @@ export interface CallmoodRuntime {
   actionHandlers?: Record<string, ActionHandler>;
   /** A policy given in code instead of `options.policy.file` (validated with parsePolicy first). */
   policy?: PolicyConfig;
-  /** What carries out `escalate` and `end_call`; default: Twilio's REST API (`CallControl`) when there is an auth token. */
+  /**
+   * What carries out `escalate` and `end_call` for every call. Default: per call, by the path it came over — Twilio's
+   * REST API (`CallControl`, with an auth token) or Telnyx Call Control (`TelnyxCallControl`, with TELNYX_API_KEY).
+   */
   callControl?: CallController;
 }
 
@@ -88,7 +93,15 @@ export interface CallmoodHealth {
   /** CRM webhooks per endpoint (pending = in the outbox, not yet acknowledged); empty when none are configured. */
   webhooks: Record<string, EndpointStats>;
   /** The dialog policy: null when off. */
-  policy: { rules: number; dryRun: boolean; pendingActions: number; callControl: boolean } | null;
+  policy: {
+    rules: number;
+    dryRun: boolean;
+    pendingActions: number;
+    /** Some controller exists (escalate and end_call can be carried out on some calls). */
+    callControl: boolean;
+    /** Whose calls can be changed: `twilio` and/or `telnyx`, or `custom` for the embedder's `runtime.callControl`. */
+    callControlBy: Array<'twilio' | 'telnyx' | 'custom'>;
+  } | null;
   /** Many-node mode's event bus (state `connected`, `down` …, buffered and dropped events); null without Redis. A node whose Redis is down stays `ok`: its calls go on. */
   redis: BusStats | null;
 }
@@ -126,6 +139,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
   private loaded: { profile: ModelProfile; batcher: MicroBatcher } | null = null;
   private ownServer: http.Server | null = null;
   private closing: Promise<void> | null = null;
+  /** Per-call choice of carrier for escalate/end_call; null when the embedder gave `runtime.callControl` or the policy is off. */
+  private router: RoutingCallController | null = null;
 
   constructor(options: CallmoodOptionsInput = {}, runtime: CallmoodRuntime = {}) {
     super();
@@ -173,6 +188,10 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
       publish: (e: CallmoodEvent) => this.publish(e),
       model: () => this.loaded,
       health: () => this.health(),
+      callTransport: (callSid: string, transport: string, phase: 'start' | 'end') => {
+        if (phase === 'start') this.router?.callStarted(callSid, transport);
+        else this.router?.callEnded(callSid);
+      },
       get modelLoaded() {
         return server.loaded !== null;
       },
@@ -194,10 +213,23 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     const config = runtime.policy ?? (p.file ? loadPolicyFile(resolvePackagePath(p.file)) : DEFAULT_POLICY);
     const engine = new PolicyEngine(config, { dryRun: p.dryRun });
     const needsControl = config.rules.some((r) => r.do.action === 'escalate' || r.do.action === 'end_call');
-    const control =
-      runtime.callControl ?? (this.options.authToken ? new CallControl(this.options.authToken, this.options.control, runtime.env ?? process.env) : null);
-    if (needsControl && !control && !engine.dryRun) {
-      this.log('warn', 'CALLMOOD_CONTROL_OFF', 'the policy has escalate/end_call rules but there is no Twilio auth token: those actions will fail (set TWILIO_AUTH_TOKEN)');
+    let control: CallController | null = runtime.callControl ?? null;
+    if (!control) {
+      const o = this.options;
+      const twilioControl = o.authToken ? new CallControl(o.authToken, o.control, runtime.env ?? process.env) : null;
+      const telnyxControl = o.telnyxApiKey ? new TelnyxCallControl(o.telnyxApiKey, o.control) : null;
+      if (twilioControl || telnyxControl) {
+        this.router = new RoutingCallController({ twilio: twilioControl, telnyx: telnyxControl });
+        control = this.router;
+      }
+      if (needsControl && !engine.dryRun) {
+        if (!twilioControl) {
+          this.log('warn', 'CALLMOOD_CONTROL_OFF', 'the policy has escalate/end_call rules but there is no Twilio auth token: those actions will fail on Twilio calls (set TWILIO_AUTH_TOKEN)');
+        }
+        if (!telnyxControl && o.paths.telnyxMedia !== null) {
+          this.log('warn', 'CALLMOOD_CONTROL_OFF', 'the policy has escalate/end_call rules but there is no Telnyx API key: those actions will fail on Telnyx calls (set TELNYX_API_KEY)');
+        }
+      }
     }
     const policy = new PolicyRuntime(engine, {
       publish: (e) => this.publish(e),
@@ -348,7 +380,13 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
       uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
       webhooks: this.webhooks.stats(),
       policy: this.policy
-        ? { rules: this.policy.engine.config.rules.length, dryRun: this.policy.engine.dryRun, pendingActions: this.policy.pending, callControl: this.policy.hasControl }
+        ? {
+            rules: this.policy.engine.config.rules.length,
+            dryRun: this.policy.engine.dryRun,
+            pendingActions: this.policy.pending,
+            callControl: this.policy.hasControl,
+            callControlBy: this.router ? this.router.providers : this.policy.hasControl ? ['custom'] : [],
+          }
         : null,
       redis: this.bus?.stats() ?? null,
     };
@@ -376,6 +414,7 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     }
     // Actions under way (REST calls, handlers) settle and publish their outcomes before the feed closes.
     await this.policy?.close(this.options.drainTimeoutMs);
+    this.router?.close();
     // What is not delivered yet stays in the outbox for the next start; nothing is lost by stopping.
     await this.webhooks.close().catch((err: unknown) => this.log('error', 'CALLMOOD_WEBHOOKS_CLOSE', `webhooks: ${(err as Error).message}`));
     // The call-ends go to the other nodes' consumers too.

@@ -27,6 +27,8 @@ export interface SimulatedCall {
   streamSid?: string;
   accountSid?: string;
   customParameters?: Record<string, string>;
+  /** Key presses: each `digit` (0-9, *, #, A-D) is sent as the provider's `dtmf` message at `atMs` of call time (in order). */
+  dtmf?: ReadonlyArray<{ atMs: number; digit: string }>;
 }
 
 /** How to send it. */
@@ -154,6 +156,7 @@ interface Wire {
   connected(): object;
   start(seq: number, tracks: Track[]): object;
   media(seq: number, track: Track, k: number, payload: string): string;
+  dtmf(seq: number, digit: string): object;
   stop(seq: number): object;
 }
 
@@ -180,6 +183,7 @@ function twilioWire(call: SimulatedCall, opts: SimulateOptions, callSid: string,
       streamSid,
     }),
     media: (seq, track, k, payload) => mediaMessageText(seq, track, k, payload, quotedSid),
+    dtmf: (seq, digit) => ({ event: 'dtmf', streamSid, sequenceNumber: String(seq), dtmf: { track: 'inbound_track', digit } }),
     stop: (seq) => ({ event: 'stop', sequenceNumber: String(seq), stop: { accountSid, callSid }, streamSid }),
   };
 }
@@ -208,6 +212,7 @@ function telnyxWire(call: SimulatedCall, opts: SimulateOptions, callControlId: s
       stream_id: streamId,
     }),
     media: (seq, track, k, payload) => telnyxMediaText(seq, track, k, payload, quotedId),
+    dtmf: (seq, digit) => ({ event: 'dtmf', stream_id: streamId, occurred_at: new Date().toISOString(), sequence_number: String(seq), dtmf: { digit } }),
     stop: (seq) => ({ event: 'stop', sequence_number: String(seq), stop: { user_id: userId, call_control_id: callControlId }, stream_id: streamId }),
   };
 }
@@ -242,6 +247,8 @@ export async function simulateCall(call: SimulatedCall, opts: SimulateOptions): 
   const t0 = performance.now();
   let maxLagMs = 0;
   let sent = 0;
+  const keys = [...(call.dtmf ?? [])].sort((a, b) => a.atMs - b.atMs);
+  let nextKey = 0;
   for (let k = 0; k < total; k++) {
     if (opts.signal?.aborted || ws.readyState !== WebSocket.OPEN) break;
     const scheduled = t0 + k * 20;
@@ -253,6 +260,7 @@ export async function simulateCall(call: SimulatedCall, opts: SimulateOptions): 
       // Fast pace still respects the socket: wait for the buffer to drain.
       while (ws.bufferedAmount > 1 << 18) await new Promise((r) => setTimeout(r, 1));
     }
+    while (nextKey < keys.length && keys[nextKey].atMs <= k * 20) send(wire.dtmf(++seq, keys[nextKey++].digit));
     for (const t of tracks) {
       const payload = chunks[t][k];
       if (payload === undefined) continue;
@@ -266,6 +274,7 @@ export async function simulateCall(call: SimulatedCall, opts: SimulateOptions): 
   if (opts.signal?.aborted) {
     ws.terminate();
   } else {
+    while (nextKey < keys.length) send(wire.dtmf(++seq, keys[nextKey++].digit));
     send(wire.stop(++seq));
     await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
     ws.close();
