@@ -142,7 +142,7 @@ interface Held {
 }
 
 interface Queued {
-  message: Record<string, unknown>;
+  message: object;
   opts: RequestOptions;
   resolve: (reply: unknown) => void;
   reject: (err: unknown) => void;
@@ -216,7 +216,7 @@ export class WorkerPool<Ready = true> extends EventEmitter<WorkerPoolEvents<Read
    * Sends `{ ...message, id }` to a ready thread with room, or queues it; resolves with the reply. Rejects with a
    * ThreadGoneError when its thread ends first (or the pool is closed, or every slot has failed).
    */
-  request<Reply = unknown>(message: Record<string, unknown>, opts: RequestOptions = {}): Promise<Reply> {
+  request<Reply = unknown>(message: object, opts: RequestOptions = {}): Promise<Reply> {
     if (this.closed) return Promise.reject(new ThreadGoneError({ cause: 'closed' }, -1));
     if (this.status === 'failed') return Promise.reject(this.failedError());
     return new Promise<Reply>((resolve, reject) => {
