@@ -230,7 +230,7 @@ async function runJob(job: Job): Promise<ClipFeatures> {
   return value;
 }
 
-// Worker side: this very module is the worker's entry (started by startModuleWorker).
+// Worker side: this very module is the worker's entry (its threads are started by the WorkerPool below).
 const WORKER_MARKER = 'callmood-extract-worker';
 if (!isMainThread && (workerData as { marker?: string } | null)?.marker === WORKER_MARKER && parentPort) {
   const port = parentPort;
