@@ -10,8 +10,8 @@
 import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, resolve } from 'node:path';
-import { isMainThread, parentPort, workerData, type Worker } from 'node:worker_threads';
-import { startModuleWorker } from '../util/worker.js';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { describeEnd, ThreadGoneError, WorkerPool } from '../util/worker-pool.js';
 import { mulberry32 as prng } from '../util/random.js';
 import { readAudioFile } from '../audio/read.js';
 import { resample } from '../audio/resample.js';
@@ -230,7 +230,7 @@ async function runJob(job: Job): Promise<ClipFeatures> {
   return value;
 }
 
-// Worker side: this very module is the worker's entry (started by startModuleWorker).
+// Worker side: this very module is the worker's entry (its threads are started by the WorkerPool below).
 const WORKER_MARKER = 'callmood-extract-worker';
 if (!isMainThread && (workerData as { marker?: string } | null)?.marker === WORKER_MARKER && parentPort) {
   const port = parentPort;
@@ -248,64 +248,21 @@ if (!isMainThread && (workerData as { marker?: string } | null)?.marker === WORK
   });
 }
 
-class WorkerPool {
-  private readonly workers: Worker[] = [];
-  private readonly idle: Worker[] = [];
-  private readonly pending = new Map<number, { resolve: (v: ClipFeatures) => void; reject: (e: unknown) => void; worker: Worker }>();
-  private readonly waiting: (() => void)[] = [];
-  private failed: unknown = null;
+/** What fails the whole extraction when a feature worker is gone: its own exception, or its exit code. */
+function featureWorkerLost(err: unknown): unknown {
+  if (!(err instanceof ThreadGoneError)) return err;
+  const end = err.end;
+  if (end.cause === 'crashed') return end.error;
+  if (end.cause === 'closed') return new CallmoodError(ErrorCodes.CLOSED, 'feature worker pool closed');
+  const why = end.cause === 'exited' ? `exited with code ${end.code}` : describeEnd(end);
+  return new CallmoodError(ErrorCodes.INVALID_OPTION, `feature worker ${why}`, { permanent: false });
+}
 
-  constructor(size: number) {
-    for (let i = 0; i < size; i++) {
-      const w = startModuleWorker(import.meta.url, { marker: WORKER_MARKER });
-      w.on('message', (msg: JobResult) => this.settle(w, msg));
-      w.on('error', (err) => this.fail(err));
-      w.on('exit', (code) => {
-        if (code !== 0) this.fail(new CallmoodError(ErrorCodes.INVALID_OPTION, `feature worker exited with code ${code}`, { permanent: false }));
-      });
-      this.workers.push(w);
-      this.idle.push(w);
-    }
-  }
-
-  async run(job: Job): Promise<ClipFeatures> {
-    while (this.idle.length === 0) {
-      if (this.failed) throw this.failed;
-      await new Promise<void>((r) => this.waiting.push(r));
-    }
-    if (this.failed) throw this.failed;
-    const w = this.idle.pop()!;
-    return new Promise<ClipFeatures>((resolve, reject) => {
-      this.pending.set(job.id, { resolve, reject, worker: w });
-      w.postMessage(job);
-    });
-  }
-
-  async close(): Promise<void> {
-    this.fail(new CallmoodError(ErrorCodes.CLOSED, 'feature worker pool closed'));
-    await Promise.all(this.workers.map((w) => w.terminate()));
-  }
-
-  private settle(w: Worker, msg: JobResult): void {
-    const p = this.pending.get(msg.id);
-    if (!p) return;
-    this.pending.delete(msg.id);
-    this.idle.push(w);
-    this.waiting.shift()?.();
-    if (msg.ok) p.resolve(msg.value);
-    else {
-      const code = Object.values(ErrorCodes).includes(msg.error.code as never) ? (msg.error.code as (typeof ErrorCodes)[keyof typeof ErrorCodes]) : ErrorCodes.INVALID_AUDIO;
-      p.reject(new CallmoodError(code, msg.error.message));
-    }
-  }
-
-  private fail(err: unknown): void {
-    if (this.failed) return;
-    this.failed = err;
-    for (const [, p] of this.pending) p.reject(err);
-    this.pending.clear();
-    for (const wake of this.waiting.splice(0)) wake();
-  }
+/** A job's result as the worker sent it, or its error as a CallmoodError. */
+function jobValue(msg: JobResult): ClipFeatures {
+  if (msg.ok) return msg.value;
+  const code = Object.values(ErrorCodes).includes(msg.error.code as never) ? (msg.error.code as (typeof ErrorCodes)[keyof typeof ErrorCodes]) : ErrorCodes.INVALID_AUDIO;
+  throw new CallmoodError(code, msg.error.message);
 }
 
 /**
@@ -371,23 +328,22 @@ export async function extractClipFeatures(clips: ClipRecord[], opts: ExtractOpti
   };
   if (jobs.length === 0) return out;
   if (workers === 0 || jobs.length === 1) return inThread();
-  let pool: WorkerPool;
+  // One job per thread at a time, queued in clip order; no restarts. The first error (a clip's, or a worker lost)
+  // rejects the extraction, and closing the pool ends the rest.
+  const pool = new WorkerPool({ moduleUrl: import.meta.url, data: { marker: WORKER_MARKER }, threads: Math.min(workers, jobs.length) });
   try {
-    pool = new WorkerPool(Math.min(workers, jobs.length));
+    pool.start().catch(() => {});
   } catch {
     // No way to start a worker on this module (e.g. TypeScript run through a loader other than tsx): same work here.
     return inThread();
   }
+  const run = async (job: Job) => {
+    const reply = await pool.request<JobResult>(job).catch((err: unknown) => Promise.reject(featureWorkerLost(err)));
+    out[job.id] = jobValue(reply);
+    progress();
+  };
   try {
-    let next = 0;
-    const lane = async () => {
-      while (next < jobs.length) {
-        const job = jobs[next++];
-        out[job.id] = await pool.run(job);
-        progress();
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(workers, jobs.length) }, lane));
+    await Promise.all(jobs.map(run));
   } finally {
     await pool.close();
   }

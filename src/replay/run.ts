@@ -9,9 +9,8 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import type { Worker } from 'node:worker_threads';
 import { CallmoodError, ErrorCodes, type ErrorCode } from '../errors.js';
-import { startModuleWorker } from '../util/worker.js';
+import { describeEnd, ThreadGoneError, WorkerPool, type RestartOptions } from '../util/worker-pool.js';
 import type { CallmoodEvent, Track } from '../stream/events.js';
 import { renderCallReport } from '../report/call-report.js';
 import { digestEvents, type CallDigest } from '../report/digest.js';
@@ -173,40 +172,39 @@ export async function runReplays(jobs: readonly ReplayJob[], settings: RunSettin
     }
     return outcomes;
   }
-  let next = 0;
-  let stopped = false;
-  const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
-  const url = new URL(`./worker.${ext}`, import.meta.url).href;
-  // Each lane is one worker taking the next job when it is free; a worker that dies fails its job and is replaced.
-  const lane = async (): Promise<void> => {
-    let worker: Worker | null = null;
-    let replacements = 0;
-    try {
-      while (next < jobs.length && !stopped) {
-        worker ??= await startWorker(url, settings);
-        // The other lanes may have taken the last jobs while this worker started.
-        if (next >= jobs.length || stopped) break;
+  // The lanes take the next job when their last one is done, one per thread; a thread that dies fails its job and
+  // is replaced, up to 3 times a slot. More deaths, or a replacement that cannot start, stop the run: the lanes take
+  // no more jobs (those running finish) and the run rejects with why.
+  const wasReady = new Array<boolean>(workers).fill(false);
+  const deaths = new Array<number>(workers).fill(0);
+  const pool = replayPool(settings, workers, { max: 3, resetOnAnswer: false, allow: (end, slot) => end.cause !== 'refused' && wasReady[slot] });
+  let stop: unknown = null;
+  pool.on('started', (t) => (wasReady[t.slot] = false));
+  pool.on('ready', (t) => (wasReady[t.slot] = true));
+  pool.on('gone', (end, slot, restarting) => {
+    deaths[slot]++;
+    if (restarting) return;
+    if (end.cause === 'refused' || !wasReady[slot]) stop ??= startError(new ThreadGoneError(end, slot));
+    else stop ??= new CallmoodError(ErrorCodes.INTERNAL, `replay workers died ${deaths[slot]} times; stopping`);
+  });
+  try {
+    await pool.start().catch((err: unknown) => Promise.reject(startError(err)));
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      while (next < jobs.length && !stop) {
         const i = next++;
         try {
-          done(i, await ask(worker, jobs[i]));
+          done(i, await askThread(pool, jobs[i]));
         } catch (err) {
           done(i, failure(jobs[i].name, new CallmoodError(ErrorCodes.INTERNAL, `${jobs[i].name}: the replay worker died: ${(err as Error).message}`)));
-          void worker.terminate();
-          worker = null;
-          if (++replacements > 3) throw new CallmoodError(ErrorCodes.INTERNAL, `replay workers died ${replacements} times; stopping`);
         }
       }
-    } catch (err) {
-      // What fails a whole lane (a worker that cannot start) would fail the others too: they stop taking jobs.
-      stopped = true;
-      throw err;
-    } finally {
-      if (worker) await worker.terminate();
-    }
-  };
-  const lanes = await Promise.allSettled(Array.from({ length: workers }, lane));
-  const failed = lanes.find((l) => l.status === 'rejected');
-  if (failed) throw (failed as PromiseRejectedResult).reason;
+    };
+    await Promise.all(Array.from({ length: workers }, lane));
+  } finally {
+    await pool.close();
+  }
+  if (stop) throw stop;
   return outcomes;
 }
 
@@ -222,11 +220,16 @@ export interface ReplayThread {
  * list known up front. Rejects with what would fail every job (the model cannot be loaded, the policy is invalid).
  */
 export async function startReplayThread(settings: RunSettings): Promise<ReplayThread> {
-  const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
-  const worker = await startWorker(new URL(`./worker.${ext}`, import.meta.url).href, settings);
+  const pool = replayPool(settings, 1);
+  try {
+    await pool.start();
+  } catch (err) {
+    await pool.close();
+    throw startError(err);
+  }
   return {
-    run: (job) => ask(worker, job),
-    close: async () => void (await worker.terminate()),
+    run: (job) => askThread(pool, job),
+    close: () => pool.close(),
   };
 }
 
@@ -236,44 +239,40 @@ interface WorkerMessage {
   outcome?: JobOutcome;
 }
 
-/** The worker's next message that `pick` takes (undefined = not this one), or its error, or its exit. */
-function nextFromWorker<T>(worker: Worker, pick: (m: WorkerMessage) => T | undefined, onExit: (code: number) => Error): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const onMessage = (m: WorkerMessage) => {
-      const v = pick(m);
-      if (v === undefined) return;
-      cleanup();
-      resolve(v);
-    };
-    const onError = (err: Error) => {
-      cleanup();
-      reject(err);
-    };
-    const onExitCode = (code: number) => {
-      cleanup();
-      reject(onExit(code));
-    };
-    const cleanup = () => {
-      worker.off('message', onMessage);
-      worker.off('error', onError);
-      worker.off('exit', onExitCode);
-    };
-    worker.on('message', onMessage);
-    worker.on('error', onError);
-    worker.on('exit', onExitCode);
+/** Replay threads on the shared pool: the handshake is the worker's `{ ready }` or its `{ error }`; one job at a time each. */
+function replayPool(settings: RunSettings, threads: number, restart?: RestartOptions): WorkerPool {
+  const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
+  return new WorkerPool({
+    moduleUrl: new URL(`./worker.${ext}`, import.meta.url).href,
+    data: { settings },
+    threads,
+    restart,
+    ready: (m) => {
+      const msg = m as WorkerMessage;
+      if (msg.ready) return true;
+      throw new CallmoodError((msg.error?.code as ErrorCode) ?? ErrorCodes.INTERNAL, msg.error?.message ?? 'the replay worker did not start');
+    },
   });
 }
 
-async function startWorker(url: string, settings: RunSettings): Promise<Worker> {
-  const worker = startModuleWorker(url, { settings });
-  const m = await nextFromWorker(worker, (msg) => msg, (code) => new CallmoodError(ErrorCodes.INTERNAL, `the replay worker exited with code ${code} while starting`));
-  if (m.ready) return worker;
-  void worker.terminate();
-  throw new CallmoodError((m.error?.code as ErrorCode) ?? ErrorCodes.INTERNAL, m.error?.message ?? 'the replay worker did not start');
+/** What a replay thread that could not start rejects with: what the worker said, its exception, or its exit code. */
+function startError(err: unknown): unknown {
+  if (!(err instanceof ThreadGoneError)) return err;
+  if (err.end.cause === 'crashed' || err.end.cause === 'refused') return err.end.error;
+  const why = err.end.cause === 'exited' ? `exited with code ${err.end.code}` : describeEnd(err.end);
+  return new CallmoodError(ErrorCodes.INTERNAL, `the replay worker ${why} while starting`);
 }
 
-function ask(worker: Worker, job: ReplayJob): Promise<JobOutcome> {
-  const answer = nextFromWorker(worker, (m) => m.outcome, (code) => new Error(`exit code ${code}`));
-  worker.postMessage({ job });
-  return answer;
+/**
+ * One job on a replay thread; the worker answers jobs in order, without an id. Rejects only when the thread dies,
+ * with its exception or `exit code N`.
+ */
+function askThread(pool: WorkerPool, job: ReplayJob): Promise<JobOutcome> {
+  return pool.request<WorkerMessage>({ job }).then(
+    (m) => m.outcome!,
+    (err: unknown) => {
+      if (!(err instanceof ThreadGoneError)) throw err;
+      throw err.end.cause === 'crashed' ? err.end.error : new Error(err.end.cause === 'exited' ? `exit code ${err.end.code}` : describeEnd(err.end));
+    },
+  );
 }

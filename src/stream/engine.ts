@@ -13,7 +13,7 @@
 import type { Worker } from 'node:worker_threads';
 import { EventEmitter } from 'eventemitter3';
 import { CallmoodError, ErrorCodes, type ErrorCode } from '../errors.js';
-import { startModuleWorker } from '../util/worker.js';
+import { ThreadGoneError, WorkerPool, type ThreadEnd } from '../util/worker-pool.js';
 import { initBackend } from '../model/backend.js';
 import { loadModel, type ModelMetadata } from '../model/io.js';
 import { predictWindows } from '../model/predict.js';
@@ -129,37 +129,36 @@ export interface EngineHealth {
   sinceMs: number;
 }
 
-interface Pending {
-  resolve: (p: Float32Array) => void;
-  reject: (e: unknown) => void;
-  timer: NodeJS.Timeout;
-}
-
-/** One worker thread and what it holds. */
-interface Slot {
-  index: number;
-  worker: Worker | null;
-  state: 'loading' | 'ready' | 'backoff' | 'failed';
-  waiting: Map<number, Pending>;
-  /** Failures since the last answered batch. */
-  failures: number;
-  /** Why the current worker is being terminated by us (a hang), if it is. */
-  killReason: string | null;
-  backoffTimer: NodeJS.Timeout | null;
-}
-
 /** The model fields that must not change across a restart: the calls' streams were built for them. */
 const modelShapeKey = (m: ModelMetadata) => JSON.stringify([m.labels, m.window, m.normalization]);
 
-/** Runs the model in supervised worker threads (see the module comment). */
+/** Why an inference worker ended, as health's lastError and the failed batches say it. */
+function whyGone(end: ThreadEnd): string {
+  switch (end.cause) {
+    case 'killed':
+      return end.reason;
+    case 'refused':
+      return `inference worker could not load the model: ${end.error instanceof Error ? end.error.message : String(end.error)}`;
+    case 'crashed':
+      return `inference worker crashed: ${end.error.message}`;
+    case 'exited':
+      return `inference worker exited with code ${end.code}`;
+    case 'closed':
+      return 'inference worker closed';
+  }
+}
+
+/**
+ * Runs the model in supervised worker threads (see the module comment). The threads, their restarts with backoff,
+ * the hang timeout and the health status are util/worker-pool.ts's; the engine adds the model handshake (and the
+ * check that a restarted worker loaded the same model), its error messages, and the `onWorker` observer.
+ */
 export class WorkerEngine extends EventEmitter<{ health: [EngineHealth] }> implements InferenceEngine {
-  private nextId = 1;
   private closed = false;
   private ready!: { metadata: ModelMetadata; backend: string };
   /** Floats per window, computed once: the batcher asks for every window, and the config check behind it is zod. */
   private size = 0;
-  private readonly slots: Slot[];
-  private restarts = 0;
+  private readonly pool: WorkerPool<NonNullable<WorkerReply['ready']>>;
   private lastError: string | null = null;
   private status: EngineHealth['status'] = 'restarting';
   private sinceMs = Date.now();
@@ -170,15 +169,34 @@ export class WorkerEngine extends EventEmitter<{ health: [EngineHealth] }> imple
     private readonly opts: WorkerEngineOptions,
   ) {
     super();
-    this.slots = Array.from({ length: opts.threads }, (_, index) => ({
-      index,
-      worker: null,
-      state: 'loading' as const,
-      waiting: new Map<number, Pending>(),
-      failures: 0,
-      killReason: null,
-      backoffTimer: null,
-    }));
+    // From source (tests, tsx) the worker module is .ts; compiled, .js.
+    const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
+    this.pool = new WorkerPool({
+      moduleUrl: new URL(`./engine-worker.${ext}`, import.meta.url).href,
+      data: { modelDir },
+      threads: opts.threads,
+      // A batch goes to the ready worker with the least work queued; none ready, predict() refuses it at once.
+      perThread: Infinity,
+      ready: (m) => this.handshake(m as WorkerReply),
+      restart: {
+        max: opts.maxRestarts,
+        backoffMs: opts.backoffMs,
+        maxBackoffMs: opts.maxBackoffMs,
+        // The first load failing is load()'s to report; a changed model is not served again.
+        allow: () => this.ready !== undefined && this.fatal === null,
+      },
+    });
+    this.pool.on('started', (t) => {
+      try {
+        opts.onWorker?.(t.worker, t.slot);
+      } catch (err) {
+        t.kill(`onWorker threw: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    });
+    this.pool.on('gone', (end) => {
+      if (this.ready) this.lastError = this.fatal ?? whyGone(end);
+    });
+    this.pool.on('health', (h) => this.setStatus(h.status));
   }
 
   /** The model's metadata, as the worker loaded it. */
@@ -206,12 +224,13 @@ export class WorkerEngine extends EventEmitter<{ health: [EngineHealth] }> imple
 
   /** The current health (see EngineHealth); changes are also emitted as `'health'` events. */
   health(): EngineHealth {
+    const h = this.pool.health();
     return {
       status: this.status,
       healthy: this.healthy,
-      readyWorkers: this.slots.filter((s) => s.state === 'ready').length,
-      workers: this.slots.length,
-      restarts: this.restarts,
+      readyWorkers: h.ready,
+      workers: h.threads,
+      restarts: h.restarts,
       lastError: this.lastError,
       sinceMs: this.sinceMs,
     };
@@ -224,132 +243,34 @@ export class WorkerEngine extends EventEmitter<{ health: [EngineHealth] }> imple
   static async load(modelDir: string, options: Partial<WorkerEngineOptions> = {}): Promise<WorkerEngine> {
     const engine = new WorkerEngine(modelDir, resolveWorkerEngineOptions(options));
     try {
-      await Promise.all(engine.slots.map((s) => engine.spawn(s)));
+      await engine.pool.start();
     } catch (err) {
       await engine.close();
-      throw err;
+      throw err instanceof ThreadGoneError ? new CallmoodError(ErrorCodes.INFERENCE, whyGone(err.end)) : err;
     }
-    engine.updateStatus();
     return engine;
   }
 
-  /** Starts a worker in `slot`; resolves when its model is loaded, rejects if it could not load. */
-  private spawn(slot: Slot): Promise<void> {
-    // From source (tests, tsx) the worker module is .ts; compiled, .js.
-    const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
-    const worker = startModuleWorker(new URL(`./engine-worker.${ext}`, import.meta.url).href, { modelDir: this.modelDir });
-    slot.worker = worker;
-    slot.state = 'loading';
-    slot.killReason = null;
-    return new Promise<void>((resolve, reject) => {
-      let settled = false;
-      let crash: string | null = null;
-      const settle = (err: Error | null) => {
-        if (settled) return;
-        settled = true;
-        if (err) reject(err);
-        else resolve();
-      };
-      // One listener for the worker's whole life: its first message says whether the model loaded.
-      worker.on('message', (m: WorkerReply) => {
-        if (m.id === 0) {
-          if (m.ready) {
-            if (this.ready && modelShapeKey(m.ready.metadata) !== modelShapeKey(this.ready.metadata)) {
-              // The model on disk was replaced by one the live streams were not built for: do not serve it.
-              this.fatal = `the model in ${this.modelDir} changed since the server started (labels, window or normalisation differ); restart the server to load it`;
-              slot.killReason = this.fatal;
-              void worker.terminate();
-              settle(new CallmoodError(ErrorCodes.INFERENCE, this.fatal));
-              return;
-            }
-            if (!this.ready) {
-              this.ready = m.ready;
-              this.size = windowSizeOf(m.ready.metadata);
-            }
-            slot.state = 'ready';
-            this.updateStatus();
-            settle(null);
-          } else {
-            const e = m.error ?? { message: 'the inference worker did not load the model' };
-            slot.killReason = `inference worker could not load the model: ${e.message}`;
-            void worker.terminate();
-            settle(new CallmoodError((e.code as ErrorCode) ?? ErrorCodes.FILE_READ, e.message));
-          }
-          return;
-        }
-        const w = slot.waiting.get(m.id);
-        if (!w) return;
-        slot.waiting.delete(m.id);
-        clearTimeout(w.timer);
-        slot.failures = 0;
-        if (m.probs) w.resolve(m.probs);
-        else w.reject(new CallmoodError((m.error?.code as ErrorCode) ?? ErrorCodes.INFERENCE, `inference failed: ${m.error?.message ?? 'unknown error'}`));
-      });
-      worker.on('error', (err) => {
-        crash = err.message;
-      });
-      worker.on('exit', (code) => {
-        if (slot.worker === worker) slot.worker = null;
-        const why = slot.killReason ?? (crash ? `inference worker crashed: ${crash}` : `inference worker exited with code ${code}`);
-        settle(new CallmoodError(ErrorCodes.INFERENCE, why));
-        this.onWorkerGone(slot, why);
-      });
-      // Told once the engine's own listeners are on, so whatever the observer does is seen as it would be otherwise.
-      try {
-        this.opts.onWorker?.(worker, slot.index);
-      } catch (err) {
-        slot.killReason = `onWorker threw: ${err instanceof Error ? err.message : String(err)}`;
-        void worker.terminate();
-      }
-    });
-  }
-
-  /** A worker is gone: fail what it held and, unless closing, schedule its restart. */
-  private onWorkerGone(slot: Slot, why: string): void {
-    this.failSlot(slot, new CallmoodError(ErrorCodes.INFERENCE, `${why}; the window was not scored`));
-    if (this.closed) return;
+  /** A worker's first message: the model it loaded, or why it could not (thrown: the pool ends that worker). */
+  private handshake(m: WorkerReply): WorkerReply['ready'] {
+    if (m.id !== 0) return undefined;
+    if (!m.ready) {
+      const e = m.error ?? { message: 'the inference worker did not load the model' };
+      throw new CallmoodError((e.code as ErrorCode) ?? ErrorCodes.FILE_READ, e.message);
+    }
+    if (this.ready && modelShapeKey(m.ready.metadata) !== modelShapeKey(this.ready.metadata)) {
+      // The model on disk was replaced by one the live streams were not built for: do not serve it.
+      this.fatal = `the model in ${this.modelDir} changed since the server started (labels, window or normalisation differ); restart the server to load it`;
+      throw new CallmoodError(ErrorCodes.INFERENCE, this.fatal);
+    }
     if (!this.ready) {
-      // The first load failed; load() reports it.
-      slot.state = 'failed';
-      return;
+      this.ready = m.ready;
+      this.size = windowSizeOf(m.ready.metadata);
     }
-    this.lastError = why;
-    slot.failures++;
-    if (this.fatal || slot.failures > this.opts.maxRestarts) {
-      slot.state = 'failed';
-      if (this.fatal) this.lastError = this.fatal;
-      this.updateStatus();
-      return;
-    }
-    slot.state = 'backoff';
-    this.updateStatus();
-    const delay = Math.min(this.opts.maxBackoffMs, this.opts.backoffMs * 2 ** (slot.failures - 1));
-    slot.backoffTimer = setTimeout(() => {
-      slot.backoffTimer = null;
-      if (this.closed) return;
-      this.restarts++;
-      // A failed load ends in the worker's exit, which lands back here with one more failure counted.
-      this.spawn(slot).catch(() => {});
-    }, delay);
-    slot.backoffTimer.unref();
+    return m.ready;
   }
 
-  private failSlot(slot: Slot, err: unknown): void {
-    for (const w of slot.waiting.values()) {
-      clearTimeout(w.timer);
-      w.reject(err);
-    }
-    slot.waiting.clear();
-  }
-
-  private updateStatus(): void {
-    let status: EngineHealth['status'];
-    if (this.closed) status = 'closed';
-    else {
-      const ready = this.slots.filter((s) => s.state === 'ready').length;
-      const failed = this.slots.every((s) => s.state === 'failed');
-      status = failed ? 'failed' : ready === this.slots.length ? 'ok' : ready > 0 ? 'degraded' : 'restarting';
-    }
+  private setStatus(status: EngineHealth['status']): void {
     if (status === this.status) return;
     this.status = status;
     this.sinceMs = Date.now();
@@ -358,46 +279,36 @@ export class WorkerEngine extends EventEmitter<{ health: [EngineHealth] }> imple
 
   predict(x: Float32Array, n: number): Promise<Float32Array> {
     if (this.closed) return Promise.reject(new CallmoodError(ErrorCodes.CLOSED, 'inference worker used after close()'));
-    // The ready worker with the least work queued.
-    let slot: Slot | null = null;
-    for (const s of this.slots) if (s.state === 'ready' && s.worker && (!slot || s.waiting.size < slot.waiting.size)) slot = s;
-    if (!slot) {
+    if (this.pool.health().ready === 0) {
       const why = this.status === 'failed' ? `the inference worker failed and was not restarted (${this.lastError})` : 'the inference worker is restarting';
       return Promise.reject(new CallmoodError(ErrorCodes.INFERENCE, `${why}; the window was not scored`));
     }
-    const target = slot;
-    const worker = slot.worker!;
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        if (!target.waiting.has(id) || target.worker !== worker) return;
-        target.killReason = `inference worker did not answer a batch of ${n} within ${this.opts.timeoutMs} ms: terminated`;
-        void worker.terminate();
-      }, this.opts.timeoutMs);
-      timer.unref();
-      target.waiting.set(id, { resolve, reject, timer });
-      if (x.buffer instanceof SharedArrayBuffer) {
-        // The worker reads the batch where it is; the caller leaves it alone until this promise settles.
-        worker.postMessage({ id, x, n });
-      } else {
-        // An exact-size copy is transferred, not cloned: cloning a view would copy its whole underlying buffer.
-        const copy = x.slice(0, n * this.windowSize);
-        worker.postMessage({ id, x: copy, n }, [copy.buffer as ArrayBuffer]);
-      }
-    });
+    const timeout = { timeoutMs: this.opts.timeoutMs, timeoutReason: `inference worker did not answer a batch of ${n} within ${this.opts.timeoutMs} ms: terminated` };
+    let sent: Promise<WorkerReply>;
+    if (x.buffer instanceof SharedArrayBuffer) {
+      // The worker reads the batch where it is; the caller leaves it alone until this promise settles.
+      sent = this.pool.request<WorkerReply>({ x, n }, timeout);
+    } else {
+      // An exact-size copy is transferred, not cloned: cloning a view would copy its whole underlying buffer.
+      const copy = x.slice(0, n * this.windowSize);
+      sent = this.pool.request<WorkerReply>({ x: copy, n }, { ...timeout, transfer: [copy.buffer as ArrayBuffer] });
+    }
+    return sent.then(
+      (m) => {
+        if (m.probs) return m.probs;
+        throw new CallmoodError((m.error?.code as ErrorCode) ?? ErrorCodes.INFERENCE, `inference failed: ${m.error?.message ?? 'unknown error'}`);
+      },
+      (err: unknown) => {
+        if (!(err instanceof ThreadGoneError)) throw err;
+        if (err.end.cause === 'closed') throw new CallmoodError(ErrorCodes.CLOSED, 'inference worker closed');
+        throw new CallmoodError(ErrorCodes.INFERENCE, `${whyGone(err.end)}; the window was not scored`);
+      },
+    );
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.updateStatus();
-    const closedErr = new CallmoodError(ErrorCodes.CLOSED, 'inference worker closed');
-    await Promise.all(
-      this.slots.map(async (s) => {
-        if (s.backoffTimer) clearTimeout(s.backoffTimer);
-        this.failSlot(s, closedErr);
-        await s.worker?.terminate();
-      }),
-    );
+    await this.pool.close();
   }
 }
