@@ -98,13 +98,18 @@ test('three nodes: a consumer on node A follows a call on node C, catching up on
     await waitFor(() => onA.some((e) => e.type === 'call-end') && onC.some((e) => e.type === 'call-end'), () => `call-end on both consumers (A has ${onA.length}, C has ${onC.length})`, 20_000);
     local.close();
     (remote as { close: () => void } | null)?.close();
-    assert.equal(onA[0]?.type, 'call-start', `the first event A's consumer got: ${JSON.stringify(onA[0])}`);
+    assert.equal(onA[0]?.type, 'call-start', `the first event A's consumer got: ${JSON.stringify(onA[0])}; A's feed logs: ${JSON.stringify(a.records().filter((r) => String(r.code).includes('FEED')))}`);
     const emotions = onA.filter((e) => e.type === 'emotion').length;
     assert.ok(emotions >= 5, `A's consumer got ${emotions} emotion events`);
     // The same events, in the same order, wherever the consumer is.
     assert.deepEqual(onA.map((e) => JSON.stringify(e)), onC.map((e) => JSON.stringify(e)), 'A and C consumers saw different sequences');
     const hc = await health(c.url);
     assert.ok(hc.redis.published >= onC.length, `C published ${hc.redis.published} events to Redis, its consumer saw ${onC.length}`);
+    // A node reads only what its consumers follow: B has none and read nothing, A read C's call and nothing else.
+    const hb = await health(nodes[1].url);
+    assert.equal(hb.redis.received, 0, `node B, without consumers, read ${hb.redis.received} events from Redis`);
+    const ha = await health(a.url);
+    assert.ok(ha.redis.received > 0 && ha.redis.received <= onC.length, `node A read ${ha.redis.received} events for a call of ${onC.length}`);
   } finally {
     for (const n of nodes) n.child.kill('SIGKILL');
     await Promise.all(nodes.map((n) => n.exit));
@@ -213,7 +218,7 @@ test('Redis stopped for 10 s under live calls: the calls go on, events wait in m
     const sids = [callSid(), callSid()];
     const audio = await longClip(16);
     const calls = sids.map((sid) => simulateCall({ audio: { inbound: audio }, callSid: sid }, { url: `ws://127.0.0.1:${addrs[0].port}/media`, pace: 'realtime', authToken: TOKEN }));
-    await waitFor(() => seen.filter((e) => e.type === 'call-start').length === 2, 'both call-starts on the other node', 20_000);
+    await waitFor(() => seen.filter((e) => e.type === 'call-start').length === 2, () => `both call-starts on the other node (holder ${JSON.stringify(holder.health().redis)}, other ${JSON.stringify(other.health().redis)}, seen ${seen.length}, local ${local.length})`, 20_000);
     await redis.pause();
     const stoppedAt = Date.now();
     await waitFor(() => holder.health().redis?.state === 'down', () => `the holder to see Redis down: ${JSON.stringify(holder.health().redis)}`, 10_000);

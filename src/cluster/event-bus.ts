@@ -1,15 +1,18 @@
 /**
- * The shared event bus of many-node mode: every node appends each call event to one Redis Stream
- * (`{prefix}:events`, `XADD … MAXLEN ~ eventsMaxLen`, so Redis memory stays flat whatever the traffic) and reads
- * the stream back with one blocking `XREAD` per node. A node hands the events other nodes wrote to its `/events`
- * feed, so a consumer may ask any node for any call; its own events reach its feed directly, without the round trip.
- * A consumer that connects after a call started gets that call's last `catchUpMs` of events first (`catchUp`, an
- * `XRANGE` from the stream id of that time: Redis stream ids begin with the millisecond they were written).
+ * The shared event bus of many-node mode. Every node appends each call event twice, in one pipeline: to the call's
+ * own stream (`{prefix}:call:{callSid}`, trimmed to CALL_MAXLEN entries and expiring CALL_TTL_MS after its last
+ * event) and to one stream of all calls (`{prefix}:events`, `XADD … MAXLEN ~ eventsMaxLen`), so Redis memory stays
+ * bounded whatever the traffic. A node reads only what its `/events` consumers follow: the streams of the calls they
+ * asked for (`?callSid=`), or the stream of all calls if one of them takes every call; a node without consumers reads
+ * nothing. Reading the whole bus on every node would make each node's Redis traffic grow with the whole deployment's.
+ * A node's own events reach its feed directly, without the round trip (it skips its own entries when reading).
+ * A consumer that connects after a call started first gets that call's last `catchUpMs` of events (`catchUp`, one
+ * `XRANGE` of the call's stream from the id of that time: stream ids begin with the millisecond they were written).
  *
  * Redis unreachable: the node keeps serving its calls. Events wait in memory, in order, up to `bufferMaxEvents`;
  * past that the oldest are dropped (a live view wants the newest), counted and logged (once per outage, with the
- * count at recovery). When Redis returns, the buffer is written in order and the reader goes on from the last id it
- * saw, so remote events of the outage arrive late rather than never, as far as MAXLEN kept them.
+ * count at recovery). When Redis returns, the buffer is written in order and the reader goes on from the last ids it
+ * saw, so remote events of the outage arrive late rather than never, as far as the streams kept them.
  *
  * The bus is for live views. The CRM's at-least-once delivery does not depend on it: that is the webhook outbox
  * (src/sinks), which has its own durable Redis keys.
@@ -55,16 +58,33 @@ export function makeNodeId(): string {
 }
 
 const BATCH = 512;
+/** Entries kept per call stream (about an hour of a talkative call at two or three events a second). */
+export const CALL_MAXLEN = 10_000;
+/** A call's stream expires this long after its last event, ms. */
+export const CALL_TTL_MS = 15 * 60_000;
+/** Longest a read waits before it looks at the consumers' interest again, ms. */
+const BLOCK_MS = 250;
+
+/**
+ * What this node's feed consumers follow: every call (`all`, non-null), and these calls; each with the time (ms since
+ * the epoch) its first consumer connected, where reading a stream new to the node starts.
+ */
+export interface BusInterest {
+  all: number | null;
+  calls: ReadonlyMap<string, number>;
+}
 
 export class RedisEventBus extends EventEmitter<BusEvents> {
   readonly node: string;
   readonly key: string;
   private readonly writer: Redis;
   private readonly reader: Redis;
-  private readonly buffer: string[] = [];
+  private readonly buffer: { callSid: string; text: string }[] = [];
   private flushing = false;
   private retryTimer: NodeJS.Timeout | null = null;
-  private lastId = '$';
+  /** Last id read, per stream key. */
+  private readonly lastIds = new Map<string, string>();
+  private interest: () => BusInterest = () => ({ all: null, calls: new Map() });
   private reading: Promise<void> | null = null;
   private closed = false;
   private st: BusState = 'connecting';
@@ -110,16 +130,23 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
       if (Date.now() > until) throw new CallmoodError(ErrorCodes.BACKEND_UNAVAILABLE, `Redis at ${redactUrl(this.settings.url)} did not answer within ${timeoutMs} ms${this.lastError ? `: ${this.lastError}` : ''}`);
       await new Promise((r) => setTimeout(r, 20));
     }
-    // Start after the newest entry: the feed's catch-up covers what came before.
-    const last = (await this.reader.xrevrange(this.key, '+', '-', 'COUNT', 1)) as [string, string[]][];
-    this.lastId = last[0]?.[0] ?? '0-0';
     this.reading ??= this.readLoop();
+  }
+
+  /** Tells the bus what this node's consumers follow (asked before every read). */
+  setInterest(fn: () => BusInterest): void {
+    this.interest = fn;
+  }
+
+  /** The stream of one call. */
+  callKey(callSid: string): string {
+    return `${this.settings.prefix}:call:${callSid}`;
   }
 
   /** Appends an event; never waits. */
   publish(e: CallmoodEvent): void {
     if (this.closed) return;
-    this.buffer.push(JSON.stringify(e));
+    this.buffer.push({ callSid: e.callSid, text: JSON.stringify(e) });
     this.bound();
     this.scheduleFlush();
   }
@@ -136,25 +163,26 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
     this.outageDropped += over;
   }
 
-  /** The events of `callSid` in the last `catchUpMs` (oldest first). */
+  /**
+   * The events of `callSid` in the last `catchUpMs` (oldest first). Reading that call's stream goes on after the last
+   * of them, so nothing is sent twice or skipped between the catch-up and the live events.
+   */
   async catchUp(callSid: string): Promise<CallmoodEvent[]> {
-    if (this.settings.catchUpMs === 0 || this.writer.status !== 'ready') return [];
-    const from = `${Math.max(0, Date.now() - this.settings.catchUpMs)}-0`;
-    const out: CallmoodEvent[] = [];
-    let start = from;
-    // Paged, so a busy stream never makes one huge reply.
-    for (let page = 0; page < 200; page++) {
-      const rows = (await this.writer.xrange(this.key, start, '+', 'COUNT', 2000)) as [string, string[]][];
-      for (const [, fields] of rows) {
-        const text = field(fields, 'e');
-        if (text && text.includes(callSid)) {
-          const e = JSON.parse(text) as CallmoodEvent;
-          if (e.callSid === callSid) out.push(e);
-        }
-      }
-      if (rows.length < 2000) break;
-      start = `(${rows[rows.length - 1][0]}`;
+    const key = this.callKey(callSid);
+    const now = Date.now();
+    if (this.settings.catchUpMs === 0 || this.writer.status !== 'ready') {
+      if (!this.lastIds.has(key)) this.lastIds.set(key, `${now}-0`);
+      return [];
     }
+    const rows = (await this.writer.xrange(key, `${Math.max(0, now - this.settings.catchUpMs)}-0`, '+')) as [string, string[]][];
+    const out: CallmoodEvent[] = [];
+    for (const [, fields] of rows) {
+      const text = field(fields, 'e');
+      if (text) out.push(JSON.parse(text) as CallmoodEvent);
+    }
+    const last = rows.length > 0 ? rows[rows.length - 1][0] : `${now}-0`;
+    const seen = this.lastIds.get(key);
+    if (!seen || compareIds(last, seen) > 0) this.lastIds.set(key, last);
     return out;
   }
 
@@ -207,11 +235,18 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
         let ok = 0;
         try {
           const p = this.writer.pipeline();
-          for (const text of batch) p.xadd(this.key, 'MAXLEN', '~', this.settings.eventsMaxLen, '*', 'n', this.node, 'e', text);
+          for (const { callSid, text } of batch) {
+            const key = this.callKey(callSid);
+            p.xadd(key, 'MAXLEN', '~', CALL_MAXLEN, '*', 'n', this.node, 'e', text);
+            p.pexpire(key, CALL_TTL_MS);
+            p.xadd(this.key, 'MAXLEN', '~', this.settings.eventsMaxLen, '*', 'n', this.node, 'e', text);
+          }
           const results = (await p.exec()) ?? [];
-          // Entries answered OK are written; from the first failure on, the batch goes back to the buffer, in order.
-          while (ok < batch.length && results[ok] && !results[ok][0]) ok++;
-          if (ok < batch.length) this.lastError = String(results[ok]?.[0] ?? 'pipeline failed');
+          // An event is written when its three commands answered OK; from the first failure on, the batch goes back
+          // to the buffer, in order (a half-written event is written again: at least once).
+          const okAt = (k: number) => [0, 1, 2].every((d) => results[3 * k + d] && !results[3 * k + d][0]);
+          while (ok < batch.length && okAt(ok)) ok++;
+          if (ok < batch.length) this.lastError = String(results.slice(3 * ok, 3 * ok + 3).find((r) => r?.[0])?.[0] ?? 'pipeline failed');
         } catch (err) {
           this.lastError = (err as Error).message;
         }
@@ -239,11 +274,24 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
   private async readLoop(): Promise<void> {
     while (!this.closed) {
       try {
-        const res = (await this.reader.xread('COUNT', 1000, 'BLOCK', 1000, 'STREAMS', this.key, this.lastId)) as [string, [string, string[]][]][] | null;
+        const want = this.interest();
+        // One consumer of every call: the stream of all calls covers the rest. Else the streams of the calls asked for.
+        // Switching to the stream of all calls, start it early enough for the calls already being read.
+        const allFrom = want.all === null ? null : Math.min(want.all, ...[...this.lastIds].filter(([k]) => k !== this.key).map(([, id]) => Number(id.split('-')[0])));
+        const since = new Map<string, number>(allFrom !== null ? [[this.key, allFrom]] : [...want.calls].map(([c, t]) => [this.callKey(c), t]));
+        const keys = [...since.keys()];
+        for (const k of [...this.lastIds.keys()]) if (!since.has(k)) this.lastIds.delete(k);
+        if (keys.length === 0) {
+          await new Promise((r) => setTimeout(r, 50));
+          continue;
+        }
+        // A stream new to this node is read from when its consumer connected, not from when this loop came round.
+        const ids = keys.map((k) => this.lastIds.get(k) ?? (this.lastIds.set(k, `${since.get(k)}-0`), `${since.get(k)}-0`));
+        const res = (await this.reader.xread('COUNT', 1000, 'BLOCK', BLOCK_MS, 'STREAMS', ...keys, ...ids)) as [string, [string, string[]][]][] | null;
         if (!res) continue;
-        for (const [, entries] of res) {
+        for (const [key, entries] of res) {
           for (const [id, fields] of entries) {
-            this.lastId = id;
+            this.lastIds.set(key, id);
             if (field(fields, 'n') === this.node) continue;
             const text = field(fields, 'e');
             if (!text) continue;
@@ -262,6 +310,13 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
       }
     }
   }
+}
+
+/** Orders two stream ids (ms-seq). */
+function compareIds(a: string, b: string): number {
+  const [am, as] = a.split('-').map(Number);
+  const [bm, bs] = b.split('-').map(Number);
+  return am !== bm ? am - bm : as - bs;
 }
 
 function field(fields: string[], name: string): string | undefined {

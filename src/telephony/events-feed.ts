@@ -47,6 +47,8 @@ interface FeedClient {
   callSid: string | null;
   types: Set<string> | null;
   alive: boolean;
+  /** When it connected (ms since the epoch): reading the bus for it starts there. */
+  since: number;
   /** Live events held while the catch-up is read (JSON texts); null once it was sent. */
   held: string[] | null;
 }
@@ -84,6 +86,20 @@ export class EventsFeed {
     return this.clients.size;
   }
 
+  /**
+   * What the consumers follow: every call (`all`, a consumer without `callSid`) and these calls, each with the time
+   * its first consumer connected (ms since the epoch).
+   */
+  interest(): { all: number | null; calls: Map<string, number> } {
+    let all: number | null = null;
+    const calls = new Map<string, number>();
+    for (const c of this.clients) {
+      if (c.callSid === null) all = Math.min(all ?? Infinity, c.since);
+      else calls.set(c.callSid, Math.min(calls.get(c.callSid) ?? Infinity, c.since));
+    }
+    return { all, calls };
+  }
+
   /** Handles an upgrade on the events path: authenticate, read the filters, then open the socket. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): void {
     const ip = req.socket.remoteAddress;
@@ -110,7 +126,7 @@ export class EventsFeed {
       }
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      const client: FeedClient = { ws, callSid, types, alive: true, held: callSid && this.catchUp ? [] : null };
+      const client: FeedClient = { ws, callSid, types, alive: true, since: Date.now(), held: callSid && this.catchUp ? [] : null };
       this.clients.add(client);
       if (client.held) void this.sendCatchUp(client, callSid!);
       ws.on('pong', () => (client.alive = true));

@@ -159,6 +159,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     if (this.bus) {
       // Other nodes' events reach this node's feed consumers; the embedding API fires only where the call lives.
       this.bus.on('remote', (e) => this.feed.publish(e));
+      // The node reads from Redis only what its consumers follow.
+      this.bus.setInterest(() => this.feed.interest());
       this.metrics.watchBus(this.bus);
     }
     if (!o.validateSignatures) {
@@ -268,7 +270,7 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     // Redis first: an unreachable one fails the start within 10 s, saying so, rather than waiting on the outbox.
     if (this.bus) {
       await this.bus.ready();
-      this.log('info', 'CALLMOOD_REDIS', `many-node mode: event bus ${this.bus.key} on Redis, node ${this.bus.node}`, { node: this.bus.node });
+      this.log('info', 'CALLMOOD_REDIS', `many-node mode: event bus on Redis (prefix ${this.options.redis.prefix}), node ${this.bus.node}`, { node: this.bus.node });
     }
     // Events left in the outbox by an earlier run are being sent again before the first call.
     await this.webhooks.ready;

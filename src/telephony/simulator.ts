@@ -292,8 +292,10 @@ export async function followEvents(
   const headers: Record<string, string> = opts.token ? { Authorization: `Bearer ${opts.token}` } : {};
   const ws = new WebSocket(u, { headers });
   ws.on('error', () => {});
-  await opened(ws, 'event feed', url, { 401: opts.token ? 'the events token is not the server\'s' : 'the feed needs the events token' });
+  // Listening before the open: a server's first messages (a catch-up) can come in the same read as its handshake,
+  // and ws emits them at once, before code after the `await` below would run.
   ws.on('message', (data) => opts.onEvent(JSON.parse(String(data)) as CallmoodEvent));
+  await opened(ws, 'event feed', url, { 401: opts.token ? 'the events token is not the server\'s' : 'the feed needs the events token' });
   return { close: () => ws.close() };
 }
 
