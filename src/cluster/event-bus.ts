@@ -1,7 +1,7 @@
 /**
  * The shared event bus of many-node mode. Every node appends each call event twice, in one pipeline: to the call's
- * own stream (`{prefix}:call:{callSid}`, trimmed to CALL_MAXLEN entries and expiring CALL_TTL_MS after its last
- * event) and to one stream of all calls (`{prefix}:events`, `XADD … MAXLEN ~ eventsMaxLen`), so Redis memory stays
+ * own stream (`{prefix}:call:{callSid}`, keeping its last minute of events and expiring a minute after its last
+ * one) and to one stream of all calls (`{prefix}:events`, `XADD … MAXLEN ~ eventsMaxLen`), so Redis memory stays
  * bounded whatever the traffic. A node reads only what its `/events` consumers follow: the streams of the calls they
  * asked for (`?callSid=`), or the stream of all calls if one of them takes every call; a node without consumers reads
  * nothing. Reading the whole bus on every node would make each node's Redis traffic grow with the whole deployment's.
@@ -58,10 +58,12 @@ export function makeNodeId(): string {
 }
 
 const BATCH = 512;
-/** Entries kept per call stream (about an hour of a talkative call at two or three events a second). */
-export const CALL_MAXLEN = 10_000;
-/** A call's stream expires this long after its last event, ms. */
-export const CALL_TTL_MS = 15 * 60_000;
+/**
+ * A call's stream keeps its last CALL_KEEP_MS of events (at least `catchUpMs`; XADD MINID ~, so about 150 events of a
+ * talkative call) and expires CALL_KEEP_MS after its last one: live readers are never that far behind, and memory per
+ * live call stays flat however long the call.
+ */
+export const CALL_KEEP_MS = 60_000;
 /** Longest a read waits before it looks at the consumers' interest again, ms. */
 const BLOCK_MS = 250;
 
@@ -235,10 +237,11 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
         let ok = 0;
         try {
           const p = this.writer.pipeline();
+          const keep = Math.max(CALL_KEEP_MS, this.settings.catchUpMs);
           for (const { callSid, text } of batch) {
             const key = this.callKey(callSid);
-            p.xadd(key, 'MAXLEN', '~', CALL_MAXLEN, '*', 'n', this.node, 'e', text);
-            p.pexpire(key, CALL_TTL_MS);
+            p.xadd(key, 'MINID', '~', Date.now() - keep, '*', 'n', this.node, 'e', text);
+            p.pexpire(key, keep);
             p.xadd(this.key, 'MAXLEN', '~', this.settings.eventsMaxLen, '*', 'n', this.node, 'e', text);
           }
           const results = (await p.exec()) ?? [];

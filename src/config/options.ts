@@ -156,7 +156,7 @@ export interface RedisSettings {
   url: string | null;
   /** Prefix of every key callmood writes, so several deployments can share one Redis. */
   prefix: string;
-  /** The stream of all calls keeps about this many events (XADD MAXLEN ~); each call's own stream keeps 10,000 and expires 15 min after its last event. */
+  /** The stream of all calls keeps about this many events (XADD MAXLEN ~); each call's own stream keeps its last minute (or catchUpMs) and expires a minute after its last event. */
   eventsMaxLen: number;
   /** A feed consumer asking for one call gets that call's events of the last this many ms first (catch-up). */
   catchUpMs: number;
