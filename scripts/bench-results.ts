@@ -6,6 +6,7 @@
  *   bench/results/replay-ab-22b10cb.txt                      alternating bench replay processes of two builds
  *   models/experiments/default.bench-runs.jsonl              scripts/speed.sh (bench model --json)
  *   bench/results/nodes.jsonl                                scripts/nodes-bench.sh (bench calls [--nodes 3 --redis] --json)
+ *   bench/results/redis.jsonl                                scripts/redis-capacity.ts
  * Each table sits between `<!-- generated:NAME:start … -->` and `<!-- generated:NAME:end -->`; text outside the
  * markers is left alone. A missing file shows as "not run", never guessed.
  *
@@ -277,8 +278,31 @@ function nodesRuns(): string {
   );
 }
 
+/** One line of scripts/redis-capacity.ts. */
+interface RedisRun {
+  started: string;
+  events: number;
+  eventBytes: number;
+  busEventsPerSecond: number;
+  redisCpuShare: number;
+  eventsPerRedisCpuSecond: number;
+  oneCallStreamKb: number;
+  allCallsStreamMb: number;
+}
+
+function redisRuns(): string {
+  const runs = jsonl<RedisRun>(`${DIR}/redis.jsonl`);
+  if (!runs) return 'not run';
+  return table(
+    ['started (UTC)', 'events written', 'bytes per event', 'events/s (one client)', 'Redis CPU share', 'events per Redis CPU-second', 'a call\'s minute of events, KB', 'stream of all calls at its bound, MB'],
+    ['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:'],
+    runs.map((r) => [`${day(r.started)} ${r.started.slice(11, 19)}`, String(r.events), String(r.eventBytes), int(r.busEventsPerSecond), pct(r.redisCpuShare), int(r.eventsPerRedisCpuSecond), String(r.oneCallStreamKb), String(r.allCallsStreamMb)]),
+  );
+}
+
 const blocks: Record<string, () => string> = {
   nodes: nodesRuns,
+  redis: redisRuns,
   'calls-summary': callsSummary,
   'calls-runs': callsRuns,
   'replay-runs': replayRuns,
