@@ -220,3 +220,33 @@ test('enqueuing the same files twice adds no job; a changed file is a new job; S
     assert.match(r.stderr, pattern);
   }
 });
+
+test('a follower that loses Redis waits for it and finishes once it is back: the jobs were safe in Redis', { timeout: 90_000 }, async () => {
+  const prefix = 'outage';
+  const out = join(dir, 'out-outage');
+  const src = join(dir, 'outage');
+  mkdirSync(src);
+  writeCall(src, 'a.wav', [await phoneClip('YAF_back_angry.flac')]);
+  const follower = spawn(process.execPath, ['--import', 'tsx', main, 'replay', '--queue', redis.url, '--prefix', prefix, '--report-dir', out, src], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(follower);
+  let err = '';
+  follower.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  follower.stdout!.resume();
+  // No worker yet: the job waits in Redis while Redis itself goes away.
+  await waitFor(() => /^enqueued 1 recording/m.test(err), () => `the follower to enqueue: ${err}`, 30_000);
+  await redis.pause();
+  try {
+    await waitFor(() => /^queue: lost Redis \(/m.test(err), () => `the follower to say it lost Redis: ${err}`, 30_000);
+    assert.equal(follower.exitCode, null, `the follower is still waiting: ${err}`);
+  } finally {
+    await redis.resume();
+  }
+  const w = startWorker(prefix);
+  assert.equal(await exited(follower), 0, `the follower finishes: ${err}`);
+  assert.match(err, /^queue: Redis is back$/m);
+  assert.match(err, /^replayed 1 of 1 recording\(s\); reports in /m);
+  assert.match(readFileSync(join(out, 'a.wav.html'), 'utf8'), /<\/html>\s*$/, 'a whole report');
+  assert.doesNotMatch(err, /ECONNREFUSED[\s\S]*errno/, 'connection errors are said in words, without stacks');
+  w.child.kill('SIGTERM');
+  assert.equal(await exited(w.child), 0, 'the worker exits 0 on SIGTERM');
+});

@@ -181,8 +181,22 @@ async function follow(queue: ReturnType<typeof replayQueue>, ids: string[], prog
       : null;
   let last = '';
   bar?.start(ids.length, 0, { failed: 0, active: 0, waiting: ids.length });
+  let lost: string | null = null;
   for (;;) {
-    const s = await batchStatus(queue, ids, finished);
+    let s: BatchStatus;
+    try {
+      s = await batchStatus(queue, ids, finished);
+    } catch (err) {
+      // The jobs are safe in Redis and the workers wait for it too: following waits rather than failing the run.
+      if (lost === null) process.stderr.write(`queue: lost Redis (${(err as Error).message}); waiting for it (Ctrl-C leaves the jobs queued; callmood queue status shows them later)\n`);
+      lost = (err as Error).message;
+      await new Promise((r) => setTimeout(r, POLL_MS));
+      continue;
+    }
+    if (lost !== null) {
+      process.stderr.write('queue: Redis is back\n');
+      lost = null;
+    }
     const line = `queue: done ${s.done}/${s.total}, failed ${s.failed}, active ${s.active}, waiting ${s.waiting}${s.missing ? `, missing ${s.missing}` : ''}`;
     if (bar) bar.update(s.done, { failed: s.failed, active: s.active, waiting: s.waiting });
     else if (line !== last) process.stderr.write(line + '\n');

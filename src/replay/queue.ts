@@ -115,7 +115,10 @@ export async function connectRedis(url: string, option: string, worker = false):
 
 /** The replay queue on `redis` under `prefix`. */
 export function replayQueue(redis: Redis, prefix: string): Queue<QueueJobData, QueueJobResult> {
-  return new Queue<QueueJobData, QueueJobResult>(QUEUE_NAME, { connection: redis, prefix });
+  const queue = new Queue<QueueJobData, QueueJobResult>(QUEUE_NAME, { connection: redis, prefix });
+  // Without a listener BullMQ prints each connection error with its stack; the commands that fail say it once, in words.
+  queue.on('error', () => undefined);
+  return queue;
 }
 
 /** One recording to enqueue: its file's identity and its job's data. */
@@ -185,7 +188,12 @@ export async function batchStatus(queue: Queue<QueueJobData, QueueJobResult>, id
     const chunk = open.slice(i, i + CHUNK);
     const pipe = client.pipeline();
     for (const id of chunk) pipe.zscore(queue.toKey('completed'), id).zscore(queue.toKey('failed'), id).exists(queue.toKey(id));
-    const r = ((await pipe.exec()) ?? []).map(([, v]) => v);
+    const results = (await pipe.exec()) ?? [];
+    // A pipeline cut by a lost connection answers each command with an error, not a throw: reading those as values
+    // would count every job as done.
+    const failed = results.find(([err]) => err);
+    if (failed || results.length !== 3 * chunk.length) throw failed?.[0] ?? new Error('the status pipeline got no answer');
+    const r = results.map(([, v]) => v);
     chunk.forEach((id, j) => {
       if (r[3 * j] !== null) finished.set(id, 'done');
       else if (r[3 * j + 1] !== null) finished.set(id, 'failed');
