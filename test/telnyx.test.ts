@@ -13,13 +13,13 @@ import { parseTelnyxMessage, telnyxIdentityHint, TELNYX_TOKEN_HEADER } from '../
 import { telnyxTransport } from '../src/telephony/transports/telnyx.js';
 import { MediaSession, type TrackSink } from '../src/telephony/session.js';
 import { createCallmood } from '../src/telephony/server.js';
-import { encodePayloads, simulateCall } from '../src/telephony/simulator.js';
+import { encodePayloads, followEvents, simulateCall } from '../src/telephony/simulator.js';
 import { resolveOptions } from '../src/config/options.js';
 import { loadChannels } from '../src/audio/load.js';
 import { ALAW_TO_FLOAT, encodeAlaw } from '../src/audio/codecs.js';
 import { ErrorCodes } from '../src/errors.js';
 import type { CallmoodEvent, Track, TrackSummary } from '../src/stream/events.js';
-import { assertCallmoodError } from './helpers.js';
+import { assertCallmoodError, waitFor } from './helpers.js';
 
 const fixture = (name: string) => readFileSync(fileURLToPath(new URL(`./fixtures/telnyx/${name}.json`, import.meta.url)), 'utf8');
 const CALL = 'v2:T02llQxIyaRkhfRKxgAP8nY511EhFLizdvdUKJiSw8d6A9BborherQ';
@@ -180,7 +180,7 @@ function upgradeStatus(url: string, headers: Record<string, string> = {}): Promi
 
 test('a real server on loopback takes a simulated Telnyx call: call-start, emotion events and call-end with the Telnyx ids; upgrades without the token are refused', async () => {
   const server = createCallmood(
-    { authToken: 'twilio-token-0123', telnyxStreamToken: TOKEN, paths: { telnyxMedia: '/telnyx/media' }, engine: 'in-process' },
+    { authToken: 'twilio-token-0123', eventsToken: 'feed-token-0123', telnyxStreamToken: TOKEN, paths: { telnyxMedia: '/telnyx/media' }, engine: 'in-process' },
     { logger: () => {}, processMetrics: false, env: {} },
   );
   const addr = await server.listen(0, '127.0.0.1');
@@ -203,6 +203,9 @@ test('a real server on loopback takes a simulated Telnyx call: call-start, emoti
       events.push(e);
       if (e.type === 'call-end') ended();
     });
+    // A callbot follows the Telnyx call on the feed by its call_control_id.
+    const followed: CallmoodEvent[] = [];
+    const feed = await followEvents(`ws://127.0.0.1:${addr.port}/events`, { token: 'feed-token-0123', callSid, onEvent: (e) => followed.push(e) });
     await assert.rejects(
       simulateCall({ callSid, streamSid, audio: { inbound: audio.channels[0] } }, { url, pace: 'fast', provider: 'telnyx' }),
       (e: { code?: string; message: string }) => e.code === ErrorCodes.SIGNATURE && /HTTP 403/.test(e.message),
@@ -221,6 +224,9 @@ test('a real server on loopback takes a simulated Telnyx call: call-start, emoti
     const end = events.find((e) => e.type === 'call-end');
     assert.ok(end && end.type === 'call-end', `events: ${types}`);
     assert.equal(end.reason, 'stop');
+    await waitFor(() => followed.some((e) => e.type === 'call-end'), () => `the feed's call-end (got ${followed.map((e) => e.type)})`, 10_000);
+    feed.close();
+    assert.deepEqual(followed.map((e) => JSON.stringify(e)), events.map((e) => JSON.stringify(e)), 'the feed, filtered by the Telnyx id, carries the call');
     assert.equal(end.stats.mediaMessages, sent.chunks);
     assert.equal(end.stats.protocolErrors, 0);
     assert.ok(events.every((e) => e.callSid === callSid && e.streamSid === streamSid && e.customParameters.customer_id === 'customer_123'), 'every event carries the Telnyx ids');

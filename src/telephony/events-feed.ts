@@ -39,8 +39,8 @@ export function rejectUpgrade(socket: Duplex, status: number, message: string, h
   setTimeout(() => socket.destroy(), 1000).unref();
 }
 
-/** A Twilio Call SID: CA + 32 hex digits. */
-const CALL_SID = /^CA[0-9a-fA-F]{32}$/;
+/** A call the feed can follow: a Twilio Call SID (CA + 32 hex digits) or a Telnyx call_control_id (v2:…, v3:…). */
+const CALL_ID = /^(CA[0-9a-fA-F]{32}|v[0-9]{1,2}:[A-Za-z0-9_=+/-]{8,128})$/;
 
 interface FeedClient {
   ws: WebSocket;
@@ -111,9 +111,9 @@ export class EventsFeed {
       return rejectUpgrade(socket, 401, 'missing or wrong bearer token', { 'WWW-Authenticate': 'Bearer' });
     }
     const callSid = url.searchParams.get('callSid');
-    if (callSid !== null && !CALL_SID.test(callSid)) {
+    if (callSid !== null && !CALL_ID.test(callSid)) {
       this.metrics.rejectedUpgrades.inc({ path: 'events', status: '400' });
-      return rejectUpgrade(socket, 400, `callSid ${JSON.stringify(callSid.slice(0, 40))} is not a Call SID (CA + 32 hex digits)`);
+      return rejectUpgrade(socket, 400, `callSid ${JSON.stringify(callSid.slice(0, 40))} is not a call id: a Twilio Call SID (CA + 32 hex digits) or a Telnyx call_control_id (v3:…)`);
     }
     let types: Set<string> | null = null;
     const typesParam = url.searchParams.get('types');
