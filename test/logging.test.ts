@@ -16,7 +16,7 @@ import { signUpgrade, simulateCall } from '../src/telephony/simulator.js';
 import { loadChannels } from '../src/audio/load.js';
 import { formatTextLine, toLogger } from '../src/util/log.js';
 import { waitFor } from './helpers.js';
-import { startServe, type ServeProcess } from './helpers/serve.js';
+import { jsonListeningPort, startServe, type ServeProcess } from './helpers/serve.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const main = join(root, 'src/cli/main.ts');
@@ -53,14 +53,7 @@ async function simulate(port: number): Promise<string> {
 type Rec = Record<string, unknown> & { level: number; msg: string; code?: string };
 
 test('callmood serve logs pino JSON records on stdout: the listening line is one, and a call carries callSid/streamSid/code as fields', async () => {
-  const s = await serve([], (out) => {
-    const rec = out
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Rec)
-      .find((r) => r.code === 'CALLMOOD_LISTENING');
-    return rec ? (rec.port as number) : null;
-  });
+  const s = await serve([], jsonListeningPort);
   try {
     const callSid = await simulate(s.port);
     await waitFor(() => s.stdout().includes('"CALLMOOD_CALL_END"'), 'the call-end record', 60_000);

@@ -280,7 +280,7 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
         const want = this.interest();
         // One consumer of every call: the stream of all calls covers the rest. Else the streams of the calls asked for.
         // Switching to the stream of all calls, start it early enough for the calls already being read.
-        const allFrom = want.all === null ? null : Math.min(want.all, ...[...this.lastIds].filter(([k]) => k !== this.key).map(([, id]) => Number(id.split('-')[0])));
+        const allFrom = want.all === null || this.lastIds.has(this.key) ? want.all : Math.min(want.all, ...[...this.lastIds.values()].map((id) => Number(id.split('-')[0])));
         const since = new Map<string, number>(allFrom !== null ? [[this.key, allFrom]] : [...want.calls].map(([c, t]) => [this.callKey(c), t]));
         const keys = [...since.keys()];
         for (const k of [...this.lastIds.keys()]) if (!since.has(k)) this.lastIds.delete(k);

@@ -24,22 +24,26 @@ export interface FanoutTargets {
 /** Returns the publish function the media path and the policy call for every event. */
 export function createFanout(t: FanoutTargets): (e: CallmoodEvent) => void {
   const { log } = t;
-  const guarded = (code: string, what: string, e: CallmoodEvent, fn: () => void) => {
-    try {
-      fn();
-    } catch (err) {
-      log('error', code, `${what}: ${(err as Error).message}`, { callSid: e.callSid, streamSid: e.streamSid, err });
-    }
-  };
+  // The destinations in order, each with its log code: built once, so an event costs no closures.
+  const sends: Array<{ code: string; what: (e: CallmoodEvent) => string; send: (e: CallmoodEvent) => void }> = [];
+  const add = (code: string, what: string | ((e: CallmoodEvent) => string), send: (e: CallmoodEvent) => void) =>
+    sends.push({ code, what: typeof what === 'string' ? () => what : what, send });
+  if (t.metrics) add('CALLMOOD_METRICS', 'metrics', (e) => t.metrics!.observe(e));
+  add('CALLMOOD_LISTENER_ERROR', (e) => `an 'event' listener threw on ${e.type}`, (e) => t.emit('event', e));
+  add('CALLMOOD_LISTENER_ERROR', (e) => `a '${e.type}' listener threw on ${e.type}`, (e) => t.emit(e.type, e));
+  if (t.feed) add('CALLMOOD_FEED_ERROR', 'event feed', (e) => t.feed!.publish(e));
+  if (t.bus) add('CALLMOOD_BUS_ERROR', 'event bus', (e) => t.bus!.publish(e));
+  // Never waits: the outbox write and the delivery happen off this path.
+  if (t.webhooks) add('CALLMOOD_WEBHOOKS_ERROR', 'webhooks', (e) => void t.webhooks!.enqueue(e).catch(() => undefined));
+  const policy = t.policy ?? null;
   return (e) => {
-    if (t.metrics) guarded('CALLMOOD_METRICS', 'metrics', e, () => t.metrics!.observe(e));
-    for (const name of ['event', e.type] as const) {
-      guarded('CALLMOOD_LISTENER_ERROR', `a '${name}' listener threw on ${e.type}`, e, () => t.emit(name, e));
+    for (const d of sends) {
+      try {
+        d.send(e);
+      } catch (err) {
+        log('error', d.code, `${d.what(e)}: ${(err as Error).message}`, { callSid: e.callSid, streamSid: e.streamSid, err });
+      }
     }
-    if (t.feed) guarded('CALLMOOD_FEED_ERROR', 'event feed', e, () => t.feed!.publish(e));
-    if (t.bus) guarded('CALLMOOD_BUS_ERROR', 'event bus', e, () => t.bus!.publish(e));
-    // Never waits: the outbox write and the delivery happen off this path.
-    if (t.webhooks) guarded('CALLMOOD_WEBHOOKS_ERROR', 'webhooks', e, () => void t.webhooks!.enqueue(e).catch(() => undefined));
-    if (t.policy) t.policy.observe(e);
+    policy?.observe(e);
   };
 }

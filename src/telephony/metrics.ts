@@ -8,6 +8,18 @@ import type { BusStats } from '../cluster/event-bus.js';
 import type { CallmoodEvent } from '../stream/events.js';
 import type { WebhookDelivery } from '../sinks/webhook-sink.js';
 
+/** A gauge read when /metrics is scraped. */
+function pulledGauge(registers: Registry[], name: string, help: string, read: () => number): Gauge {
+  return new Gauge({
+    name,
+    help,
+    registers,
+    collect() {
+      this.set(read());
+    },
+  });
+}
+
 /** Live numbers the gauges read at scrape time. */
 export interface LiveCounts {
   calls: number;
@@ -40,15 +52,7 @@ export class CallmoodMetrics {
 
   constructor(live: () => LiveCounts, options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
-    const gauge = (name: string, help: string, read: (l: LiveCounts) => number) =>
-      new Gauge({
-        name,
-        help,
-        registers,
-        collect() {
-          this.set(read(live()));
-        },
-      });
+    const gauge = (name: string, help: string, read: (l: LiveCounts) => number) => pulledGauge(registers, name, help, () => read(live()));
     gauge('callmood_calls_live', 'Media streams with a call started and not yet ended.', (l) => l.calls);
     gauge('callmood_media_connections_live', 'Open media-stream WebSockets (including ones before start).', (l) => l.connections);
     gauge('callmood_feed_clients', 'Connected event-feed consumers.', (l) => l.feedClients);
@@ -122,15 +126,7 @@ export class CallmoodMetrics {
   /** Many-node mode: the event bus's state, traffic, buffer and drops. */
   watchBus(bus: { stats(): BusStats }): void {
     const registers = [this.registry];
-    const g = (name: string, help: string, pick: (s: BusStats) => number) =>
-      new Gauge({
-        name,
-        help,
-        registers,
-        collect() {
-          this.set(pick(bus.stats()));
-        },
-      });
+    const g = (name: string, help: string, pick: (s: BusStats) => number) => pulledGauge(registers, name, help, () => pick(bus.stats()));
     g('callmood_bus_connected', 'Whether this node reaches Redis (1) or not (0).', (s) => (s.state === 'connected' ? 1 : 0));
     g('callmood_bus_buffered_events', 'Events waiting in memory for Redis.', (s) => s.buffered);
     const c = (name: string, help: string, pick: (s: BusStats) => number) =>
