@@ -18,6 +18,7 @@ import { initBackend } from '../src/model/backend.js';
 import { ARCHITECTURES, buildModel, paramCount, weightBytes, type Arch } from '../src/model/architectures.js';
 import { trainModel } from '../src/model/train.js';
 import { mulberry32 } from '../src/util/random.js';
+import { inferMs } from './infer-ms.js';
 import type { WindowSet } from '../src/data/types.js';
 import { EMOTION_LABELS } from '../src/labels.js';
 
@@ -36,6 +37,7 @@ const CLASSES = EMOTION_LABELS.length;
 const TRAIN_WINDOWS = 2048;
 const BATCH = 32;
 const PER = FRAMES * DIMS;
+const SHAPE = { frames: FRAMES, dims: DIMS };
 
 const info = await initBackend({ log: () => {} });
 const { tf } = info;
@@ -53,19 +55,6 @@ const median = (a: number[]): number => {
   return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-/** Mean ms per call of predicting `batch` windows taken from `x`, tensor creation and read-back included. */
-function inferMs(model: tfjs.LayersModel, x: Float32Array, batch: number, reps: number): number {
-  const t0 = performance.now();
-  for (let i = 0; i < reps; i++) {
-    const off = (i * batch * PER) % (x.length - batch * PER + 1);
-    tf.tidy(() => {
-      const t = tf.tensor3d(x.subarray(off, off + batch * PER), [batch, FRAMES, DIMS]);
-      (model.predict(t) as tfjs.Tensor).dataSync();
-    });
-  }
-  return (performance.now() - t0) / reps;
-}
-
 const models = new Map<Arch, tfjs.LayersModel>();
 for (const arch of ARCHITECTURES) models.set(arch, buildModel(tf, arch, { frames: FRAMES, dims: DIMS, classes: CLASSES, seed: 1 }));
 const inputs = windows(256, 9).x;
@@ -73,8 +62,8 @@ const load0 = loadavg()[0];
 
 // Warm-up: XNNPACK operators and kernels are set up on first use for each shape.
 for (const m of models.values()) {
-  inferMs(m, inputs, 1, 5);
-  inferMs(m, inputs, BATCH, 2);
+  inferMs(tf, m, inputs, SHAPE, 1, 5);
+  inferMs(tf, m, inputs, SHAPE, BATCH, 2);
 }
 // Reps sized so that a round takes a second or two per arch.
 const reps = (arch: Arch, batch: number): number => (arch === 'lstm' ? (batch === 1 ? 20 : 3) : batch === 1 ? 200 : 20);
@@ -83,8 +72,8 @@ const batched = new Map<Arch, number[]>(ARCHITECTURES.map((a) => [a, []]));
 for (let r = 0; r < ROUNDS; r++) {
   for (const arch of ARCHITECTURES) {
     const m = models.get(arch)!;
-    single.get(arch)!.push(inferMs(m, inputs, 1, reps(arch, 1)));
-    batched.get(arch)!.push(inferMs(m, inputs, BATCH, reps(arch, BATCH)) / BATCH);
+    single.get(arch)!.push(inferMs(tf, m, inputs, SHAPE, 1, reps(arch, 1)));
+    batched.get(arch)!.push(inferMs(tf, m, inputs, SHAPE, BATCH, reps(arch, BATCH)) / BATCH);
   }
 }
 

@@ -17,6 +17,7 @@ import type * as tfjs from '@tensorflow/tfjs';
 import { initBackend } from '../src/model/backend.js';
 import { CNN_FAST_SPEC, CNN_MID_SPEC, CNN_SPEC, buildCnn, paramCount, toInferenceModel, type CnnSpec } from '../src/model/architectures.js';
 import { mulberry32 } from '../src/util/random.js';
+import { inferMs } from './infer-ms.js';
 
 const { values: args } = parseArgs({
   options: { rounds: { type: 'string', default: '7' }, only: { type: 'string' }, json: { type: 'string' } },
@@ -27,6 +28,7 @@ const DIMS = 40;
 const CLASSES = 7;
 const BATCH = 32;
 const PER = FRAMES * DIMS;
+const SHAPE = { frames: FRAMES, dims: DIMS };
 
 const b = (filters: number, kernel: number, pool: number, stride = 1) => ({ filters, kernel, pool, stride, dropout: 0.1 });
 const VARIANTS: Record<string, CnnSpec> = {
@@ -44,18 +46,6 @@ const { tf, name, reason } = await initBackend({ log: () => {} });
 const r = mulberry32(9);
 const inputs = Float32Array.from({ length: 256 * PER }, () => (r() + r() + r() - 1.5) * 2);
 
-function inferMs(model: tfjs.LayersModel, batch: number, reps: number): number {
-  const t0 = performance.now();
-  for (let i = 0; i < reps; i++) {
-    const off = (i * batch * PER) % (inputs.length - batch * PER + 1);
-    tf.tidy(() => {
-      const t = tf.tensor3d(inputs.subarray(off, off + batch * PER), [batch, FRAMES, DIMS]);
-      (model.predict(t) as tfjs.Tensor).dataSync();
-    });
-  }
-  return (performance.now() - t0) / reps;
-}
-
 const only = args.only?.split(',');
 const entries: [string, tfjs.LayersModel, number][] = [];
 for (const [label, spec] of Object.entries(VARIANTS)) {
@@ -66,16 +56,16 @@ for (const [label, spec] of Object.entries(VARIANTS)) {
   entries.push([`${label}, inference`, toInferenceModel(tf, m), params]);
 }
 for (const [, m] of entries) {
-  inferMs(m, 1, 5);
-  inferMs(m, BATCH, 2);
+  inferMs(tf, m, inputs, SHAPE, 1, 5);
+  inferMs(tf, m, inputs, SHAPE, BATCH, 2);
 }
 const load0 = loadavg()[0];
 const single = entries.map(() => [] as number[]);
 const batched = entries.map(() => [] as number[]);
 for (let round = 0; round < ROUNDS; round++) {
   entries.forEach(([, m], i) => {
-    single[i].push(inferMs(m, 1, 200));
-    batched[i].push(inferMs(m, BATCH, 20) / BATCH);
+    single[i].push(inferMs(tf, m, inputs, SHAPE, 1, 200));
+    batched[i].push(inferMs(tf, m, inputs, SHAPE, BATCH, 20) / BATCH);
   });
 }
 const median = (a: number[]) => [...a].sort((p, q) => p - q)[Math.floor(a.length / 2)];
