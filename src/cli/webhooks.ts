@@ -10,9 +10,9 @@ import type { Command } from 'commander';
 import { integer } from './args.js';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { createLogger } from '../util/log.js';
-import { DEFAULT_WEBHOOK_OPTIONS, resolveWebhookOptions, type WebhookOptionsInput } from '../config/webhook-options.js';
+import { DEFAULT_WEBHOOK_OPTIONS, type WebhookOptionsInput } from '../config/webhook-options.js';
 import { loadRedisConfig, loadWebhookConfig, redisWebhookStatus, retryDeadLetters, retryRedisDeadLetters, webhookStatus, type RetrySummary } from '../sinks/webhook-admin.js';
-import { redactUrl } from '../sinks/redis-webhooks.js';
+import { redactUrl } from '../util/redis-url.js';
 import type { RedisSettings } from '../config/options.js';
 
 const timeout = integer('--timeout', 0, 3_600_000);
@@ -75,7 +75,10 @@ export function webhooksCommand(program: Command): void {
         for (const r of rows) {
           process.stdout.write(`${r.endpoint.padEnd(w)}  ${String(r.pending).padStart(7)}  ${String(r.inDelivery).padStart(11)}  ${String(r.dead).padStart(7)}\n`);
           const byOwner = new Map<string, number[]>();
-          for (const p of r.partitions) byOwner.set(p.owner ?? '(no node)', [...(byOwner.get(p.owner ?? '(no node)') ?? []), p.partition]);
+          for (const p of r.partitions) {
+            const owner = p.owner ?? '(no node)';
+            byOwner.set(owner, [...(byOwner.get(owner) ?? []), p.partition]);
+          }
           for (const [owner, ps] of byOwner) process.stdout.write(`  ${owner}: partitions ${ps.join(',')}\n`);
         }
         return;
@@ -118,7 +121,7 @@ export function webhooksCommand(program: Command): void {
       if (!input.endpoints || input.endpoints.length === 0) {
         throw new CallmoodError(ErrorCodes.INVALID_OPTION, 'webhooks retry needs --config with a webhooks section naming the endpoints (url, events, secretEnv)');
       }
-      resolveWebhookOptions(input);
+      // Invalid options throw INVALID_OPTION from the sink retryDeadLetters opens, before anything is touched.
       const s = await retryDeadLetters(input, { id: o.id, endpoint: o.endpoint, timeoutMs: o.timeout, logger: createLogger({ format: 'text', destination: process.stderr }) });
       printRetry(s, o.json, 'kept in the outbox');
     });

@@ -171,12 +171,10 @@ export async function redisReady(redis: Redis, url: string, timeoutMs: number): 
   }
 }
 
-export { redactUrl };
-
 /** Fixes P for the deployment on first use; throws INVALID_OPTION when this node's P differs. */
 async function checkPartitions(redis: Redis, prefix: string, partitions: number): Promise<void> {
   await redis.hsetnx(webhookKeys.meta(prefix), 'partitions', String(partitions));
-  const fixed = Number(await redis.hget(webhookKeys.meta(prefix), 'partitions'));
+  const fixed = await readPartitions(redis, prefix);
   if (fixed !== partitions) {
     throw new CallmoodError(
       ErrorCodes.INVALID_OPTION,
@@ -261,7 +259,6 @@ class Endpoint extends HttpEndpoint {
   readonly parts = new Map<number, Partition>();
   readonly ready: Array<{ part: Partition; q: CallQueue }> = [];
   sending = 0;
-  inMemory = 0;
   buffered = 0;
   /** Sum of XLEN over the partitions held, as of the last lease tick. */
   inRedis = 0;
@@ -270,6 +267,13 @@ class Endpoint extends HttpEndpoint {
   constructor(o: WebhookOptions['endpoints'][number]) {
     super(o);
     this.matches = routeMatcher(o.events);
+  }
+
+  /** Entries read into memory, over the partitions held. */
+  get inMemory(): number {
+    let n = 0;
+    for (const part of this.parts.values()) n += part.inMemory;
+    return n;
   }
 }
 
@@ -393,7 +397,9 @@ export class RedisWebhookSink extends EventEmitter<WebhookSinkEvents> {
    */
   enqueue(event: CallmoodEvent): Promise<void> {
     if (this.closed) throw new CallmoodError(ErrorCodes.CLOSED, 'webhook sink used after close()');
+    const { prefix, outboxPartitions } = this.redisSettings;
     let fields: string[] | null = null;
+    let partition = 0;
     let batch: Batch | null = null;
     for (const ep of this.endpoints) {
       if (!ep.matches(event)) continue;
@@ -401,6 +407,7 @@ export class RedisWebhookSink extends EventEmitter<WebhookSinkEvents> {
         const id = randomUUID();
         const now = Date.now();
         fields = ['id', id, 'callSid', event.callSid, 'type', event.type, 'createdAt', new Date(now).toISOString(), 'body', webhookBody(event, id, now)];
+        partition = partitionOf(event.callSid, outboxPartitions);
       }
       batch ??= this.currentBatch();
       ep.stats.enqueued++;
@@ -410,7 +417,7 @@ export class RedisWebhookSink extends EventEmitter<WebhookSinkEvents> {
       }
       batch.left++;
       ep.buffered++;
-      this.buffer.push({ ep, stream: webhookKeys.stream(this.redisSettings.prefix, ep.o.name, partitionOf(event.callSid, this.redisSettings.outboxPartitions)), fields, batch });
+      this.buffer.push({ ep, stream: webhookKeys.stream(prefix, ep.o.name, partition), fields, batch });
     }
     return batch === null ? RESOLVED : batch.promise;
   }
@@ -525,21 +532,21 @@ export class RedisWebhookSink extends EventEmitter<WebhookSinkEvents> {
     const hb = await this.redis.multi().zadd(nodes, now + leaseMs, this.nodeId).zremrangebyscore(nodes, '-inf', now).zcard(nodes).exec();
     const live = Math.max(1, Number(hb?.[2]?.[1] ?? 1));
     const share = Math.ceil(P / live);
-    for (const ep of this.endpoints) {
-      // Renew what is held.
-      const held = [...ep.parts.values()];
-      if (held.length > 0) {
-        const sentAt = Date.now();
-        const pipe = this.redis.pipeline();
-        for (const part of held) scripted(pipe).renewLease(1, part.lease, this.nodeId, leaseMs);
-        const res = (await pipe.exec()) ?? [];
-        for (const [i, part] of held.entries()) {
-          const [err, v] = res[i] ?? [new Error('no answer'), 0];
-          if (err) continue;
-          if (v === 1) part.validUntil = Math.max(part.validUntil, sentAt + leaseMs * 0.9);
-          else this.dropPart(ep, part, 'another node holds its lease now');
-        }
+    // Renew what is held, every endpoint in one pipeline.
+    const held = this.heldParts();
+    if (held.length > 0) {
+      const sentAt = Date.now();
+      const pipe = scripted(this.redis.pipeline());
+      for (const { part } of held) pipe.renewLease(1, part.lease, this.nodeId, leaseMs);
+      const res = (await pipe.exec()) ?? [];
+      for (const [i, { ep, part }] of held.entries()) {
+        const [err, v] = res[i] ?? [new Error('no answer'), 0];
+        if (err) continue;
+        if (v === 1) part.validUntil = Math.max(part.validUntil, sentAt + leaseMs * 0.9);
+        else this.dropPart(ep, part, 'another node holds its lease now');
       }
+    }
+    for (const ep of this.endpoints) {
       if (!this.closed) {
         await this.takeShare(ep, share);
         this.giveBackExcess(ep, share);
@@ -547,15 +554,25 @@ export class RedisWebhookSink extends EventEmitter<WebhookSinkEvents> {
       for (const part of [...ep.parts.values()]) {
         if (part.state === 'releasing' && part.sending === 0) await this.releasePart(ep, part);
       }
-      // Pending gauge: what waits in the partitions held (delivered entries are deleted, so XLEN is the backlog).
-      const parts = [...ep.parts.values()];
-      if (parts.length > 0) {
-        const pipe = this.redis.pipeline();
-        for (const part of parts) pipe.xlen(part.stream);
-        const res = (await pipe.exec()) ?? [];
-        ep.inRedis = res.reduce((n, [err, v]) => n + (err ? 0 : Number(v)), 0);
-      } else ep.inRedis = 0;
     }
+    // Pending gauge: what waits in the partitions held (delivered entries are deleted, so XLEN is the backlog).
+    const parts = this.heldParts();
+    const inRedis = new Map<Endpoint, number>();
+    if (parts.length > 0) {
+      const pipe = this.redis.pipeline();
+      for (const { part } of parts) pipe.xlen(part.stream);
+      const res = (await pipe.exec()) ?? [];
+      for (const [i, { ep }] of parts.entries()) {
+        const [err, v] = res[i] ?? [new Error('no answer'), 0];
+        inRedis.set(ep, (inRedis.get(ep) ?? 0) + (err ? 0 : Number(v)));
+      }
+    }
+    for (const ep of this.endpoints) ep.inRedis = inRedis.get(ep) ?? 0;
+  }
+
+  /** The partitions this node holds, over every endpoint. */
+  private heldParts(): Array<{ ep: Endpoint; part: Partition }> {
+    return this.endpoints.flatMap((ep) => [...ep.parts.values()].map((part) => ({ ep, part })));
   }
 
   /** Takes free partitions (in random order, so nodes starting together spread) until `share` are held. */
@@ -629,7 +646,6 @@ export class RedisWebhookSink extends EventEmitter<WebhookSinkEvents> {
     if (ep.parts.get(part.index) !== part) return;
     ep.parts.delete(part.index);
     for (const q of part.calls.values()) if (q.timer) clearTimeout(q.timer);
-    ep.inMemory -= part.inMemory;
     if (why) this.log('warn', 'CALLMOOD_WEBHOOK_PARTITION_LOST', `webhooks: ${ep.o.name} partition ${part.index}: ${why}; ${this.nodeId} stops delivering it (${part.inMemory} events stay pending in Redis)`, { endpoint: ep.o.name, partition: part.index });
   }
 
@@ -701,7 +717,6 @@ export class RedisWebhookSink extends EventEmitter<WebhookSinkEvents> {
       }
       q.items.push(e);
       part.inMemory++;
-      ep.inMemory++;
       if (q.state === 'idle') {
         q.state = 'ready';
         ep.ready.push({ part, q });
@@ -786,7 +801,6 @@ export class RedisWebhookSink extends EventEmitter<WebhookSinkEvents> {
     }
     q.items.shift();
     part.inMemory--;
-    ep.inMemory--;
     if (q.items.length > 0) {
       q.state = 'ready';
       ep.ready.push({ part, q });
@@ -896,11 +910,11 @@ export class RedisWebhookSink extends EventEmitter<WebhookSinkEvents> {
     }
     if (this.link === 'connected') {
       const pipe = this.redis.pipeline();
-      for (const ep of this.endpoints) for (const part of ep.parts.values()) scripted(pipe).releaseLease(1, part.lease, this.nodeId);
+      for (const { part } of this.heldParts()) scripted(pipe).releaseLease(1, part.lease, this.nodeId);
       pipe.zrem(webhookKeys.nodes(this.redisSettings.prefix), this.nodeId);
       await Promise.race([pipe.exec().catch(noop), sleep(Math.max(100, timeoutMs))]);
     }
-    for (const ep of this.endpoints) for (const part of [...ep.parts.values()]) this.dropPart(ep, part, null);
+    for (const { ep, part } of this.heldParts()) this.dropPart(ep, part, null);
     if (this.buffer.length > 0) {
       const lost = this.buffer.splice(0);
       this.log('error', 'CALLMOOD_WEBHOOK_LOST', `close: ${lost.length} webhook events never reached Redis (unreachable); they are lost`, { lost: lost.length });
@@ -947,12 +961,19 @@ export async function requeueRedisDeadLetters(
     }
     // Oldest first, so one call's letters go back in the order they died.
     letters.sort((a, b) => a.deadAt.localeCompare(b.deadAt));
-    for (const l of letters) {
-      const body = JSON.stringify(l.body);
+    if (letters.length === 0) continue;
+    // One pipeline, in that order; each script stays atomic on its own.
+    const pipe = scripted(redis.pipeline());
+    const streams = letters.map((l) => webhookKeys.stream(prefix, name, partitionOf(l.callSid, P)));
+    for (const [i, l] of letters.entries()) {
       const createdAt = typeof l.body.createdAt === 'string' ? l.body.createdAt : new Date().toISOString();
-      const stream = webhookKeys.stream(prefix, name, partitionOf(l.callSid, P));
-      const entry = await redis.requeue(2, dead, stream, l.id, l.callSid, l.type, createdAt, body);
-      if (typeof entry === 'string') out.push({ endpoint: name, id: l.id, stream, entry });
+      pipe.requeue(2, dead, streams[i], l.id, l.callSid, l.type, createdAt, JSON.stringify(l.body));
+    }
+    const res = (await pipe.exec()) ?? [];
+    for (const [i, l] of letters.entries()) {
+      const [err, entry] = res[i] ?? [new Error('no answer'), null];
+      if (err) throw err;
+      if (typeof entry === 'string') out.push({ endpoint: name, id: l.id, stream: streams[i], entry });
     }
   }
   return out;

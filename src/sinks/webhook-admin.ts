@@ -10,7 +10,8 @@ import { DEFAULT_WEBHOOK_OPTIONS, rejectWebhookSecrets, type WebhookOptionsInput
 import { countOutbox, type OutboxCounts } from './outbox.js';
 import { WebhookSink } from './webhooks.js';
 import { DEFAULT_OPTIONS, type RedisSettings } from '../config/options.js';
-import { WEBHOOK_GROUP, connectOutboxRedis, readPartitions, redactUrl, redisReady, requeueRedisDeadLetters, webhookKeys, type OutboxRedis } from './redis-webhooks.js';
+import { WEBHOOK_GROUP, connectOutboxRedis, readPartitions, redisReady, requeueRedisDeadLetters, webhookKeys, type OutboxRedis } from './redis-webhooks.js';
+import { redactUrl } from '../util/redis-url.js';
 
 /**
  * The `webhooks` section of a JSON config file (the one `callmood serve --config` reads), or {} when it has none.
@@ -54,6 +55,12 @@ export interface RetrySummary {
   items: Array<{ endpoint: string; id: string; outcome: 'delivered' | 'dead' | 'pending' }>;
 }
 
+/** The summary of the moved letters' outcomes. */
+function summarize(items: RetrySummary['items'], otherDelivered: number): RetrySummary {
+  const count = (outcome: RetrySummary['items'][number]['outcome']) => items.filter((i) => i.outcome === outcome).length;
+  return { requeued: items.length, delivered: count('delivered'), deadAgain: count('dead'), pending: count('pending'), otherDelivered, items };
+}
+
 /** Options of retryDeadLetters. */
 export interface RetryOptions {
   /** Only the dead letter with this event id. */
@@ -94,15 +101,10 @@ export async function retryDeadLetters(webhooks: WebhookOptionsInput, options: R
     const outcome = (k: string): 'delivered' | 'dead' | 'pending' => seen.get(k) ?? 'pending';
     let otherDelivered = 0;
     for (const [k, v] of seen) if (v === 'delivered' && !movedKeys.has(k)) otherDelivered++;
-    const items = moved.map((m) => ({ ...m, outcome: outcome(key(m.endpoint, m.id)) }));
-    return {
-      requeued: moved.length,
-      delivered: items.filter((i) => i.outcome === 'delivered').length,
-      deadAgain: items.filter((i) => i.outcome === 'dead').length,
-      pending: items.filter((i) => i.outcome === 'pending').length,
+    return summarize(
+      moved.map((m) => ({ ...m, outcome: outcome(key(m.endpoint, m.id)) })),
       otherDelivered,
-      items,
-    };
+    );
   } finally {
     // --timeout bounds the whole command: no further drain on close; what is pending stays in the outbox.
     await sink.close(undefined, 0);
@@ -235,14 +237,9 @@ export async function retryRedisDeadLetters(settings: RedisSettings, endpoints: 
       if (Date.now() >= until) break;
       await new Promise((r) => setTimeout(r, 50));
     }
-    const items = moved.map((m) => ({ endpoint: m.endpoint, id: m.id, outcome: outcome.get(m.entry)! }));
-    return {
-      requeued: moved.length,
-      delivered: items.filter((i) => i.outcome === 'delivered').length,
-      deadAgain: items.filter((i) => i.outcome === 'dead').length,
-      pending: items.filter((i) => i.outcome === 'pending').length,
-      otherDelivered: 0,
-      items,
-    };
+    return summarize(
+      moved.map((m) => ({ endpoint: m.endpoint, id: m.id, outcome: outcome.get(m.entry)! })),
+      0,
+    );
   });
 }
