@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseTwilioMessage } from '../src/telephony/protocol.js';
+import { parseTwilioMessage } from '../src/telephony/transports/twilio.js';
 import { ErrorCodes } from '../src/errors.js';
 import { assertCallmoodError } from './helpers.js';
 

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { createCallmood } from '../src/telephony/server.js';
 import { encodePayloads, followEvents, mediaMessageText, simulateCall } from '../src/telephony/simulator.js';
-import { parseTwilioMessage } from '../src/telephony/protocol.js';
+import { parseTwilioMessage } from '../src/telephony/transports/twilio.js';
 import { mulberry32 } from '../src/util/random.js';
 import { loadChannels } from '../src/audio/load.js';
 import type { CallmoodEvent } from '../src/stream/events.js';

@@ -10,7 +10,7 @@ import twilio from 'twilio';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { DEFAULT_OPTIONS, type ControlSettings } from '../config/options.js';
 import type { CallController, ControlResult, EscalationTarget } from '../policy/runtime.js';
-import { withRetries } from './retry.js';
+import { sleep, withRetries } from './retry.js';
 
 type TwilioClient = ReturnType<typeof twilio>;
 type VoiceResponse = InstanceType<typeof twilio.twiml.VoiceResponse>;
@@ -53,7 +53,7 @@ export class CallControl implements CallController {
     if (!authToken) throw new CallmoodError(ErrorCodes.INVALID_OPTION, 'call control needs the Twilio auth token: set TWILIO_AUTH_TOKEN');
     this.options = Object.freeze(o);
     this.authToken = authToken;
-    this.sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    this.sleep = sleep;
   }
 
   private client(accountSid: string): TwilioClient {

@@ -18,13 +18,14 @@ export type AttemptOutcome =
 
 export type RetrySettings = Pick<ControlSettings, 'maxAttempts' | 'baseBackoffMs' | 'maxBackoffMs'>;
 
-const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** Waits `ms` (the controllers' default wait between attempts). */
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * Runs `attempt` until it is done, the call is over, it fails for good, or `maxAttempts` are spent. Never throws: a
  * throw from `attempt` counts as a retryable network error. Failures carry the CALL_CONTROL code in their detail.
  */
-export async function withRetries(o: RetrySettings, attempt: (n: number) => Promise<AttemptOutcome>, sleep = defaultSleep): Promise<ControlResult> {
+export async function withRetries(o: RetrySettings, attempt: (n: number) => Promise<AttemptOutcome>, wait = sleep): Promise<ControlResult> {
   let last = '';
   for (let n = 1; n <= o.maxAttempts; n++) {
     let r: AttemptOutcome;
@@ -36,7 +37,7 @@ export async function withRetries(o: RetrySettings, attempt: (n: number) => Prom
     if (r.kind === 'done' || r.kind === 'call-over') return { outcome: r.kind, attempts: n, detail: r.detail };
     if (r.kind === 'fail') return { outcome: 'failed', attempts: n, detail: `${ErrorCodes.CALL_CONTROL}: ${r.detail}` };
     last = r.detail;
-    if (n < o.maxAttempts) await sleep(backoff(n, o));
+    if (n < o.maxAttempts) await wait(backoff(n, o));
   }
   return { outcome: 'failed', attempts: o.maxAttempts, detail: `${ErrorCodes.CALL_CONTROL}: gave up after ${o.maxAttempts} attempts; last: ${last}` };
 }

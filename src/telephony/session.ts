@@ -246,10 +246,7 @@ export class MediaSession {
   }
 
   private openTrack(track: Track): TrackState {
-    const sink = this.hooks.createTrack(track, () => {
-      const { timeMs: _t, ...rest } = this.base(0);
-      return rest;
-    });
+    const sink = this.hooks.createTrack(track, () => this.identity);
     const state: TrackState = { sink, endMs: 0, started: false };
     this.tracks.set(track, state);
     return state;

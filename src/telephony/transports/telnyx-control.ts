@@ -37,7 +37,7 @@ import { randomUUID } from 'node:crypto';
 import { CallmoodError, ErrorCodes } from '../../errors.js';
 import { DEFAULT_OPTIONS, type ControlSettings } from '../../config/options.js';
 import type { CallController, ControlResult, EscalationTarget } from '../../policy/runtime.js';
-import { withRetries, type AttemptOutcome } from '../retry.js';
+import { sleep, withRetries, type AttemptOutcome } from '../retry.js';
 
 /** Telnyx's API, before `/v2`. */
 export const TELNYX_API_BASE_URL = 'https://api.telnyx.com';
@@ -69,7 +69,7 @@ export class TelnyxCallControl implements CallController {
     this.options = Object.freeze({ ...DEFAULT_OPTIONS.control, ...options });
     this.apiKey = apiKey;
     this.base = (this.options.telnyxApiBaseUrl ?? TELNYX_API_BASE_URL).replace(/\/+$/, '');
-    this.sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    this.sleep = sleep;
   }
 
   /** Transfers the call to `dial` (after `say`, if given). `url`, `twiml` and `client:` targets cannot be done on Telnyx. */

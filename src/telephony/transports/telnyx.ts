@@ -24,9 +24,20 @@ import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
 import { CallmoodError, ErrorCodes } from '../../errors.js';
 import { tokenMatches } from '../signature.js';
-import { startIdentityHint, type IdentityHint, type InboundMessage, type MediaEncoding, type MediaTransport, type UpgradeCheck, type UpgradeContext } from './types.js';
-
-const numeric = z.union([z.string().regex(/^\d+$/), z.number().int().nonnegative()]).transform(Number);
+import {
+  fastMediaChunk,
+  numeric,
+  parseJsonObject,
+  startIdentityHint,
+  validateEvent,
+  type IdentityHint,
+  type InboundMessage,
+  type MediaEncoding,
+  type MediaKeys,
+  type MediaTransport,
+  type UpgradeCheck,
+  type UpgradeContext,
+} from './types.js';
 const envelope = { sequence_number: numeric.optional(), stream_id: z.string().optional() };
 
 const connected = z.object({ event: z.literal('connected'), version: z.string().optional() });
@@ -69,28 +80,20 @@ const error = z.object({
 
 const schemas = { connected, start, media, dtmf, mark, stop, error } as const;
 
+/** Telnyx's `media` envelope; its timestamp's unit is not documented, so it is checked and not used. */
+const MEDIA_KEYS: MediaKeys = { sequence: 'sequence_number', stream: 'stream_id', timed: false };
+
 /** Telnyx's encoding names callmood decodes. */
 const ENCODINGS: Record<string, MediaEncoding> = { PCMU: 'mulaw', 'audio/x-mulaw': 'mulaw', PCMA: 'alaw' };
 
 /** Parses one Telnyx text message into a provider-neutral one. Throws PROTOCOL or MEDIA_FORMAT. */
 export function parseTelnyxMessage(text: string): InboundMessage {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    throw new CallmoodError(ErrorCodes.PROTOCOL, `message is not valid JSON (${text.length} bytes, starts ${JSON.stringify(text.slice(0, 40))})`);
+  const raw = parseJsonObject(text);
+  if (raw.event === 'media') {
+    const fast = fastMediaChunk(raw, MEDIA_KEYS);
+    if (fast) return fast;
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new CallmoodError(ErrorCodes.PROTOCOL, 'message is not a JSON object');
-  const event = (raw as { event?: unknown }).event;
-  if (typeof event !== 'string' || !(event in schemas)) {
-    throw new CallmoodError(ErrorCodes.PROTOCOL, `unknown event ${JSON.stringify(event)}; expected one of ${Object.keys(schemas).join(', ')}`);
-  }
-  const parsed = schemas[event as keyof typeof schemas].safeParse(raw);
-  if (!parsed.success) {
-    const what = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
-    throw new CallmoodError(ErrorCodes.PROTOCOL, `invalid Telnyx '${event}' message: ${what}`);
-  }
-  const m = parsed.data;
+  const m = validateEvent(raw, schemas, 'Telnyx ');
   switch (m.event) {
     case 'connected':
       return { event: 'connected' };

@@ -8,9 +8,19 @@
 import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
 import { CallmoodError, ErrorCodes } from '../../errors.js';
-import { startIdentityHint, type InboundMessage, type MediaTransport, type UpgradeCheck, type UpgradeContext } from './types.js';
-
-const numeric = z.union([z.string().regex(/^\d+$/), z.number().int().nonnegative()]).transform(Number);
+import {
+  fastMediaChunk,
+  numeric,
+  parseJsonObject,
+  startIdentityHint,
+  validateEvent,
+  type IdentityHint,
+  type InboundMessage,
+  type MediaKeys,
+  type MediaTransport,
+  type UpgradeCheck,
+  type UpgradeContext,
+} from './types.js';
 
 const connected = z.object({ event: z.literal('connected'), protocol: z.string().optional(), version: z.string().optional() });
 
@@ -76,71 +86,16 @@ export type TwilioMessage =
   | z.output<typeof mark>
   | z.output<typeof stop>;
 
-/** The `start` message. */
-export type StartMessage = z.output<typeof start>;
-/** A `media` message. */
-export type MediaMessage = z.output<typeof media>;
-
 /** The only media format Twilio streams carry, and the only one accepted. */
-export const TWILIO_MEDIA_FORMAT = { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 } as const;
-
-const toCount = (v: unknown): number | undefined => {
-  if (typeof v === 'string') return /^\d+$/.test(v) ? Number(v) : undefined;
-  return typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : undefined;
-};
-
-/**
- * `media` is 50 messages a second per track on every call: checked by hand, field by field, with the same rules as
- * the schema. Anything unusual returns null and goes through the schema, which then says exactly what is wrong.
- */
-function fastMedia(raw: Record<string, unknown>): MediaMessage | null {
-  const m = raw.media as Record<string, unknown> | undefined;
-  if (typeof m !== 'object' || m === null) return null;
-  if (m.track !== 'inbound' && m.track !== 'outbound') return null;
-  if (typeof m.payload !== 'string') return null;
-  const timestamp = toCount(m.timestamp);
-  if (timestamp === undefined) return null;
-  const chunk = m.chunk === undefined ? undefined : toCount(m.chunk);
-  if (m.chunk !== undefined && chunk === undefined) return null;
-  const sequenceNumber = raw.sequenceNumber === undefined ? undefined : toCount(raw.sequenceNumber);
-  if (raw.sequenceNumber !== undefined && sequenceNumber === undefined) return null;
-  if (raw.streamSid !== undefined && typeof raw.streamSid !== 'string') return null;
-  return {
-    event: 'media',
-    sequenceNumber,
-    streamSid: raw.streamSid as string | undefined,
-    media: { track: m.track, chunk, timestamp, payload: m.payload },
-  };
-}
+const TWILIO_MEDIA_FORMAT = { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 } as const;
 
 /** Parses one WebSocket text message. Throws PROTOCOL (bad JSON, unknown event, missing field) or MEDIA_FORMAT. */
 export function parseTwilioMessage(text: string): TwilioMessage {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    throw new CallmoodError(ErrorCodes.PROTOCOL, `message is not valid JSON (${text.length} bytes, starts ${JSON.stringify(text.slice(0, 40))})`);
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new CallmoodError(ErrorCodes.PROTOCOL, 'message is not a JSON object');
-  }
-  const event = (raw as { event?: unknown }).event;
-  if (event === 'media') {
-    const fast = fastMedia(raw as Record<string, unknown>);
-    if (fast) return fast;
-  }
-  if (typeof event !== 'string' || !(event in schemas)) {
-    throw new CallmoodError(
-      ErrorCodes.PROTOCOL,
-      `unknown event ${JSON.stringify(event)}; expected one of ${Object.keys(schemas).join(', ')}`,
-    );
-  }
-  const parsed = schemas[event as keyof typeof schemas].safeParse(raw);
-  if (!parsed.success) {
-    const what = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
-    throw new CallmoodError(ErrorCodes.PROTOCOL, `invalid '${event}' message: ${what}`);
-  }
-  const msg = parsed.data as TwilioMessage;
+  return validateTwilio(parseJsonObject(text));
+}
+
+function validateTwilio(raw: Record<string, unknown>): TwilioMessage {
+  const msg = validateEvent(raw, schemas) as TwilioMessage;
   if (msg.event === 'start') {
     const f = msg.start.mediaFormat;
     if (f.encoding !== TWILIO_MEDIA_FORMAT.encoding || f.sampleRate !== 8000 || f.channels !== 1) {
@@ -160,12 +115,12 @@ const SID_HINT = /^[A-Za-z0-9_-]{1,64}$/;
  * format or a missing field): its error events then name the call instead of an empty callSid. Only plausible SIDs
  * are taken (letters, digits, `_`, `-`, at most 64), and string custom parameters. Null when nothing is known.
  */
-export function identityHint(text: string): { callSid: string; streamSid: string; customParameters: Record<string, string> } | null {
+function identityHint(text: string): IdentityHint | null {
   return startIdentityHint(text, SID_HINT, (top, start) => ({ callSid: [start.callSid], streamSid: [top.streamSid, start.streamSid], parameters: start.customParameters }));
 }
 
 /** A validated Twilio message as a provider-neutral one. */
-export function fromTwilio(msg: TwilioMessage): InboundMessage {
+function fromTwilio(msg: TwilioMessage): InboundMessage {
   switch (msg.event) {
     case 'connected':
       return { event: 'connected' };
@@ -196,11 +151,16 @@ export function fromTwilio(msg: TwilioMessage): InboundMessage {
   }
 }
 
+const MEDIA_KEYS: MediaKeys = { sequence: 'sequenceNumber', stream: 'streamSid', timed: true };
+
 /** Twilio Media Streams as a MediaTransport. */
 export const twilioTransport: MediaTransport = {
   name: 'twilio',
   label: 'Twilio Media Streams',
-  parse: (text) => fromTwilio(parseTwilioMessage(text)),
+  parse(text) {
+    const raw = parseJsonObject(text);
+    return (raw.event === 'media' && fastMediaChunk(raw, MEDIA_KEYS)) || fromTwilio(validateTwilio(raw));
+  },
   identityHint,
   checkUpgrade(req: IncomingMessage, ctx: UpgradeContext): UpgradeCheck {
     const sig = ctx.guard.check(req, 'ws');

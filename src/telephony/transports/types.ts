@@ -6,6 +6,8 @@
  * gains one when a feature first sends something (e.g. a `clear` on barge-in).
  */
 import type { IncomingMessage } from 'node:http';
+import { z } from 'zod';
+import { CallmoodError, ErrorCodes } from '../../errors.js';
 import type { Track } from '../../stream/events.js';
 import type { Logger } from '../../util/log.js';
 import type { SignatureGuard } from '../signature.js';
@@ -138,6 +140,76 @@ export function startIdentityHint(
     for (const [k, v] of Object.entries(cp)) if (typeof v === 'string' && k.length <= 128 && v.length <= 1024) customParameters[k] = v;
   }
   return { callSid, streamSid, customParameters };
+}
+
+/** A count as the providers send it: digits in a string, or a non-negative integer. `toCount` is the same rule by hand. */
+export const numeric = z.union([z.string().regex(/^\d+$/), z.number().int().nonnegative()]).transform(Number);
+
+/** `numeric`'s rule without zod, for the media fast path: the count, or undefined when `v` is not one. */
+function toCount(v: unknown): number | undefined {
+  if (typeof v === 'string') return /^\d+$/.test(v) ? Number(v) : undefined;
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : undefined;
+}
+
+/** Parses one text message as a JSON object. Throws PROTOCOL (bad JSON, not an object). */
+export function parseJsonObject(text: string): Record<string, unknown> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new CallmoodError(ErrorCodes.PROTOCOL, `message is not valid JSON (${text.length} bytes, starts ${JSON.stringify(text.slice(0, 40))})`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new CallmoodError(ErrorCodes.PROTOCOL, 'message is not a JSON object');
+  return raw as Record<string, unknown>;
+}
+
+/**
+ * Validates a parsed message by the schema of its `event`. Throws PROTOCOL naming an unknown event and the ones
+ * allowed, or each field that is wrong (`invalid ${what}'event' message: path: issue`).
+ */
+export function validateEvent<S extends Record<string, z.ZodTypeAny>>(raw: Record<string, unknown>, schemas: S, what = ''): z.output<S[keyof S]> {
+  const event = raw.event;
+  if (typeof event !== 'string' || !(event in schemas)) {
+    throw new CallmoodError(ErrorCodes.PROTOCOL, `unknown event ${JSON.stringify(event)}; expected one of ${Object.keys(schemas).join(', ')}`);
+  }
+  const parsed = schemas[event as keyof S].safeParse(raw);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new CallmoodError(ErrorCodes.PROTOCOL, `invalid ${what}'${event}' message: ${issues}`);
+  }
+  return parsed.data;
+}
+
+/** Where a provider puts a `media` message's envelope fields, and whether its timestamp is in ms and required. */
+export interface MediaKeys {
+  sequence: string;
+  stream: string;
+  /** True: `media.timestamp` is required and is the chunk's `timestampMs`; false: it is optional and not used. */
+  timed: boolean;
+}
+
+/**
+ * `media` is 50 messages a second per track on every call: checked by hand, field by field, with the rules of the
+ * provider's schema (track inbound|outbound, payload a string, counts as `numeric`, the stream id a string), and
+ * turned straight into a MediaChunk. Anything unusual returns null and goes through the schema, which then says
+ * exactly what is wrong.
+ */
+export function fastMediaChunk(raw: Record<string, unknown>, keys: MediaKeys): MediaChunk | null {
+  const m = raw.media as Record<string, unknown> | undefined;
+  if (typeof m !== 'object' || m === null) return null;
+  const track = m.track;
+  if (track !== 'inbound' && track !== 'outbound') return null;
+  const payload = m.payload;
+  if (typeof payload !== 'string') return null;
+  const timestamp = m.timestamp === undefined ? undefined : toCount(m.timestamp);
+  if (timestamp === undefined && (keys.timed || m.timestamp !== undefined)) return null;
+  if (m.chunk !== undefined && toCount(m.chunk) === undefined) return null;
+  const seq = raw[keys.sequence];
+  const sequence = seq === undefined ? undefined : toCount(seq);
+  if (seq !== undefined && sequence === undefined) return null;
+  const stream = raw[keys.stream];
+  if (stream !== undefined && typeof stream !== 'string') return null;
+  return keys.timed ? { event: 'media', sequence, track, timestampMs: timestamp, payload } : { event: 'media', sequence, track, payload };
 }
 
 /** One provider's media-stream protocol. */
