@@ -11,17 +11,18 @@ import {
   DEFAULT_QUEUE_PREFIX,
   DEFAULT_STALLED_INTERVAL_MS,
   MAX_STALLED,
+  REDIS_URL_ALLOWED,
   connectRedis,
   describeFailed,
   queueCounts,
-  redactUrl,
   replayQueue,
   startQueueWorker,
 } from '../replay/queue.js';
+import { redactUrl } from '../util/redis-url.js';
 import { prefixOption, redisUrl } from './replay-queue.js';
 
 const redisOption = () =>
-  new Option('--redis <url>', 'the Redis of the replay queue, redis://[user:password@]host:port[/db] (or rediss://) (default: CALLMOOD_REDIS_URL)').argParser(redisUrl('--redis'));
+  new Option('--redis <url>', `the Redis of the replay queue, ${REDIS_URL_ALLOWED} (default: CALLMOOD_REDIS_URL)`).argParser(redisUrl('--redis'));
 
 /** --redis, else CALLMOOD_REDIS_URL (checked as --redis is), else a usage error. */
 function redisOf(given: string | undefined): string {

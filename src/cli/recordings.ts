@@ -1,12 +1,18 @@
 /**
  * What `callmood replay` shares with its queue mode (./replay-queue.ts): which files of a folder are recordings,
- * report file names, the policy a replay runs, and the command's options.
+ * report file names, the replay settings and policy the flags give, the index page, and the command's options.
  */
+import { statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { extname, join, relative, sep } from 'node:path';
+import { CallmoodError, ErrorCodes } from '../errors.js';
 import { resolvePackagePath } from '../config/load.js';
-import type { CallmoodOptionsInput } from '../config/options.js';
-import { RAW_G711_EXTENSIONS } from '../audio/read.js';
+import { DEFAULT_OPTIONS, type CallmoodOptionsInput } from '../config/options.js';
+import { DEFAULT_RAW_AUDIO, RAW_G711_EXTENSIONS } from '../audio/read.js';
+import { DEFAULT_CHANNEL_SPEC } from '../replay/channels.js';
+import { reportAngerThreshold } from '../replay/policy.js';
+import type { RunSettings } from '../replay/run.js';
+import { renderSummaryPage, type SummaryRow } from '../report/summary-page.js';
 
 /** `replay --queue` and its companions. */
 export interface QueueCliOptions {
@@ -89,3 +95,39 @@ export function replayPolicyFile(flag: string | boolean | undefined, config: Cal
   return resolvePackagePath(config.policy?.file ?? 'config/policy.json');
 }
 
+
+/** Whether a path given is a folder; a FILE_READ error when it is neither a file nor a folder. */
+export function isFolder(target: string): boolean {
+  try {
+    return statSync(target).isDirectory();
+  } catch (err) {
+    throw new CallmoodError(ErrorCodes.FILE_READ, `${target}: no such file or folder`, { cause: err });
+  }
+}
+
+/** The error for paths that hold no recording: `what` (`PATH: no recordings…`), what was looked for and what was skipped. */
+export function noRecordings(what: string, skipped: readonly SkippedFile[]): CallmoodError {
+  return new CallmoodError(ErrorCodes.FILE_READ, `${what} (looked for ${AUDIO_EXTENSIONS.join(' ')}${skipped.length ? `; skipped ${skipped.length} other file(s), e.g. ${skipped[0].name}` : ''})`);
+}
+
+/** The replay options the flags give over a serve config's stream settings (as that server would hear the calls). */
+export function replayOptionsOf(o: ReplayCliOptions, config: CallmoodOptionsInput) {
+  return {
+    channels: o.channels ?? null,
+    stream: { ...DEFAULT_OPTIONS.stream, ...(config.stream as object | undefined) },
+    raw: { sampleRate: o.rawRate ?? DEFAULT_RAW_AUDIO.sampleRate, channels: o.rawChannels ?? DEFAULT_RAW_AUDIO.channels },
+  };
+}
+
+/** index.html of a run: a row per recording, the model, policy and channels it ran with, and the files skipped. */
+export function renderIndex(rows: SummaryRow[], title: string, settings: RunSettings, channels: string | undefined, skipped: readonly SkippedFile[]): string {
+  return renderSummaryPage(rows, title, {
+    meta: {
+      model: settings.modelDir,
+      policy: settings.policyFile ? `${settings.policyFile} (dry run)` : 'none',
+      channels: channels ?? `${DEFAULT_CHANNEL_SPEC} (default)`,
+    },
+    skipped,
+    anger: reportAngerThreshold(settings.policyFile),
+  });
+}

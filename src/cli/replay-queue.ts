@@ -9,45 +9,51 @@ import cliProgress from 'cli-progress';
 import { jsonTarget, openJsonOutput, integer } from './args.js';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import { loadConfigFile } from '../config/load.js';
-import { DEFAULT_OPTIONS, type CallmoodOptionsInput } from '../config/options.js';
-import { DEFAULT_RAW_AUDIO } from '../audio/read.js';
-import { DEFAULT_CHANNEL_SPEC, parseChannelSpec } from '../replay/channels.js';
+import { DEFAULT_OPTIONS, resolveOptions, type CallmoodOptionsInput } from '../config/options.js';
+import { redactUrl } from '../util/redis-url.js';
+import { parseChannelSpec } from '../replay/channels.js';
 import { checkSettings, type RunSettings } from '../replay/run.js';
-import { reportAngerThreshold } from '../replay/policy.js';
-import { renderSummaryPage, type SummaryRow } from '../report/summary-page.js';
+import type { SummaryRow } from '../report/summary-page.js';
 import {
   DEFAULT_ATTEMPTS,
   DEFAULT_QUEUE_PREFIX,
   PREFIX_ALLOWED,
-  PREFIX_PATTERN,
   REDIS_URL_ALLOWED,
-  REDIS_URL_PATTERN,
   batchStatus,
   connectRedis,
   describeFailed,
   enqueueReplays,
   fetchJobs,
-  redactUrl,
   replayQueue,
   type BatchStatus,
   type FailedJob,
   type QueueItem,
   type QueueJobData,
 } from '../replay/queue.js';
-import { AUDIO_EXTENSIONS, listRecordings, replayPolicyFile, reportFileName, type QueueCliOptions, type ReplayCliOptions, type SkippedFile } from './recordings.js';
+import { isFolder, listRecordings, noRecordings, renderIndex, replayOptionsOf, replayPolicyFile, reportFileName, type QueueCliOptions, type ReplayCliOptions, type SkippedFile } from './recordings.js';
 
 /** The options `replay` has for the queue. */
 export type { QueueCliOptions };
 
+/** Whether `redis` passes the configuration's own check of its `redis` option (config/options.ts holds the patterns). */
+function validRedisOption(redis: { url?: string; prefix?: string }): boolean {
+  try {
+    resolveOptions({ validateSignatures: false, redis }, {});
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A Redis URL option's value, or a usage error saying what is allowed. */
 export const redisUrl = (name: string) => (v: string): string => {
-  if (!REDIS_URL_PATTERN.test(v)) throw new InvalidArgumentError(`${name} must be ${REDIS_URL_ALLOWED}, got '${redactUrl(v)}'`);
+  if (!validRedisOption({ url: v })) throw new InvalidArgumentError(`${name} must be ${REDIS_URL_ALLOWED}, got '${redactUrl(v)}'`);
   return v;
 };
 
 /** A key prefix option's value. */
 export const keyPrefix = (v: string): string => {
-  if (!PREFIX_PATTERN.test(v)) throw new InvalidArgumentError(`--prefix must be ${PREFIX_ALLOWED}, got '${v}'`);
+  if (!validRedisOption({ prefix: v })) throw new InvalidArgumentError(`--prefix must be ${PREFIX_ALLOWED}, got '${v}'`);
   return v;
 };
 
@@ -68,13 +74,7 @@ async function collect(targets: string[]): Promise<{ recordings: { path: string;
   const recordings: { path: string; name: string }[] = [];
   const skipped: SkippedFile[] = [];
   for (const target of targets) {
-    let isDir: boolean;
-    try {
-      isDir = statSync(target).isDirectory();
-    } catch (err) {
-      throw new CallmoodError(ErrorCodes.FILE_READ, `${target}: no such file or folder`, { cause: err });
-    }
-    if (!isDir) {
+    if (!isFolder(target)) {
       recordings.push({ path: resolve(target), name: basename(target) });
       continue;
     }
@@ -83,7 +83,7 @@ async function collect(targets: string[]): Promise<{ recordings: { path: string;
     skipped.push(...listed.skipped);
   }
   if (recordings.length === 0) {
-    throw new CallmoodError(ErrorCodes.FILE_READ, `${targets.join(' ')}: no recordings (looked for ${AUDIO_EXTENSIONS.join(' ')}${skipped.length ? `; skipped ${skipped.length} other file(s), e.g. ${skipped[0].name}` : ''})`);
+    throw noRecordings(`${targets.join(' ')}: no recordings`, skipped);
   }
   return { recordings, skipped };
 }
@@ -97,11 +97,7 @@ export async function replayToQueue(targets: string[], o: ReplayCliOptions): Pro
   if (!o.reportDir) throw new CallmoodError(ErrorCodes.INVALID_OPTION, '--queue needs --report-dir DIR: where the workers write each recording\'s report and events (a folder they all see at that path)');
   const summaryTo = jsonTarget(o.json);
   const config: CallmoodOptionsInput = o.config ? loadConfigFile(o.config) : {};
-  const replay = {
-    channels: o.channels ?? null,
-    stream: { ...DEFAULT_OPTIONS.stream, ...(config.stream as object | undefined) },
-    raw: { sampleRate: o.rawRate ?? DEFAULT_RAW_AUDIO.sampleRate, channels: o.rawChannels ?? DEFAULT_RAW_AUDIO.channels },
-  };
+  const replay = replayOptionsOf(o, config);
   const givenModel = o.model ?? (config.modelDir as string | undefined);
   // A path given here is made absolute; the shipped model and policy are each worker's own.
   const modelDir = givenModel ? resolve(givenModel) : DEFAULT_OPTIONS.modelDir;
@@ -227,15 +223,7 @@ function writeIndex(
     return { name: data.name, href: null, status: 'failed', error: code.startsWith('CALLMOOD_ERR_') ? { code, message: rest.join(': ') } : { code: ErrorCodes.INTERNAL, message: j?.failedReason ?? '' } };
   });
   const title = targets.length === 1 ? basename(resolve(targets[0])) : `${targets.length} paths`;
-  const html = renderSummaryPage(rows, title, {
-    meta: {
-      model: settings.modelDir,
-      policy: settings.policyFile ? `${settings.policyFile} (dry run)` : 'none',
-      channels: channels ?? `${DEFAULT_CHANNEL_SPEC} (default)`,
-    },
-    skipped,
-    anger: reportAngerThreshold(settings.policyFile),
-  });
+  const html = renderIndex(rows, title, settings, channels, skipped);
   const tmp = join(reportDir, `.index.html.${process.pid}.tmp`);
   writeFileSync(tmp, html);
   renameSync(tmp, join(reportDir, 'index.html'));

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Command } from 'commander';
@@ -8,14 +8,13 @@ import { CallmoodError, ErrorCodes } from '../errors.js';
 import { loadConfigFile } from '../config/load.js';
 import { DEFAULT_OPTIONS } from '../config/options.js';
 import { clock, pct } from '../report/html.js';
-import { renderSummaryPage, type SummaryRow } from '../report/summary-page.js';
+import type { SummaryRow } from '../report/summary-page.js';
 import { parseChannelSpec, DEFAULT_CHANNEL_SPEC } from '../replay/channels.js';
 import { DEFAULT_RAW_AUDIO, RAW_G711_EXTENSIONS } from '../audio/read.js';
 import type { Track } from '../stream/events.js';
-import { reportAngerThreshold } from '../replay/policy.js';
 import { runReplays, type JobOutcome, type ReplayJob, type RunSettings } from '../replay/run.js';
 import { queueOptions, replayToQueue } from './replay-queue.js';
-import { AUDIO_EXTENSIONS, listRecordings, replayPolicyFile, reportFileName, type ReplayCliOptions } from './recordings.js';
+import { isFolder, listRecordings, noRecordings, renderIndex, replayOptionsOf, replayPolicyFile, reportFileName, type ReplayCliOptions } from './recordings.js';
 
 export { AUDIO_EXTENSIONS, listRecordings, reportFileName, replayPolicyFile, type ReplayCliOptions, type SkippedFile } from './recordings.js';
 
@@ -105,21 +104,12 @@ async function replay(target: string, o: ReplayCliOptions): Promise<number> {
   const jsonTo = jsonTarget(o.json);
   if (o.channels !== undefined) parseChannelSpec(o.channels);
   if (o.report && o.reportDir) throw new CallmoodError(ErrorCodes.INVALID_OPTION, '--report and --report-dir: give one (--report for one recording, --report-dir for a folder)');
-  let isDir: boolean;
-  try {
-    isDir = statSync(target).isDirectory();
-  } catch (err) {
-    throw new CallmoodError(ErrorCodes.FILE_READ, `${target}: no such file or folder`, { cause: err });
-  }
+  const isDir = isFolder(target);
   if (isDir && o.report) throw new CallmoodError(ErrorCodes.INVALID_OPTION, `${target} is a folder: use --report-dir DIR (a report per recording, and index.html), not --report`);
   const config = o.config ? loadConfigFile(o.config) : {};
   const settings: RunSettings = {
     modelDir: o.model ?? (config.modelDir as string | undefined) ?? DEFAULT_OPTIONS.modelDir,
-    replay: {
-      channels: o.channels ?? null,
-      stream: { ...DEFAULT_OPTIONS.stream, ...(config.stream as object | undefined) },
-      raw: { sampleRate: o.rawRate ?? DEFAULT_RAW_AUDIO.sampleRate, channels: o.rawChannels ?? DEFAULT_RAW_AUDIO.channels },
-    },
+    replay: replayOptionsOf(o, config),
     // As `serve` would: the flag, else the config's policy, else the shipped one.
     policyFile: replayPolicyFile(o.policy, config),
     keepEvents: jsonTo !== null,
@@ -128,7 +118,7 @@ async function replay(target: string, o: ReplayCliOptions): Promise<number> {
   const files = listed.recordings;
   const { skipped } = listed;
   if (files.length === 0) {
-    throw new CallmoodError(ErrorCodes.FILE_READ, `${target}: no recordings in this folder (looked for ${AUDIO_EXTENSIONS.join(' ')}${skipped.length ? `; skipped ${skipped.length} other file(s), e.g. ${skipped[0].name}` : ''})`);
+    throw noRecordings(`${target}: no recordings in this folder`, skipped);
   }
 
   const cannot = (what: string, err: unknown) =>
@@ -191,21 +181,10 @@ async function replay(target: string, o: ReplayCliOptions): Promise<number> {
   if (reportDir) {
     const rows: SummaryRow[] = outcomes.map((x, i) =>
       x.ok
-        ? { name: x.name, href: basenameOf(jobs[i].reportPath!), status: 'ok', digest: x.digest }
+        ? { name: x.name, href: basename(jobs[i].reportPath!), status: 'ok', digest: x.digest }
         : { name: x.name, href: null, status: 'failed', error: x.error },
     );
-    writeFileSync(
-      join(reportDir, 'index.html'),
-      renderSummaryPage(rows, basename(resolve(target)), {
-        meta: {
-          model: settings.modelDir,
-          policy: settings.policyFile ? `${settings.policyFile} (dry run)` : 'none',
-          channels: o.channels ?? `${DEFAULT_CHANNEL_SPEC} (default)`,
-        },
-        skipped,
-        anger: reportAngerThreshold(settings.policyFile),
-      }),
-    );
+    writeFileSync(join(reportDir, 'index.html'), renderIndex(rows, basename(resolve(target)), settings, o.channels, skipped));
   }
   process.stderr.write(
     `replayed ${outcomes.length - failed} of ${outcomes.length} recording(s), ${clock(audioMs)} of calls${failed > 0 ? `; ${failed} failed` : ''}` +
@@ -215,8 +194,4 @@ async function replay(target: string, o: ReplayCliOptions): Promise<number> {
   for (const f of skipped.slice(0, SKIPPED_SHOWN)) process.stderr.write(`  skipped ${f.name}: ${f.reason}\n`);
   if (skipped.length > SKIPPED_SHOWN) process.stderr.write(`  … and ${skipped.length - SKIPPED_SHOWN} more skipped${reportDir ? ' (all are listed in index.html)' : ''}\n`);
   return failed > 0 ? 1 : 0;
-}
-
-function basenameOf(p: string): string {
-  return p.split(/[\\/]/).pop() ?? p;
 }

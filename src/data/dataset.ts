@@ -254,8 +254,7 @@ function featureWorkerLost(err: unknown): unknown {
   const end = err.end;
   if (end.cause === 'crashed') return end.error;
   if (end.cause === 'closed') return new CallmoodError(ErrorCodes.CLOSED, 'feature worker pool closed');
-  const why = end.cause === 'exited' ? `exited with code ${end.code}` : describeEnd(end);
-  return new CallmoodError(ErrorCodes.INVALID_OPTION, `feature worker ${why}`, { permanent: false });
+  return new CallmoodError(ErrorCodes.INVALID_OPTION, `feature worker ${describeEnd(end)}`, { permanent: false });
 }
 
 /** A job's result as the worker sent it, or its error as a CallmoodError. */

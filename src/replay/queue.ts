@@ -23,16 +23,18 @@ import { z } from 'zod';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import type { CallDigest } from '../report/digest.js';
 import { resolvePackagePath } from '../config/load.js';
+import { DEFAULT_OPTIONS } from '../config/options.js';
+import { redactUrl } from '../util/redis-url.js';
 import { startReplayThread, type JobOutcome, type ReplayThread, type RunSettings } from './run.js';
 
 /** The queue's name under the key prefix: keys are `PREFIX:replay:…`. */
 export const QUEUE_NAME = 'replay';
-export const DEFAULT_QUEUE_PREFIX = 'callmood';
-/** What a Redis URL may look like (as the `redis.url` option), said in usage errors. */
+/** The `redis.prefix` option's default. */
+export const DEFAULT_QUEUE_PREFIX = DEFAULT_OPTIONS.redis.prefix;
+/** What a Redis URL may look like (as the `redis.url` option, which config/options.ts checks), said in usage errors. */
 export const REDIS_URL_ALLOWED = 'redis://[user:password@]host:port[/db] (or rediss://)';
-export const REDIS_URL_PATTERN = /^rediss?:\/\/[^\s/?#]+(\/\d{1,2})?$/;
+/** What a key prefix may be (as the `redis.prefix` option). */
 export const PREFIX_ALLOWED = 'letters, digits, _ . : - (1 to 64 characters)';
-export const PREFIX_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 /** Defaults of a worker's lock: see {@link QueueWorkerOptions}. */
 export const DEFAULT_LOCK_DURATION_MS = 30_000;
@@ -43,9 +45,6 @@ export const MAX_STALLED = 2;
 export const DEFAULT_ATTEMPTS = 3;
 /** Finished jobs are kept this long: while kept, enqueuing the same file again adds nothing. */
 export const KEEP_FINISHED_S = 7 * 24 * 3600;
-
-/** A URL without its password, for messages. */
-export const redactUrl = (url: string): string => url.replace(/\/\/([^@/]*)@/, '//***@');
 
 /** How the policy file reaches a worker: the shipped one is looked up in the worker's own installation. */
 const policySchema = z.union([z.null(), z.literal('shipped'), z.strictObject({ file: z.string().min(1) })]);
@@ -348,8 +347,8 @@ export function startQueueWorker(redis: Redis, prefix: string, o: QueueWorkerOpt
     if (!parsed.success) throw new UnrecoverableError(`${ErrorCodes.INVALID_OPTION}: job ${job.id} is not a replay job this callmood reads: ${parsed.error.issues[0]?.message}`);
     const d = parsed.data;
     o.log(`active ${d.name} job ${job.id} attempt ${job.attemptsMade + 1}/${job.opts.attempts ?? 1}`);
-    await mkdir(dirname(d.reportPath), { recursive: true });
-    await mkdir(dirname(d.eventsPath), { recursive: true });
+    // The report and its events are written side by side: one folder to make, most often.
+    for (const dir of new Set([dirname(d.reportPath), dirname(d.eventsPath)])) await mkdir(dir, { recursive: true });
     const reportTmp = tempBeside(d.reportPath);
     const eventsTmp = tempBeside(d.eventsPath);
     try {

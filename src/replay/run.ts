@@ -176,16 +176,16 @@ export async function runReplays(jobs: readonly ReplayJob[], settings: RunSettin
   // is replaced, up to 3 times a slot. More deaths, or a replacement that cannot start, stop the run: the lanes take
   // no more jobs (those running finish) and the run rejects with why.
   const wasReady = new Array<boolean>(workers).fill(false);
-  const deaths = new Array<number>(workers).fill(0);
-  const pool = replayPool(settings, workers, { max: 3, resetOnAnswer: false, allow: (end, slot) => end.cause !== 'refused' && wasReady[slot] });
+  const max = 3;
+  const pool = replayPool(settings, workers, { max, resetOnAnswer: false, allow: (end, slot) => end.cause !== 'refused' && wasReady[slot] });
   let stop: unknown = null;
   pool.on('started', (t) => (wasReady[t.slot] = false));
   pool.on('ready', (t) => (wasReady[t.slot] = true));
   pool.on('gone', (end, slot, restarting) => {
-    deaths[slot]++;
     if (restarting) return;
     if (end.cause === 'refused' || !wasReady[slot]) stop ??= startError(new ThreadGoneError(end, slot));
-    else stop ??= new CallmoodError(ErrorCodes.INTERNAL, `replay workers died ${deaths[slot]} times; stopping`);
+    // Restarts allowed, none left: the slot's deaths (never forgiven) went past `max`.
+    else stop ??= new CallmoodError(ErrorCodes.INTERNAL, `replay workers died ${max + 1} times; stopping`);
   });
   try {
     await pool.start().catch((err: unknown) => Promise.reject(startError(err)));
@@ -259,8 +259,7 @@ function replayPool(settings: RunSettings, threads: number, restart?: RestartOpt
 function startError(err: unknown): unknown {
   if (!(err instanceof ThreadGoneError)) return err;
   if (err.end.cause === 'crashed' || err.end.cause === 'refused') return err.end.error;
-  const why = err.end.cause === 'exited' ? `exited with code ${err.end.code}` : describeEnd(err.end);
-  return new CallmoodError(ErrorCodes.INTERNAL, `the replay worker ${why} while starting`);
+  return new CallmoodError(ErrorCodes.INTERNAL, `the replay worker ${describeEnd(err.end)} while starting`);
 }
 
 /**

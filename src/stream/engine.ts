@@ -13,7 +13,7 @@
 import type { Worker } from 'node:worker_threads';
 import { EventEmitter } from 'eventemitter3';
 import { CallmoodError, ErrorCodes, type ErrorCode } from '../errors.js';
-import { ThreadGoneError, WorkerPool, type ThreadEnd } from '../util/worker-pool.js';
+import { describeEnd, ThreadGoneError, WorkerPool, type ThreadEnd } from '../util/worker-pool.js';
 import { initBackend } from '../model/backend.js';
 import { loadModel, type ModelMetadata } from '../model/io.js';
 import { predictWindows } from '../model/predict.js';
@@ -139,12 +139,11 @@ function whyGone(end: ThreadEnd): string {
       return end.reason;
     case 'refused':
       return `inference worker could not load the model: ${end.error instanceof Error ? end.error.message : String(end.error)}`;
-    case 'crashed':
-      return `inference worker crashed: ${end.error.message}`;
-    case 'exited':
-      return `inference worker exited with code ${end.code}`;
     case 'closed':
       return 'inference worker closed';
+    default:
+      // `crashed: …`, `exited with code N`
+      return `inference worker ${describeEnd(end)}`;
   }
 }
 
@@ -279,7 +278,8 @@ export class WorkerEngine extends EventEmitter<{ health: [EngineHealth] }> imple
 
   predict(x: Float32Array, n: number): Promise<Float32Array> {
     if (this.closed) return Promise.reject(new CallmoodError(ErrorCodes.CLOSED, 'inference worker used after close()'));
-    if (this.pool.health().ready === 0) {
+    // No ready worker (the status mirrors the pool's): refused at once, without a health snapshot per batch.
+    if (!this.healthy) {
       const why = this.status === 'failed' ? `the inference worker failed and was not restarted (${this.lastError})` : 'the inference worker is restarting';
       return Promise.reject(new CallmoodError(ErrorCodes.INFERENCE, `${why}; the window was not scored`));
     }
