@@ -260,6 +260,11 @@ export const DEFAULT_OPTIONS: Readonly<CallmoodOptions> = deepFreeze({
 // Schema: each leaf carries the text of its allowed range, used in the error message.
 // ---------------------------------------------------------------------------------------------------------------
 
+/** What a Redis URL may look like (the `redis.url` option; the queue commands' `--redis`, `--queue` say it too). */
+export const REDIS_URL_ALLOWED = 'redis://[user:password@]host:port[/db] (or rediss://)';
+/** What a key prefix may be (the `redis.prefix` option, and `--prefix`). */
+export const REDIS_PREFIX_ALLOWED = 'letters, digits, _ . : - (1 to 64 characters)';
+
 const ALLOWED = Symbol('allowed');
 type WithAllowed = z.ZodType & { [ALLOWED]?: string };
 
@@ -365,8 +370,8 @@ const schema = z.strictObject({
   // Checked by resolveWebhookOptions, whose errors name the endpoint and the field.
   webhooks: z.unknown(),
   redis: z.strictObject({
-    url: allowed(z.string().regex(/^rediss?:\/\/[^\s/?#]+(\/\d{1,2})?$/).nullable(), 'null or redis://[user:password@]host:port[/db] (or rediss://)'),
-    prefix: allowed(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/), 'letters, digits, _ . : - (1 to 64 characters)'),
+    url: allowed(z.string().regex(/^rediss?:\/\/[^\s/?#]+(\/\d{1,2})?$/).nullable(), `null or ${REDIS_URL_ALLOWED}`),
+    prefix: allowed(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/), REDIS_PREFIX_ALLOWED),
     eventsMaxLen: int(1000, 100_000_000),
     catchUpMs: int(0, 3_600_000, 'ms'),
     bufferMaxEvents: int(0, 10_000_000),

@@ -23,7 +23,7 @@ import { z } from 'zod';
 import { CallmoodError, ErrorCodes } from '../errors.js';
 import type { CallDigest } from '../report/digest.js';
 import { resolvePackagePath } from '../config/load.js';
-import { DEFAULT_OPTIONS } from '../config/options.js';
+import { DEFAULT_OPTIONS, REDIS_PREFIX_ALLOWED, REDIS_URL_ALLOWED } from '../config/options.js';
 import { redactUrl } from '../util/redis-url.js';
 import { startReplayThread, type JobOutcome, type ReplayThread, type RunSettings } from './run.js';
 
@@ -31,10 +31,7 @@ import { startReplayThread, type JobOutcome, type ReplayThread, type RunSettings
 export const QUEUE_NAME = 'replay';
 /** The `redis.prefix` option's default. */
 export const DEFAULT_QUEUE_PREFIX = DEFAULT_OPTIONS.redis.prefix;
-/** What a Redis URL may look like (as the `redis.url` option, which config/options.ts checks), said in usage errors. */
-export const REDIS_URL_ALLOWED = 'redis://[user:password@]host:port[/db] (or rediss://)';
-/** What a key prefix may be (as the `redis.prefix` option). */
-export const PREFIX_ALLOWED = 'letters, digits, _ . : - (1 to 64 characters)';
+export { REDIS_URL_ALLOWED, REDIS_PREFIX_ALLOWED as PREFIX_ALLOWED };
 
 /** Defaults of a worker's lock: see {@link QueueWorkerOptions}. */
 export const DEFAULT_LOCK_DURATION_MS = 30_000;
