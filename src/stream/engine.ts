@@ -278,8 +278,9 @@ export class WorkerEngine extends EventEmitter<{ health: [EngineHealth] }> imple
 
   predict(x: Float32Array, n: number): Promise<Float32Array> {
     if (this.closed) return Promise.reject(new CallmoodError(ErrorCodes.CLOSED, 'inference worker used after close()'));
-    // No ready worker (the status mirrors the pool's): refused at once, without a health snapshot per batch.
-    if (!this.healthy) {
+    // No ready worker: refused at once. The pool's own count, not the engine's mirrored status, which follows it by an
+    // event and would let a batch through to a thread that is already gone.
+    if (this.pool.health().ready === 0) {
       const why = this.status === 'failed' ? `the inference worker failed and was not restarted (${this.lastError})` : 'the inference worker is restarting';
       return Promise.reject(new CallmoodError(ErrorCodes.INFERENCE, `${why}; the window was not scored`));
     }
