@@ -116,7 +116,7 @@ test('three nodes: a consumer on node A follows a call on node C, catching up on
   }
 });
 
-test('three nodes with a CRM: a node SIGKILLed mid-call while the CRM is down, never restarted; once the CRM is back the others deliver every event it had put in the outbox, in order per call, signed', async () => {
+test('three nodes with a CRM: a node SIGKILLed mid-call while the CRM is down, never restarted; once the CRM is back the others deliver every event it had put in the outbox, in order per call, signed, then end its calls as node-lost', async () => {
   const SECRET = 'redis-nodes-crm-secret-0123456789';
   const crm = new FakeCrm(SECRET);
   let up = false;
@@ -126,7 +126,7 @@ test('three nodes with a CRM: a node SIGKILLed mid-call while the CRM is down, n
   const config = {
     engine: 'in-process',
     policy: { enabled: false },
-    redis: { url: redis.url, prefix, leaseMs: 1500, catchUpMs: 0 },
+    redis: { url: redis.url, prefix, leaseMs: 1500, catchUpMs: 0, nodeTtlMs: 2000 },
     webhooks: { endpoints: [{ name: 'crm', url: crm.url, secretEnv: 'CRM_SECRET', events: ['call-start', 'speech-start', 'speech-end', 'emotion', 'call-end'], backoff: { baseMs: 100, maxMs: 400 } }] },
   };
   const nodes: ServeProcess[] = [];
@@ -143,6 +143,10 @@ test('three nodes with a CRM: a node SIGKILLed mid-call while the CRM is down, n
     );
     const killed = nodes[2];
     const killedSids = calls.filter((c) => c.node === 2).map((c) => c.sid);
+    // A consumer on node A follows one of node C's calls: it must see that call end although C never says so.
+    const onA: CallmoodEvent[] = [];
+    const follower = await followEvents(`ws://127.0.0.1:${nodes[0].port}/events`, { token: FEED, callSid: killedSids[0], onEvent: (e) => onA.push(e) });
+    const killedNode = (await health(killed.url)).redis.node as string;
     // Three seconds into the calls node C has put call-starts and emotions in the outbox, and the CRM refused them all.
     await waitFor(() => crm.received.filter((r) => killedSids.includes(r.callSid)).length >= 4, 'attempts of node C\'s calls at the CRM', 20_000);
     await new Promise((r) => setTimeout(r, 1500));
@@ -154,8 +158,9 @@ test('three nodes with a CRM: a node SIGKILLed mid-call while the CRM is down, n
     const outboxed = new Map<string, string[]>();
     for (const key of keys.filter((k) => /:p\d+$/.test(k))) {
       for (const [, fields] of (await client.xrange(key, '-', '+')) as [string, string[]][]) {
-        const body = JSON.parse(fields[fields.indexOf('body') + 1] ?? '{}') as { id: string; callSid: string };
-        if (killedSids.includes(body.callSid)) outboxed.set(body.callSid, [...(outboxed.get(body.callSid) ?? []), body.id]);
+        const body = JSON.parse(fields[fields.indexOf('body') + 1] ?? '{}') as { id: string; callSid: string; type: string };
+        // A survivor's node-lost call-end may already be there, after C's own events: it is checked below.
+        if (killedSids.includes(body.callSid) && body.type !== 'call-end') outboxed.set(body.callSid, [...(outboxed.get(body.callSid) ?? []), body.id]);
       }
     }
     for (const sid of killedSids) assert.ok((outboxed.get(sid)?.length ?? 0) >= 3, `node C's call ${sid} had ${outboxed.get(sid)?.length ?? 0} events in the outbox`);
@@ -170,12 +175,29 @@ test('three nodes with a CRM: a node SIGKILLed mid-call while the CRM is down, n
     for (const sid of killedSids) {
       const got = delivered(sid);
       assert.ok(got.every((r) => r.signatureOk), `unsigned or badly signed deliveries for ${sid}`);
-      // In order: the first delivery of each event follows the outbox order.
-      const firsts = [...new Set(got.map((r) => r.id))];
-      assert.deepEqual(firsts, outboxed.get(sid), `call ${sid}: delivered out of order`);
-      const dups = got.length - firsts.length;
-      console.log(`call ${sid} of the killed node: ${firsts.length} events delivered by the survivors, ${dups} duplicate(s)`);
+      // In order: the first delivery of each event follows the outbox order, and the call ends last, as node-lost.
+      await waitFor(() => delivered(sid).some((r) => r.type === 'call-end'), `the node-lost call-end of ${sid} at the CRM`, 20_000);
+      const firsts = [...new Set(delivered(sid).map((r) => r.id))];
+      assert.deepEqual(firsts.slice(0, -1), outboxed.get(sid), `call ${sid}: delivered out of order`);
+      const end = delivered(sid).find((r) => r.type === 'call-end')!;
+      assert.equal(end.id, firsts.at(-1), `call ${sid}: its call-end was not the last event delivered`);
+      const ended = (JSON.parse(end.raw) as { event: CallmoodEvent }).event;
+      assert.ok(ended.type === 'call-end' && ended.reason === 'node-lost' && ended.node === killedNode, `call ${sid} ended as ${end.raw}`);
+      assert.ok(end.signatureOk, 'the node-lost call-end is signed');
+      const dups = delivered(sid).length - firsts.length;
+      console.log(`call ${sid} of the killed node: ${firsts.length} events delivered by the survivors (node-lost call-end included), ${dups} duplicate(s)`);
     }
+    // The consumer on A saw the call end too, once; every survivor logged the loss, one of them ended the calls.
+    await waitFor(() => onA.some((e) => e.type === 'call-end'), 'the node-lost call-end on node A\'s feed', 20_000);
+    follower.close();
+    const ends = onA.filter((e) => e.type === 'call-end');
+    assert.equal(ends.length, 1, `A's consumer got ${ends.length} call-ends`);
+    assert.ok(ends[0].type === 'call-end' && ends[0].reason === 'node-lost', `A's consumer got ${JSON.stringify(ends[0])}`);
+    const reaped = nodes.slice(0, 2).flatMap((n) => n.records().filter((r) => r.code === 'CALLMOOD_NODE_LOST'));
+    assert.equal(reaped.length, 1, `CALLMOOD_NODE_LOST lines of the survivors: ${JSON.stringify(reaped)}`);
+    assert.match(String(reaped[0].msg), new RegExp(`node ${killedNode} has not beaten .* ending its 2 call\\(s\\) as node-lost`));
+    // The survivors' own calls were not taken for dead.
+    for (const n of nodes.slice(0, 2)) assert.equal(n.records().filter((r) => r.code === 'CALLMOOD_NODE_TAKEN_FOR_DEAD').length, 0);
     // The survivors' own calls are complete too, call-end included.
     for (const c of calls.filter((c) => c.node !== 2)) {
       await waitFor(() => delivered(c.sid).some((r) => r.type === 'call-end'), `call-end of ${c.sid} at the CRM`, 20_000);
@@ -185,6 +207,53 @@ test('three nodes with a CRM: a node SIGKILLed mid-call while the CRM is down, n
     await Promise.all(nodes.map((n) => n.exit));
     client.disconnect();
     await crm.stop();
+  }
+});
+
+test('a node frozen (SIGSTOP) longer than nodeTtlMs is taken for dead: the other ends its call as node-lost; thawed, it says so, takes the call back, and the call goes on to its own end', async () => {
+  const prefix = `f${randomBytes(3).toString('hex')}`;
+  const config = { engine: 'in-process', policy: { enabled: false }, redis: { url: redis.url, prefix, catchUpMs: 0, nodeTtlMs: 1500 } };
+  const nodes: ServeProcess[] = [];
+  const client = new Redis(redis.url);
+  try {
+    for (let i = 0; i < 2; i++) nodes.push(await startServe(config, env));
+    const [a, b] = nodes;
+    const bNode = (await health(b.url)).redis.node as string;
+    const sid = callSid();
+    const onA: CallmoodEvent[] = [];
+    const follower = await followEvents(`ws://127.0.0.1:${a.port}/events`, { token: FEED, callSid: sid, onEvent: (e) => onA.push(e) });
+    const call = simulateCall({ audio: { inbound: await longClip(12) }, callSid: sid }, { url: `ws://127.0.0.1:${b.port}/media`, pace: 'realtime', authToken: TOKEN });
+    await waitFor(() => onA.some((e) => e.type === 'emotion'), 'an emotion of the call on A\'s feed', 20_000);
+    assert.equal(await client.hlen(`${prefix}:node:${bNode}:calls`), 1, 'B keeps its live call in Redis');
+    b.child.kill('SIGSTOP');
+    await waitFor(() => onA.some((e) => e.type === 'call-end'), 'the node-lost call-end on A\'s feed while B is frozen', 15_000);
+    b.child.kill('SIGCONT');
+    const lost = onA.find((e) => e.type === 'call-end')!;
+    assert.ok(lost.type === 'call-end' && lost.reason === 'node-lost' && lost.node === bNode, `A's consumer got ${JSON.stringify(lost)}`);
+    assert.equal(lost.durationMs >= 2000 && lost.timeMs >= lost.durationMs, true, `a node-lost call-end's times: ${JSON.stringify(lost)}`);
+    const atLoss = onA.length;
+    await call;
+    await waitFor(() => onA.filter((e) => e.type === 'call-end').length === 2, () => `the call's own call-end on A (${onA.length} events)`, 20_000);
+    follower.close();
+    const end = onA.filter((e) => e.type === 'call-end')[1];
+    assert.ok(end.type === 'call-end' && end.reason === 'stop', `the call ended as ${JSON.stringify(end)}`);
+    assert.ok(onA.slice(atLoss).some((e) => e.type === 'emotion'), 'the call went on after B thawed: more emotions reached A');
+    const taken = b.records().filter((r) => r.code === 'CALLMOOD_NODE_TAKEN_FOR_DEAD');
+    assert.equal(taken.length, 1, `B's CALLMOOD_NODE_TAKEN_FOR_DEAD lines: ${JSON.stringify(taken)}`);
+    assert.match(String(taken[0].msg), /ended its 1 live call\(s\) as node-lost; they go on here/);
+    // The call ended for real: nobody holds it any more, so nobody will end it again.
+    const aNode = (await health(a.url)).redis.node as string;
+    const heldNow = async () => (await client.hlen(`${prefix}:node:${bNode}:calls`)) + (await client.hlen(`${prefix}:node:${aNode}:calls`));
+    for (let i = 0; i < 50 && (await heldNow()) > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await heldNow(), 0, 'both nodes\' call hashes are empty once the call ended');
+    assert.equal(a.records().filter((r) => r.code === 'CALLMOOD_NODE_LOST').length, 1, 'A ended the frozen node\'s call once');
+  } finally {
+    for (const n of nodes) {
+      n.child.kill('SIGCONT');
+      n.child.kill('SIGKILL');
+    }
+    await Promise.all(nodes.map((n) => n.exit));
+    client.disconnect();
   }
 });
 
@@ -198,7 +267,8 @@ test('Redis stopped for 10 s under live calls: the calls go on, events wait in m
     policy: { enabled: false },
     authToken: TOKEN,
     eventsToken: FEED,
-    redis: { url: redis.url, catchUpMs: 0, prefix: `o${randomBytes(3).toString('hex')}` },
+    // A node TTL far shorter than the outage: nobody may take the other for dead when Redis comes back.
+    redis: { url: redis.url, catchUpMs: 0, prefix: `o${randomBytes(3).toString('hex')}`, nodeTtlMs: 2000 },
     webhooks: { endpoints: [{ name: 'crm', url: crm.url, secret: SECRET, events: TYPES, backoff: { baseMs: 100, maxMs: 500 } }] },
   });
   const servers: CallmoodServer[] = [];
@@ -255,6 +325,7 @@ test('Redis stopped for 10 s under live calls: the calls go on, events wait in m
     }
     assert.ok(buffered >= 10 && localDuring > seenAtStop, `events were buffered during the outage (${buffered})`);
     assert.ok(logs.some((l) => l.includes('CALLMOOD_BUS_DOWN')) && logs.some((l) => l.includes('CALLMOOD_BUS_UP')), `the outage and the recovery are logged: ${logs.filter((l) => l.includes('BUS')).join(' | ')}`);
+    assert.deepEqual(logs.filter((l) => /CALLMOOD_NODE_(LOST|TAKEN_FOR_DEAD)/.test(l)), [], 'a Redis outage longer than nodeTtlMs made no node take another for dead');
     void other;
   } finally {
     await Promise.all(servers.map((s) => s.close()));

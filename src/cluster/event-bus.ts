@@ -14,6 +14,9 @@
  * count at recovery). When Redis returns, the buffer is written in order and the reader goes on from the last ids it
  * saw, so remote events of the outage arrive late rather than never, as far as the streams kept them.
  *
+ * The bus also keeps this node's live calls in Redis and beats for it; calls of a node that stops beating are ended
+ * by a survivor as `node-lost` (./liveness.ts), emitted here as `lost` for the server's fan-out.
+ *
  * The bus is for live views. The CRM's at-least-once delivery does not depend on it: that is the webhook outbox
  * (src/sinks), which has its own durable Redis keys.
  */
@@ -22,7 +25,8 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { EventEmitter } from 'eventemitter3';
 import type { RedisSettings } from '../config/options.js';
-import type { CallmoodEvent } from '../stream/events.js';
+import type { CallEndEvent, CallmoodEvent } from '../stream/events.js';
+import { NodeLiveness, heldCall, heldField, withLivenessScripts, type HeldCall } from './liveness.js';
 import type { Logger } from '../util/log.js';
 import { redactUrl } from '../util/redis-url.js';
 import { CallmoodError, ErrorCodes } from '../errors.js';
@@ -49,6 +53,8 @@ export interface BusStats {
 export interface BusEvents {
   /** An event another node published. */
   remote: (e: CallmoodEvent) => void;
+  /** The call-ends of a dead node's calls, which this node took over (./liveness.ts): to go through its fan-out. */
+  lost: (events: CallEndEvent[], node: string) => void;
   state: (state: BusState) => void;
 }
 
@@ -81,7 +87,12 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
   readonly key: string;
   private readonly writer: Redis;
   private readonly reader: Redis;
-  private readonly buffer: { callSid: string; text: string }[] = [];
+  /** Events to write, each with its change to this node's calls hash (a call-start adds, a call-end removes). */
+  private readonly buffer: { callSid: string; text: string; held?: { field: string; value: string | null } }[] = [];
+  /** The calls this node holds (call-start seen, call-end not yet), by heldField. */
+  private readonly held = new Map<string, HeldCall>();
+  private readonly liveness: NodeLiveness;
+  private upSince: number | null = null;
   private flushing = false;
   private retryTimer: NodeJS.Timeout | null = null;
   /** Last id read, per stream key. */
@@ -112,6 +123,18 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
     };
     this.writer = new Redis(settings.url, { ...common, connectionName: `callmood-bus-w-${node}` });
     this.reader = new Redis(settings.url, { ...common, connectionName: `callmood-bus-r-${node}` });
+    withLivenessScripts(this.writer);
+    this.liveness = new NodeLiveness(
+      node,
+      settings,
+      {
+        redis: this.writer,
+        connectedSince: () => (this.st === 'connected' ? this.upSince : null),
+        held: () => this.held.values(),
+        lost: (events, from) => this.emit('lost', events, from),
+      },
+      log,
+    );
     this.writer.on('ready', () => this.setState('connected'));
     this.writer.on('error', (err: Error) => (this.lastError = err.message));
     // The reader's errors are the writer's too (same Redis); its loop retries on its own.
@@ -133,6 +156,7 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
       await new Promise((r) => setTimeout(r, 20));
     }
     this.reading ??= this.readLoop();
+    this.liveness.start();
   }
 
   /** Tells the bus what this node's consumers follow (asked before every read). */
@@ -148,7 +172,16 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
   /** Appends an event; never waits. */
   publish(e: CallmoodEvent): void {
     if (this.closed) return;
-    this.buffer.push({ callSid: e.callSid, text: JSON.stringify(e) });
+    let held: { field: string; value: string | null } | undefined;
+    if (e.type === 'call-start') {
+      const c = heldCall(e);
+      this.held.set(heldField(c), c);
+      held = { field: heldField(c), value: JSON.stringify(c) };
+    } else if (e.type === 'call-end') {
+      this.held.delete(heldField(e));
+      held = { field: heldField(e), value: null };
+    }
+    this.buffer.push({ callSid: e.callSid, text: JSON.stringify(e), held });
     this.bound();
     this.scheduleFlush();
   }
@@ -192,7 +225,10 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
     return { state: this.st, node: this.node, ...this.counts, buffered: this.buffer.length, lastError: this.st === 'connected' ? null : this.lastError };
   }
 
-  /** Writes what is buffered (bounded by `timeoutMs`), stops reading, disconnects. */
+  /**
+   * Writes what is buffered (bounded by `timeoutMs`), leaves the set of live nodes if it holds no call any more (else
+   * a survivor ends them as node-lost), stops reading, disconnects.
+   */
   async close(timeoutMs = 3000): Promise<void> {
     if (this.closed) return;
     const until = Date.now() + timeoutMs;
@@ -201,6 +237,7 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
       await new Promise((r) => setTimeout(r, 10));
     }
     if (this.buffer.length > 0) this.log('warn', 'CALLMOOD_BUS_CLOSE', `event bus: ${this.buffer.length} events not written to Redis at close`);
+    await this.liveness.stop();
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.setState('closed');
@@ -218,7 +255,10 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
     } else if (s === 'connected' && was === 'down') {
       this.log('info', 'CALLMOOD_BUS_UP', `event bus: Redis is back; writing ${this.buffer.length} buffered events${this.outageDropped > 0 ? `; ${this.outageDropped} were dropped during the outage` : ''}`, { buffered: this.buffer.length, dropped: this.outageDropped });
       this.outageDropped = 0;
+      // What the outage's buffer dropped may include a call's entry in this node's calls hash.
+      this.liveness.resync();
     }
+    this.upSince = s === 'connected' ? Date.now() : null;
     if (s === 'connected') this.scheduleFlush();
     this.emit('state', s);
   }
@@ -238,18 +278,29 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
         try {
           const p = this.writer.pipeline();
           const keep = Math.max(CALL_KEEP_MS, this.settings.catchUpMs);
-          for (const { callSid, text } of batch) {
+          // Where each event's commands begin in the pipeline: three, and a fourth for a call-start or call-end.
+          const at: number[] = [];
+          let n = 0;
+          for (const { callSid, text, held } of batch) {
+            at.push(n);
             const key = this.callKey(callSid);
             p.xadd(key, 'MINID', '~', Date.now() - keep, '*', 'n', this.node, 'e', text);
             p.pexpire(key, keep);
             p.xadd(this.key, 'MAXLEN', '~', this.settings.eventsMaxLen, '*', 'n', this.node, 'e', text);
+            n += 3;
+            if (held) {
+              if (held.value === null) p.hdel(this.liveness.callsKey, held.field);
+              else p.hset(this.liveness.callsKey, held.field, held.value);
+              n++;
+            }
           }
+          at.push(n);
           const results = (await p.exec()) ?? [];
-          // An event is written when its three commands answered OK; from the first failure on, the batch goes back
+          // An event is written when all its commands answered OK; from the first failure on, the batch goes back
           // to the buffer, in order (a half-written event is written again: at least once).
-          const okAt = (k: number) => [0, 1, 2].every((d) => results[3 * k + d] && !results[3 * k + d][0]);
+          const okAt = (k: number) => results.slice(at[k], at[k + 1]).length === at[k + 1] - at[k] && results.slice(at[k], at[k + 1]).every((r) => r && !r[0]);
           while (ok < batch.length && okAt(ok)) ok++;
-          if (ok < batch.length) this.lastError = String(results.slice(3 * ok, 3 * ok + 3).find((r) => r?.[0])?.[0] ?? 'pipeline failed');
+          if (ok < batch.length) this.lastError = String(results.slice(at[ok], at[ok + 1]).find((r) => r?.[0])?.[0] ?? 'pipeline failed');
         } catch (err) {
           this.lastError = (err as Error).message;
         }

@@ -166,6 +166,8 @@ export interface RedisSettings {
   outboxPartitions: number;
   /** A node holds a partition's lease this long without renewing it; a dead node's partitions move after it, ms. */
   leaseMs: number;
+  /** A node that has not beaten (every third of this) for this long is dead: a survivor ends its calls as `node-lost`, ms. */
+  nodeTtlMs: number;
 }
 
 /** Everything `createCallmood` and `callmood serve` take. */
@@ -252,7 +254,7 @@ export const DEFAULT_OPTIONS: Readonly<CallmoodOptions> = deepFreeze({
   policy: { enabled: true, file: null, dryRun: false, handlerTimeoutMs: 10_000 },
   control: { accountSid: null, apiBaseUrl: null, telnyxApiBaseUrl: null, maxAttempts: 5, baseBackoffMs: 250, maxBackoffMs: 8000, timeoutMs: 10_000 },
   webhooks: DEFAULT_WEBHOOK_OPTIONS,
-  redis: { url: null, prefix: 'callmood', eventsMaxLen: 100_000, catchUpMs: 10_000, bufferMaxEvents: 50_000, outboxPartitions: 16, leaseMs: 10_000 },
+  redis: { url: null, prefix: 'callmood', eventsMaxLen: 100_000, catchUpMs: 10_000, bufferMaxEvents: 50_000, outboxPartitions: 16, leaseMs: 10_000, nodeTtlMs: 15_000 },
 } satisfies CallmoodOptions);
 
 
@@ -377,6 +379,7 @@ const schema = z.strictObject({
     bufferMaxEvents: int(0, 10_000_000),
     outboxPartitions: int(1, 1024),
     leaseMs: int(1000, 600_000, 'ms'),
+    nodeTtlMs: int(1000, 600_000, 'ms'),
   }),
 });
 

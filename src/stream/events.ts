@@ -100,8 +100,11 @@ export interface TrackSummary {
   windows: number;
 }
 
-/** Why a call ended. */
-export type CallEndReason = 'stop' | 'disconnected' | 'stalled' | 'error' | 'shutdown';
+/**
+ * Why a call ended. `node-lost`: in many-node mode, the node that held the call stopped beating and another node
+ * ended the call for it (see the README's "Running many nodes"); such a call-end has no summary and zero counters.
+ */
+export type CallEndReason = 'stop' | 'disconnected' | 'stalled' | 'error' | 'shutdown' | 'node-lost';
 
 /** The stream ended. */
 export interface CallEndEvent extends EventBase {
@@ -111,6 +114,8 @@ export interface CallEndEvent extends EventBase {
   summary: Partial<Record<Track, TrackSummary>>;
   /** Protocol counters: media messages, gaps filled with silence (count, ms), late or duplicate chunks dropped, messages with a bad sequence number. */
   stats: { mediaMessages: number; gapsFilled: number; gapMs: number; dropped: number; protocolErrors: number; sequenceGaps: number };
+  /** Reason `node-lost` only: the id of the node that held the call (as `/healthz` shows it under `redis.node`). */
+  node?: string;
 }
 
 /** Something went wrong for this call; `permanent` says whether it ends the call. */

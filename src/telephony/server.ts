@@ -161,6 +161,10 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
       this.bus.on('remote', (e) => this.feed.publish(e));
       // The node reads from Redis only what its consumers follow.
       this.bus.setInterest(() => this.feed.interest());
+      // A dead node's calls, ended here as node-lost: through this node's fan-out, like its own calls' events.
+      this.bus.on('lost', (events) => {
+        for (const e of events) this.publish(e);
+      });
       this.metrics.watchBus(this.bus);
     }
     if (!o.validateSignatures) {
