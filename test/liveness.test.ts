@@ -46,6 +46,14 @@ function node(name: string, prefix: string, logs: string[]) {
   return { name, conn, state, live, hold };
 }
 
+/** Stops each node's beats and closes its connection. */
+async function stopAll(nodes: Array<ReturnType<typeof node>>): Promise<void> {
+  for (const n of nodes) {
+    await n.live.stop();
+    n.conn.disconnect();
+  }
+}
+
 test('a node that stops beating: one survivor ends its calls as node-lost, with their identity and times, and holds them until their call-ends are written', async () => {
   const prefix = `l${randomBytes(3).toString('hex')}`;
   const logs: string[] = [];
@@ -79,10 +87,7 @@ test('a node that stops beating: one survivor ends its calls as node-lost, with 
     assert.equal(logs.filter((l) => l.includes('CALLMOOD_NODE_LOST')).length, 1, logs.join('\n'));
     assert.match(logs.find((l) => l.includes('CALLMOOD_NODE_LOST'))!, /node c has not beaten for \d+ ms \(redis.nodeTtlMs 900\): ending its 2 call\(s\) as node-lost/);
   } finally {
-    for (const n of [a, b, c]) {
-      await n.live.stop();
-      n.conn.disconnect();
-    }
+    await stopAll([a, b, c]);
   }
 });
 
@@ -107,10 +112,7 @@ test('after an outage longer than nodeTtlMs, the first node back judges nobody u
     assert.equal(await a.conn.hlen(livenessKeys.calls(prefix, 'b')), 1, "b still holds its call");
     assert.deepEqual(logs.filter((l) => /NODE_(LOST|TAKEN)/.test(l)), []);
   } finally {
-    for (const n of [a, b]) {
-      await n.live.stop();
-      n.conn.disconnect();
-    }
+    await stopAll([a, b]);
   }
 });
 
@@ -140,10 +142,7 @@ test('a node taken for dead while alive logs it once and puts its calls back; a 
     await a.live.stop();
     assert.equal(await a.conn.zscore(livenessKeys.nodes(prefix), 'a'), null, 'a stopped without calls: gone from the set');
   } finally {
-    for (const n of [a, b]) {
-      await n.live.stop();
-      n.conn.disconnect();
-    }
+    await stopAll([a, b]);
   }
 });
 
@@ -166,6 +165,6 @@ test('resync after an outage rewrites the calls hash from the calls the node hol
     assert.deepEqual(keys, ['CA1/MZCA1', 'CA2/MZCA2']);
     assert.deepEqual(JSON.parse((await a.conn.hget(livenessKeys.calls(prefix, 'a'), 'CA2/MZCA2'))!), c2);
   } finally {
-    a.conn.disconnect();
+    await stopAll([a]);
   }
 });

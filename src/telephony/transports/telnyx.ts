@@ -25,7 +25,10 @@ import { z } from 'zod';
 import { CallmoodError, ErrorCodes } from '../../errors.js';
 import { tokenMatches } from '../signature.js';
 import {
+  dtmfDigit,
   fastMediaChunk,
+  mediaBody,
+  mediaFormatBody,
   numeric,
   parseJsonObject,
   startIdentityHint,
@@ -50,26 +53,13 @@ const start = z.object({
     user_id: z.string().optional(),
     call_control_id: z.string().min(1),
     custom_parameters: z.record(z.string(), z.string()).optional(),
-    media_format: z.object({
-      encoding: z.string(),
-      sample_rate: z.union([z.number(), z.string()]).transform(Number),
-      channels: z.union([z.number(), z.string()]).transform(Number),
-    }),
+    media_format: mediaFormatBody('sample_rate'),
   }),
 });
 
-const media = z.object({
-  event: z.literal('media'),
-  ...envelope,
-  media: z.object({
-    track: z.enum(['inbound', 'outbound']),
-    chunk: numeric.optional(),
-    timestamp: numeric.optional(),
-    payload: z.string(),
-  }),
-});
+const media = z.object({ event: z.literal('media'), ...envelope, media: mediaBody(numeric.optional()) });
 
-const dtmf = z.object({ event: z.literal('dtmf'), ...envelope, dtmf: z.object({ digit: z.string().regex(/^[0-9*#A-D]$/) }) });
+const dtmf = z.object({ event: z.literal('dtmf'), ...envelope, dtmf: z.object({ digit: dtmfDigit }) });
 const mark = z.object({ event: z.literal('mark'), ...envelope, mark: z.object({ name: z.string() }) });
 const stop = z.object({ event: z.literal('stop'), ...envelope });
 const error = z.object({

@@ -9,7 +9,10 @@ import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
 import { CallmoodError, ErrorCodes } from '../../errors.js';
 import {
+  dtmfDigit,
   fastMediaChunk,
+  mediaBody,
+  mediaFormatBody,
   numeric,
   parseJsonObject,
   startIdentityHint,
@@ -34,44 +37,19 @@ const start = z.object({
     callSid: z.string().min(1),
     tracks: z.array(z.enum(['inbound', 'outbound'])).min(1),
     customParameters: z.record(z.string(), z.string()).optional(),
-    mediaFormat: z.object({
-      encoding: z.string(),
-      sampleRate: z.union([z.number(), z.string()]).transform(Number),
-      channels: z.union([z.number(), z.string()]).transform(Number),
-    }),
+    mediaFormat: mediaFormatBody('sampleRate'),
   }),
 });
 
-const media = z.object({
-  event: z.literal('media'),
-  sequenceNumber: numeric.optional(),
-  streamSid: z.string().optional(),
-  media: z.object({
-    track: z.enum(['inbound', 'outbound']),
-    chunk: numeric.optional(),
-    timestamp: numeric,
-    payload: z.string(),
-  }),
-});
+/** What every message but `connected` and `start` may carry. */
+const envelope = { sequenceNumber: numeric.optional(), streamSid: z.string().optional() };
 
-const dtmf = z.object({
-  event: z.literal('dtmf'),
-  sequenceNumber: numeric.optional(),
-  streamSid: z.string().optional(),
-  dtmf: z.object({ track: z.string().optional(), digit: z.string().regex(/^[0-9*#A-D]$/) }),
-});
-
-const mark = z.object({
-  event: z.literal('mark'),
-  sequenceNumber: numeric.optional(),
-  streamSid: z.string().optional(),
-  mark: z.object({ name: z.string() }),
-});
-
+const media = z.object({ event: z.literal('media'), ...envelope, media: mediaBody(numeric) });
+const dtmf = z.object({ event: z.literal('dtmf'), ...envelope, dtmf: z.object({ track: z.string().optional(), digit: dtmfDigit }) });
+const mark = z.object({ event: z.literal('mark'), ...envelope, mark: z.object({ name: z.string() }) });
 const stop = z.object({
   event: z.literal('stop'),
-  sequenceNumber: numeric.optional(),
-  streamSid: z.string().optional(),
+  ...envelope,
   stop: z.object({ accountSid: z.string().optional(), callSid: z.string().optional() }).optional(),
 });
 

@@ -145,6 +145,22 @@ export function startIdentityHint(
 /** A count as the providers send it: digits in a string, or a non-negative integer. `toCount` is the same rule by hand. */
 export const numeric = z.union([z.string().regex(/^\d+$/), z.number().int().nonnegative()]).transform(Number);
 
+/** A number as the providers send it, in a string or not (a media format's rate and channels). */
+export const numberLike = z.union([z.number(), z.string()]).transform(Number);
+
+/** A DTMF digit, as both providers send it. */
+export const dtmfDigit = z.string().regex(/^[0-9*#A-D]$/);
+
+/** A `media` message's inner object, the same for both providers; whether `timestamp` is required is theirs. */
+export function mediaBody<T extends z.ZodType>(timestamp: T) {
+  return z.object({ track: z.enum(['inbound', 'outbound']), chunk: numeric.optional(), timestamp, payload: z.string() });
+}
+
+/** A media format's three fields under the provider's names for them. */
+export function mediaFormatBody<R extends string>(rate: R) {
+  return z.object({ encoding: z.string(), [rate]: numberLike, channels: numberLike } as { encoding: z.ZodString; channels: typeof numberLike } & Record<R, typeof numberLike>);
+}
+
 /** `numeric`'s rule without zod, for the media fast path: the count, or undefined when `v` is not one. */
 function toCount(v: unknown): number | undefined {
   if (typeof v === 'string') return /^\d+$/.test(v) ? Number(v) : undefined;
