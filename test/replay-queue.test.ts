@@ -150,7 +150,7 @@ test('two workers replay a queue; one is SIGKILLed mid-file and its file is repl
   assert.ok(b.lines.some((l) => / SIGTERM: taking no more jobs/.test(l)) && b.lines.at(-1)!.endsWith(' closed'), `B says it closes: ${b.lines.slice(-3).join('\n')}`);
 });
 
-test('a broken file fails after its retries with its error shown; the others are replayed', { timeout: 60_000 }, async () => {
+test('a broken file fails after its retries with its error shown; the others are replayed; mended, queue retry puts it back and it is replayed; killed attempts\' temporary files are swept', { timeout: 90_000 }, async () => {
   const prefix = 'broken';
   const out = join(dir, 'out-broken');
   const src = join(dir, 'with-broken');
@@ -159,11 +159,23 @@ test('a broken file fails after its retries with its error shown; the others are
   writeCall(src, 'a.wav', [clip]);
   writeCall(src, 'b.wav', [clip]);
   writeFileSync(join(src, 'broken.wav'), 'RIFF, but no audio in it');
+  // What killed attempts leave: a temporary report of a.wav written an hour ago is swept; b.wav's, as recent as a
+  // live attempt's, stays.
+  mkdirSync(out, { recursive: true });
+  const stale = join(out, '.a.wav.html.4242-dead.tmp');
+  const recent = join(out, '.b.wav.html.4343-live.tmp');
+  writeFileSync(stale, '<html');
+  writeFileSync(recent, '<html');
+  const hourAgo = new Date(Date.now() - 3600_000);
+  utimesSync(stale, hourAgo, hourAgo);
+  const later = new Date(Date.now() + 3600_000);
+  utimesSync(recent, later, later);
   const w = startWorker(prefix, ['--concurrency', '2']);
   const r = await run(['replay', '--queue', redis.url, '--prefix', prefix, '--attempts', '2', '--report-dir', out, src]);
   assert.equal(r.code, 1, `exit code 1 when a job failed: ${r.stderr}`);
   assert.match(r.stderr, /^broken\.wav {2}FAILED after 2 attempt\(s\): CALLMOOD_ERR_\w+: .*broken\.wav/m);
   assert.match(r.stderr, /^replayed 2 of 3 recording\(s\); 1 failed; reports in /m);
+  assert.match(r.stderr, new RegExp(`^once mended: callmood queue retry --redis ${redis.url} --prefix broken puts the failed back$`, 'm'));
   assert.ok(w.lines.some((l) => / failed broken\.wav job r[0-9a-f]{32} attempt 1\/2, will retry: CALLMOOD_ERR_/.test(l)), `the worker retried: ${w.lines.join('\n')}`);
   for (const name of ['a', 'b']) assert.match(readFileSync(join(out, `${name}.wav.html`), 'utf8'), /<\/html>\s*$/, `${name}: a whole report`);
   assert.ok(!readdirSync(out).includes('broken.wav.html'), 'no report for the broken file');
@@ -173,6 +185,27 @@ test('a broken file fails after its retries with its error shown; the others are
   assert.equal(s.failed[0].name, 'broken.wav');
   assert.equal(s.failed[0].attempts, 2);
   assert.match(s.failed[0].error, /^CALLMOOD_ERR_\w+: .*broken\.wav/);
+  const files = readdirSync(out);
+  assert.ok(!files.includes('.a.wav.html.4242-dead.tmp') && files.includes('.b.wav.html.4343-live.tmp'), `the stale temporary file swept, the recent one kept: ${files.join(' ')}`);
+  assert.ok(w.lines.some((l) => / swept 1 temporary file\(s\) of a\.wav left by killed attempts$/.test(l)), `the sweep is logged: ${w.lines.join('\n')}`);
+
+  // Retrying a name that has no failed job puts nothing back; once the file is mended, its job is put back with its
+  // attempts anew and replayed by the running worker.
+  const none = await run(['queue', 'retry', '--redis', redis.url, '--prefix', prefix, '--name', 'a.wav']);
+  assert.equal(none.code, 0, none.stderr);
+  assert.match(none.stdout, /put back 0 failed job\(s\), left 1 that did not match\n {2}no failed job is named or numbered a\.wav/);
+  writeCall(src, 'broken.wav', [clip]);
+  const retried = await run(['queue', 'retry', '--redis', redis.url, '--prefix', prefix, '--json', '-']);
+  assert.equal(retried.code, 0, retried.stderr);
+  const put = JSON.parse(retried.stdout) as { retried: { name: string; error: string }[]; left: number };
+  assert.deepEqual(put.retried.map((f) => f.name), ['broken.wav']);
+  assert.equal(put.left, 0);
+  assert.match(put.retried[0].error, /^CALLMOOD_ERR_\w+: .*broken\.wav/, 'the error it had is reported');
+  await waitFor(() => w.lines.some((l) => / done broken\.wav job /.test(l)), () => `the mended file replayed: ${w.lines.slice(-5).join('\n')}`, 40_000);
+  assert.ok(w.lines.some((l) => / active broken\.wav job r[0-9a-f]{32} attempt 1\/2$/.test(l)), 'the retried job starts again at attempt 1');
+  const after = await status(prefix);
+  assert.deepEqual([after.counts.completed, after.counts.failed], [3, 0]);
+  assert.match(readFileSync(join(out, 'broken.wav.html'), 'utf8'), /<\/html>\s*$/, 'the mended file has its whole report');
   w.child.kill('SIGTERM');
   assert.equal(await exited(w.child), 0, 'the worker exits 0 on SIGTERM');
 });

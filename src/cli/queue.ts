@@ -16,6 +16,7 @@ import {
   describeFailed,
   queueCounts,
   replayQueue,
+  retryFailed,
   startQueueWorker,
 } from '../replay/queue.js';
 import { redactUrl } from '../util/redis-url.js';
@@ -96,9 +97,8 @@ One line per job on standard output: active, done, failed.`,
       log('closed');
     });
 
-  program
-    .command('queue')
-    .description('the Redis replay queue')
+  const queueCmd = program.command('queue').description('the Redis replay queue: status, retry');
+  queueCmd
     .command('status')
     .description("counts of the replay queue's jobs (every run enqueued under this prefix) and the failed ones with their errors")
     .addOption(redisOption())
@@ -122,6 +122,36 @@ One line per job on standard output: active, done, failed.`,
         );
         for (const f of failed) process.stdout.write(`  ${f.name}  FAILED after ${f.attempts} attempt(s): ${f.error}\n`);
         if (counts.failed > failed.length) process.stdout.write(`  … and ${counts.failed - failed.length} more failed\n`);
+      } finally {
+        await queue.close();
+        redis.disconnect();
+      }
+    });
+
+  queueCmd
+    .command('retry')
+    .description('put failed jobs back in the queue (all, or --name/--id), each with its attempts anew; running workers replay them')
+    .addOption(redisOption())
+    .addOption(prefixOption())
+    .option('--name <name...>', "only the failed jobs of these recordings (the names 'queue status' lists)")
+    .option('--id <id...>', 'only the failed jobs with these ids')
+    .addOption(jsonOption('what was put back'))
+    .action(async (o: { redis?: string; prefix?: string; name?: string[]; id?: string[]; json?: string | boolean }) => {
+      const url = redisOf(o.redis);
+      const prefix = o.prefix ?? DEFAULT_QUEUE_PREFIX;
+      const only = o.name || o.id ? new Set([...(o.name ?? []), ...(o.id ?? [])]) : null;
+      const redis = await connectRedis(url, o.redis ? '--redis' : 'CALLMOOD_REDIS_URL');
+      const queue = replayQueue(redis, prefix);
+      try {
+        const r = await retryFailed(queue, only);
+        const jsonTo = jsonTarget(o.json);
+        if (jsonTo) {
+          await writeJson(jsonTo, { queue: redactUrl(url), prefix, retried: r.retried, left: r.left });
+          if (jsonTo === '-') return;
+        }
+        process.stdout.write(`${redactUrl(url)} prefix ${prefix}: put back ${r.retried.length} failed job(s)${r.left > 0 ? `, left ${r.left} that did not match` : ''}\n`);
+        for (const f of r.retried) process.stdout.write(`  ${f.name}  (was: ${f.error})\n`);
+        if (only && r.retried.length === 0) process.stdout.write(`  no failed job is named or numbered ${[...only].join(', ')}\n`);
       } finally {
         await queue.close();
         redis.disconnect();

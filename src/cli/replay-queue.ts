@@ -156,6 +156,7 @@ export async function replayToQueue(targets: string[], o: ReplayCliOptions): Pro
     process.stderr.write(
       `replayed ${status.done} of ${status.total} recording(s)${status.failed ? `; ${status.failed} failed` : ''}${status.missing ? `; ${status.missing} no longer in the queue` : ''}; reports in ${reportDir}${sep}index.html\n`,
     );
+    if (failed.length > 0) process.stderr.write(`once mended: callmood queue retry --redis ${redactUrl(url)} --prefix ${prefix} puts the failed back\n`);
     summaryOut?.write(JSON.stringify({ ...summary, status, failed }) + '\n');
     await summaryOut?.close();
     return status.failed > 0 || status.missing > 0 ? 1 : 0;

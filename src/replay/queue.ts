@@ -11,10 +11,13 @@
  *   into place: a file under its final name is always complete, and a retried job overwrites it whole.
  * - A worker that dies mid-job (SIGKILL, a lost machine) stops renewing the job's lock; after `lockDurationMs` the
  *   stalled-job check of any live worker (every `stalledIntervalMs`) puts the job back in the queue. A job that
- *   fails (a broken file) is retried `attempts` times in all, then kept as failed with its error message.
+ *   fails (a broken file) is retried `attempts` times in all, then kept as failed with its error message, until
+ *   `callmood queue retry` ({@link retryFailed}) puts it back with its attempts anew.
+ * - A killed attempt may leave its hidden temporary outputs behind; a later attempt at the same output sweeps those
+ *   older than twice the lock (no live attempt keeps one that long: they are written at the end and renamed at once).
  */
 import { createHash } from 'node:crypto';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
@@ -236,6 +239,37 @@ export function describeFailed(job: Job<QueueJobData, QueueJobResult>): FailedJo
   return { id: String(job.id), name: job.data?.name ?? '?', path: job.data?.path ?? '?', attempts: job.attemptsMade, error: job.failedReason ?? 'unknown' };
 }
 
+/** What `retryFailed` put back. */
+export interface RetriedJobs {
+  retried: FailedJob[];
+  /** Failed jobs left as they were (not matching the filter). */
+  left: number;
+}
+
+/**
+ * Puts failed jobs back in the queue (all, or those whose recording's name or job id is in `only`), each with its
+ * attempts counted anew: after the cause is mended (a file replaced, a disk freed), the workers replay them.
+ */
+export async function retryFailed(queue: Queue<QueueJobData, QueueJobResult>, only: ReadonlySet<string> | null): Promise<RetriedJobs> {
+  const failed: Job<QueueJobData, QueueJobResult>[] = [];
+  for (let at = 0; ; at += 100) {
+    const page = await queue.getFailed(at, at + 99);
+    failed.push(...page);
+    if (page.length < 100) break;
+  }
+  const out: RetriedJobs = { retried: [], left: 0 };
+  for (const job of failed) {
+    if (only && !only.has(String(job.id)) && !only.has(job.data?.name ?? '')) {
+      out.left++;
+      continue;
+    }
+    const was = describeFailed(job);
+    await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+    out.retried.push(was);
+  }
+  return out;
+}
+
 /** Jobs by id (those still in Redis), fetched a hundred at a time. */
 export async function fetchJobs(queue: Queue<QueueJobData, QueueJobResult>, ids: readonly string[]): Promise<Job<QueueJobData, QueueJobResult>[]> {
   const out: Job<QueueJobData, QueueJobResult>[] = [];
@@ -267,6 +301,29 @@ export interface QueueWorkerOptions {
 /** A temporary name beside `path`, unique to this attempt: hidden, and ending in .tmp so that nothing reads it as an output. */
 function tempBeside(path: string): string {
   return join(dirname(path), `.${basename(path)}.${process.pid}-${Math.random().toString(36).slice(2, 10)}.tmp`);
+}
+
+/**
+ * Removes the temporary files of `path` that earlier attempts left (killed workers: see tempBeside) and that were last
+ * written more than `olderThanMs` ago. Returns how many; never throws (a sweep must not fail a job).
+ */
+export async function sweepStaleTemps(path: string, olderThanMs: number, now = Date.now()): Promise<number> {
+  const head = `.${basename(path)}.`;
+  let swept = 0;
+  try {
+    for (const name of await readdir(dirname(path))) {
+      if (!name.startsWith(head) || !name.endsWith('.tmp')) continue;
+      const file = join(dirname(path), name);
+      const st = await stat(file).catch(() => null);
+      if (st && now - st.mtimeMs > olderThanMs) {
+        await rm(file, { force: true });
+        swept++;
+      }
+    }
+  } catch {
+    // The folder unreadable: the job's own writes will say so.
+  }
+  return swept;
 }
 
 /** Idle replay threads, by settings; at most `max` threads in all. */
@@ -368,6 +425,8 @@ export function startQueueWorker(redis: Redis, prefix: string, o: QueueWorkerOpt
     } finally {
       await rm(reportTmp, { force: true });
       await rm(eventsTmp, { force: true });
+      const swept = (await sweepStaleTemps(d.reportPath, 2 * o.lockDurationMs)) + (await sweepStaleTemps(d.eventsPath, 2 * o.lockDurationMs));
+      if (swept > 0) o.log(`swept ${swept} temporary file(s) of ${d.name} left by killed attempts`);
     }
   };
   const worker = new Worker<QueueJobData, QueueJobResult>(QUEUE_NAME, process_, {
