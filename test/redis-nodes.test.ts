@@ -198,6 +198,15 @@ test('three nodes with a CRM: a node SIGKILLed mid-call while the CRM is down, n
     assert.match(String(reaped[0].msg), new RegExp(`node ${killedNode} has not beaten .* ending its 2 call\\(s\\) as node-lost`));
     // The survivors' own calls were not taken for dead.
     for (const n of nodes.slice(0, 2)) assert.equal(n.records().filter((r) => r.code === 'CALLMOOD_NODE_TAKEN_FOR_DEAD').length, 0);
+    // Health and metrics say it: two nodes alive now, and the survivor that took the calls over counted them.
+    const hs = await Promise.all(nodes.slice(0, 2).map((n) => health(n.url)));
+    assert.deepEqual(hs.map((h) => h.redis.nodes), [2, 2], `live nodes as the survivors see them: ${JSON.stringify(hs.map((h) => h.redis))}`);
+    assert.equal(hs[0].redis.takenOver + hs[1].redis.takenOver, 2, 'the two calls were taken over once');
+    const taker = nodes[hs[0].redis.takenOver === 2 ? 0 : 1];
+    const metrics = await (await fetch(`${taker.url}/metrics`)).text();
+    assert.match(metrics, /^callmood_bus_calls_taken_over_total 2$/m);
+    assert.match(metrics, /^callmood_bus_nodes_live 2$/m);
+    assert.match(metrics, /^callmood_call_ends_total\{reason="node-lost"\} 2$/m);
     // The survivors' own calls are complete too, call-end included.
     for (const c of calls.filter((c) => c.node !== 2)) {
       await waitFor(() => delivered(c.sid).some((r) => r.type === 'call-end'), `call-end of ${c.sid} at the CRM`, 20_000);

@@ -48,6 +48,10 @@ export interface BusStats {
   dropped: number;
   /** The last Redis error, while not connected. */
   lastError: string | null;
+  /** Nodes alive (beating within redis.nodeTtlMs, this one included) at this node's last beat; null before it. */
+  nodes: number | null;
+  /** Calls of dead nodes this node ended as node-lost (since start). */
+  takenOver: number;
 }
 
 export interface BusEvents {
@@ -222,7 +226,14 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
   }
 
   stats(): BusStats {
-    return { state: this.st, node: this.node, ...this.counts, buffered: this.buffer.length, lastError: this.st === 'connected' ? null : this.lastError };
+    return {
+      state: this.st,
+      node: this.node,
+      ...this.counts,
+      buffered: this.buffer.length,
+      lastError: this.st === 'connected' ? null : this.lastError,
+      ...this.liveness.counts,
+    };
   }
 
   /**

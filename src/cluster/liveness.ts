@@ -42,15 +42,16 @@ export const livenessKeys = {
 
 const SCRIPTS = {
   /**
-   * KEYS[1] nodes; ARGV[1] node. Scores the node with Redis's clock (ms). Returns the ms since its previous beat, or
-   * -1 when it had none: a new node, or one someone took for dead.
+   * KEYS[1] nodes; ARGV[1] node, ARGV[2] nodeTtlMs. Scores the node with Redis's clock (ms). Returns {the ms since its
+   * previous beat, or -1 when it had none (a new node, or one someone took for dead); the nodes alive now}.
    */
   livenessBeat: `local t = redis.call('time')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local had = redis.call('zscore', KEYS[1], ARGV[1])
 redis.call('zadd', KEYS[1], ms, ARGV[1])
-if had then return ms - tonumber(had) end
-return -1`,
+local live = redis.call('zcount', KEYS[1], ms - tonumber(ARGV[2]), '+inf')
+if had then return {ms - tonumber(had), live} end
+return {-1, live}`,
   /**
    * KEYS[1] nodes; ARGV[1] this node, ARGV[2] nodeTtlMs, ARGV[3] prefix. Takes one dead node other than this one:
    * removes it and moves its calls into this node's hash. Returns {node, silentMs, field, value, …}, or false.
@@ -126,6 +127,8 @@ export class NodeLiveness {
   private beaten = false;
   /** Since when (this node's clock) its beats have come on time; null before the first. */
   private steadySince: number | null = null;
+  /** Nodes alive at the last beat (this one included), null before the first; calls of dead nodes this node ended. */
+  readonly counts: { nodes: number | null; takenOver: number } = { nodes: null, takenOver: 0 };
   private busy = false;
   private stopped = false;
   private readonly nodesKey: string;
@@ -173,7 +176,9 @@ export class NodeLiveness {
     this.busy = true;
     const r = this.host.redis as LivenessRedis;
     try {
-      const gap = Number(await r.livenessBeat(1, this.nodesKey, this.node));
+      const [gapReply, live] = (await r.livenessBeat(1, this.nodesKey, this.node, this.settings.nodeTtlMs)) as [number, number];
+      const gap = Number(gapReply);
+      this.counts.nodes = Number(live);
       if (gap < 0 && this.beaten) await this.takenForDead(r);
       this.beaten = true;
       const now = Date.now();
@@ -206,6 +211,7 @@ export class NodeLiveness {
     // A node that died without calls (or whose calls had all ended) leaves nothing to end and nothing to say.
     if (events.length === 0 && out.length <= 2) return;
     this.log('warn', 'CALLMOOD_NODE_LOST', `node ${node} has not beaten for ${silent} ms (redis.nodeTtlMs ${this.settings.nodeTtlMs}): ending its ${events.length} call(s) as node-lost`, { node, calls: events.length });
+    this.counts.takenOver += events.length;
     this.host.lost(events, node, Number(silent));
   }
 

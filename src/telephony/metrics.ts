@@ -129,6 +129,7 @@ export class CallmoodMetrics {
     const g = (name: string, help: string, pick: (s: BusStats) => number) => pulledGauge(registers, name, help, () => pick(bus.stats()));
     g('callmood_bus_connected', 'Whether this node reaches Redis (1) or not (0).', (s) => (s.state === 'connected' ? 1 : 0));
     g('callmood_bus_buffered_events', 'Events waiting in memory for Redis.', (s) => s.buffered);
+    g('callmood_bus_nodes_live', 'Nodes beating into Redis within redis.nodeTtlMs, this one included, at its last beat (0 before it).', (s) => s.nodes ?? 0);
     const c = (name: string, help: string, pick: (s: BusStats) => number) =>
       new Counter({
         name,
@@ -141,6 +142,7 @@ export class CallmoodMetrics {
       });
     c('callmood_bus_published_total', 'Events this node wrote to the shared event stream.', (s) => s.published);
     c('callmood_bus_received_total', "Other nodes' events this node read from the shared event stream.", (s) => s.received);
+    c('callmood_bus_calls_taken_over_total', 'Calls of dead nodes this node ended as node-lost.', (s) => s.takenOver);
     c('callmood_bus_dropped_total', 'Events dropped because Redis was unreachable and the buffer (redis.bufferMaxEvents) was full.', (s) => s.dropped);
   }
 
