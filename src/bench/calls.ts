@@ -92,7 +92,13 @@ export interface CallsBenchOptions {
   nodes?: number;
   /** Redis the nodes share (many-node mode). */
   redisUrl?: string;
+  /** Whose media-stream messages the calls send (default twilio); telnyx goes to the server's Telnyx path. */
+  provider?: 'twilio' | 'telnyx';
 }
+
+/** The Telnyx path and stream token of a bench server. */
+const TELNYX_PATH = '/telnyx';
+const TELNYX_TOKEN = 'bench-telnyx-stream-token';
 
 const quantile = (xs: number[], q: number) => {
   if (xs.length === 0) return NaN;
@@ -139,7 +145,7 @@ export async function startBenchServer(opts: { config?: Record<string, unknown>;
   const args = [...(opts.serverNodeArgs ?? []), ...(isTs ? ['--import', 'tsx'] : []), cli, 'serve', '--port', '0', '--host', '127.0.0.1', '--config', config];
   if (opts.modelDir) args.push('--model', opts.modelDir);
   const child = spawn(process.execPath, args, {
-    env: { ...process.env, TWILIO_AUTH_TOKEN: authToken, CALLMOOD_EVENTS_TOKEN: eventsToken },
+    env: { ...process.env, TWILIO_AUTH_TOKEN: authToken, CALLMOOD_EVENTS_TOKEN: eventsToken, CALLMOOD_TELNYX_STREAM_TOKEN: TELNYX_TOKEN },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -183,7 +189,13 @@ export async function startBenchServer(opts: { config?: Record<string, unknown>;
 export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchResult> {
   const n = opts.nodes ?? 1;
   if (n > 1 && !opts.redisUrl) throw new Error(`--nodes ${n} needs --redis redis://host:port: nodes share their events through Redis`);
-  const config = { ...opts.config, maxCalls: opts.calls + 10, ...(opts.redisUrl ? { redis: { url: opts.redisUrl } } : {}) };
+  const telnyx = opts.provider === 'telnyx';
+  const config = {
+    ...opts.config,
+    maxCalls: opts.calls + 10,
+    ...(opts.redisUrl ? { redis: { url: opts.redisUrl } } : {}),
+    ...(telnyx ? { paths: { ...(opts.config?.paths as object | undefined), telnyxMedia: TELNYX_PATH } } : {}),
+  };
   const servers: BenchServer[] = [];
   const redis = opts.redisUrl ? new Redis(opts.redisUrl, { maxRetriesPerRequest: 1 }) : null;
   const redisMemory = async () => (redis ? Number(/used_memory:(\d+)/.exec(await redis.info('memory'))?.[1] ?? NaN) : NaN);
@@ -202,7 +214,8 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
     // chunk that carried the last sample of its window.
     const chunkCount = payloads.length;
     const sentAt = new Map<string, Float64Array>();
-    const callSidOf = (i: number) => `CA${String(i).padStart(32, '0')}`;
+    // Telnyx's call ids are call_control_ids (v3:…), Twilio's CallSids CA plus 32 hex digits.
+    const callSidOf = (i: number) => `${telnyx ? 'v3:' : 'CA'}${String(i).padStart(32, '0')}`;
     const nodeOf = new Map<string, number>();
     for (let i = 0; i < opts.calls; i++) {
       sentAt.set(callSidOf(i), new Float64Array(chunkCount).fill(NaN));
@@ -253,9 +266,11 @@ export async function benchCalls(opts: CallsBenchOptions): Promise<CallsBenchRes
         const r = await simulateCall(
           { callSid, audio: {}, payloads: { inbound: payloads } },
           {
-            url: `ws://127.0.0.1:${target.port}/media`,
+            url: `ws://127.0.0.1:${target.port}${telnyx ? TELNYX_PATH : '/media'}`,
             pace: 'realtime',
             authToken: target.authToken,
+            provider: opts.provider,
+            streamToken: TELNYX_TOKEN,
             onChunk: (k, at) => void (sent[k] = at),
           },
         );

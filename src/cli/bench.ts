@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { featureRateOption, jsonOption, jsonTarget, openJsonOutput, positive } from './args.js';
 import { benchMfcc } from '../bench/mfcc.js';
 import { benchResample } from '../bench/resample.js';
@@ -52,10 +52,11 @@ export function benchCommand(program: Command): void {
     .option('--model <dir>', 'model directory (default: the shipped model)')
     .option('--nodes <n>', 'servers to spread the calls over (more than 1 needs --redis)', positive('--nodes'), 1)
     .option('--redis <url>', 'the Redis the nodes share: redis://host:port')
-    .action(async (o: { json?: string | boolean; calls: number; seconds: number; model?: string; nodes: number; redis?: string }) => {
+    .addOption(new Option('--provider <provider>', "whose media-stream messages the calls send: twilio, or telnyx (to the server's Telnyx path)").choices(['twilio', 'telnyx']).default('twilio'))
+    .action(async (o: { json?: string | boolean; calls: number; seconds: number; model?: string; nodes: number; redis?: string; provider: 'twilio' | 'telnyx' }) => {
       if (o.nodes > 1 && !o.redis) throw new CallmoodError(ErrorCodes.INVALID_OPTION, `--nodes ${o.nodes} needs --redis redis://host:port (the nodes share their events through Redis)`);
       const emit = output(o.json);
-      await emit(await benchCalls({ calls: Math.round(o.calls), seconds: o.seconds, modelDir: o.model, nodes: Math.round(o.nodes), redisUrl: o.redis }));
+      await emit(await benchCalls({ calls: Math.round(o.calls), seconds: o.seconds, modelDir: o.model, nodes: Math.round(o.nodes), redisUrl: o.redis, provider: o.provider }));
     });
   bench
     .command('model')
