@@ -7,6 +7,7 @@
  *   models/experiments/default.bench-runs.jsonl              scripts/speed.sh (bench model --json)
  *   bench/results/nodes.jsonl                                scripts/nodes-bench.sh (bench calls [--nodes 3 --redis] --json)
  *   bench/results/redis.jsonl                                scripts/redis-capacity.ts
+ *   bench/results/transports.jsonl                           bench/calls-matrix.ts --provider twilio|telnyx, alternating
  * Each table sits between `<!-- generated:NAME:start … -->` and `<!-- generated:NAME:end -->`; text outside the
  * markers is left alone. A missing file shows as "not run", never guessed.
  *
@@ -300,7 +301,18 @@ function redisRuns(): string {
   );
 }
 
+function transportRuns(): string {
+  const runs = jsonl<CallsRun & { provider?: string; realtime: boolean; windows: number }>(`${DIR}/transports.jsonl`);
+  if (!runs) return 'not run';
+  return table(
+    ['started (UTC)', 'transport', 'calls', 'in real time?', 'p50 ms', 'p99 ms', 'windows scored', 'server CPU ms per call-second', 'of it, main thread'],
+    ['---', '---', '---:', ':---:', '---:', '---:', '---:', '---:', '---:'],
+    runs.map((r) => [`${day(r.started)} ${r.started.slice(11, 19)}`, r.provider ?? 'twilio', String(r.calls), r.realtime ? 'yes' : 'no', int(r.p50Ms), int(r.p99Ms), String(r.windows), two(r.cpuMsPerCallSecond), two(r.mainThreadMsPerCallSecond)]),
+  );
+}
+
 const blocks: Record<string, () => string> = {
+  transports: transportRuns,
   nodes: nodesRuns,
   redis: redisRuns,
   'calls-summary': callsSummary,
