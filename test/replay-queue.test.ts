@@ -197,9 +197,9 @@ test('a broken file fails after its retries with its error shown; the others are
   writeCall(src, 'broken.wav', [clip]);
   const retried = await run(['queue', 'retry', '--redis', redis.url, '--prefix', prefix, '--json', '-']);
   assert.equal(retried.code, 0, retried.stderr);
-  const put = JSON.parse(retried.stdout) as { retried: { name: string; error: string }[]; left: number };
+  const put = JSON.parse(retried.stdout) as { retried: { name: string; error: string }[]; left: number; refused: unknown[] };
   assert.deepEqual(put.retried.map((f) => f.name), ['broken.wav']);
-  assert.equal(put.left, 0);
+  assert.deepEqual([put.left, put.refused.length], [0, 0]);
   assert.match(put.retried[0].error, /^CALLMOOD_ERR_\w+: .*broken\.wav/, 'the error it had is reported');
   await waitFor(() => w.lines.some((l) => / done broken\.wav job /.test(l)), () => `the mended file replayed: ${w.lines.slice(-5).join('\n')}`, 40_000);
   assert.ok(w.lines.some((l) => / active broken\.wav job r[0-9a-f]{32} attempt 1\/2$/.test(l)), 'the retried job starts again at attempt 1');

@@ -144,14 +144,17 @@ One line per job on standard output: active, done, failed.`,
       const queue = replayQueue(redis, prefix);
       try {
         const r = await retryFailed(queue, only);
+        // Exit 1 when a job could not be put back.
+        if (r.refused.length > 0) process.exitCode = 1;
         const jsonTo = jsonTarget(o.json);
         if (jsonTo) {
-          await writeJson(jsonTo, { queue: redactUrl(url), prefix, retried: r.retried, left: r.left });
+          await writeJson(jsonTo, { queue: redactUrl(url), prefix, ...r });
           if (jsonTo === '-') return;
         }
         process.stdout.write(`${redactUrl(url)} prefix ${prefix}: put back ${r.retried.length} failed job(s)${r.left > 0 ? `, left ${r.left} that did not match` : ''}\n`);
         for (const f of r.retried) process.stdout.write(`  ${f.name}  (was: ${f.error})\n`);
-        if (only && r.retried.length === 0) process.stdout.write(`  no failed job is named or numbered ${[...only].join(', ')}\n`);
+        for (const f of r.refused) process.stdout.write(`  ${f.name}  NOT put back: ${f.reason}\n`);
+        if (only && r.retried.length + r.refused.length === 0) process.stdout.write(`  no failed job is named or numbered ${[...only].join(', ')}\n`);
       } finally {
         await queue.close();
         redis.disconnect();

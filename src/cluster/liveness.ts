@@ -114,7 +114,7 @@ export function lostCallEnd(c: HeldCall, node: string, now = Date.now()): CallEn
 export interface LivenessHost {
   /** The bus's writer connection, with the scripts defined. */
   redis: Redis;
-  /** True while the connection is up; `since` when it came up (ms). */
+  /** When the connection came up (ms since the epoch); null while it is down. */
   connectedSince(): number | null;
   /** The calls this node holds now (to put back if it was taken for dead). */
   held(): Iterable<HeldCall>;
@@ -166,7 +166,7 @@ export class NodeLiveness {
     try {
       await (this.host.redis as LivenessRedis).livenessLeave(2, this.nodesKey, this.callsKey, this.node);
     } catch {
-      // Redis gone: the node's entry ages out, and its empty hash ends nothing.
+      // Redis gone: the entry ages out, and a survivor ends what the hash still holds.
     }
   }
 

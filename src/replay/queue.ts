@@ -244,6 +244,8 @@ export interface RetriedJobs {
   retried: FailedJob[];
   /** Failed jobs left as they were (not matching the filter). */
   left: number;
+  /** Jobs that could not be put back (removed or taken meanwhile), with BullMQ's reason. */
+  refused: Array<FailedJob & { reason: string }>;
 }
 
 /**
@@ -257,15 +259,19 @@ export async function retryFailed(queue: Queue<QueueJobData, QueueJobResult>, on
     failed.push(...page);
     if (page.length < 100) break;
   }
-  const out: RetriedJobs = { retried: [], left: 0 };
+  const out: RetriedJobs = { retried: [], left: 0, refused: [] };
   for (const job of failed) {
     if (only && !only.has(String(job.id)) && !only.has(job.data?.name ?? '')) {
       out.left++;
       continue;
     }
     const was = describeFailed(job);
-    await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
-    out.retried.push(was);
+    try {
+      await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+      out.retried.push(was);
+    } catch (err) {
+      out.refused.push({ ...was, reason: (err as Error).message });
+    }
   }
   return out;
 }
