@@ -100,13 +100,16 @@ test('after an outage longer than nodeTtlMs, the first node back judges nobody u
     a.live.start();
     b.live.start();
     await sleep(TTL / 2);
-    // Both lose Redis for three TTLs (no beats), then a is back first and b 0.6 TTL later.
+    // Both lose Redis for three TTLs (no beats), then a is back first and b 0.3 TTL later; each beats at once when
+    // back, as the bus makes it. Without the guard a would take b for dead at its first beat.
     a.state.since = null;
     b.state.since = null;
     await sleep(3 * TTL);
     a.state.since = Date.now();
-    await sleep(0.6 * TTL);
+    a.live.beatNow();
+    await sleep(0.3 * TTL);
     b.state.since = Date.now();
+    b.live.beatNow();
     await sleep(2 * TTL);
     assert.equal(a.state.lost.length, 0, `a took b for dead after the outage: ${JSON.stringify(a.state.lost)}`);
     assert.equal(await a.conn.hlen(livenessKeys.calls(prefix, 'b')), 1, "b still holds its call");

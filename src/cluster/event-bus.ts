@@ -270,7 +270,10 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
       this.liveness.resync();
     }
     this.upSince = s === 'connected' ? Date.now() : null;
-    if (s === 'connected') this.scheduleFlush();
+    if (s === 'connected') {
+      this.liveness.beatNow();
+      this.scheduleFlush();
+    }
     this.emit('state', s);
   }
 
