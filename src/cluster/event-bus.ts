@@ -160,7 +160,15 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
       await new Promise((r) => setTimeout(r, 20));
     }
     this.reading ??= this.readLoop();
-    this.liveness.start();
+  }
+
+  /**
+   * Starts this node's beats (./liveness.ts): from now on it counts as alive, and if it stops beating for
+   * redis.nodeTtlMs a survivor ends its calls. The server calls it once its model is loaded, so that a long load does
+   * not read as a dead node.
+   */
+  startBeating(): void {
+    if (!this.closed) this.liveness.start();
   }
 
   /** Tells the bus what this node's consumers follow (asked before every read). */

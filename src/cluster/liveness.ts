@@ -11,6 +11,9 @@
  * call-ends are written leaves them to the next one, and the call-ends go out once per survivor that took them (at
  * least once).
  *
+ * `nodeTtlMs` must exceed the longest time a node's event loop may be held (a long GC, a machine swapping): a node
+ * starts beating only once its model is loaded (the server calls `startBeating` then), so a load does not count.
+ *
  * Two guards against ending live calls:
  * - a node reaps only after it has itself been connected to Redis and beaten on time (no gap longer than two thirds
  *   of `nodeTtlMs` between its own beats, as Redis's clock saw them) for `nodeTtlMs`, so that after a Redis outage, or
@@ -235,7 +238,7 @@ export class NodeLiveness {
   /** This node was taken for dead while alive: its calls were ended elsewhere. Put them back and say so. */
   private async takenForDead(r: Redis): Promise<void> {
     const calls = [...this.host.held()];
-    this.log('error', 'CALLMOOD_NODE_TAKEN_FOR_DEAD', `this node (${this.node}) did not beat for more than redis.nodeTtlMs (${this.settings.nodeTtlMs} ms) and another node ended its ${calls.length} live call(s) as node-lost; they go on here`, { node: this.node, calls: calls.length });
+    this.log(calls.length > 0 ? 'error' : 'warn', 'CALLMOOD_NODE_TAKEN_FOR_DEAD', `this node (${this.node}) did not beat for more than redis.nodeTtlMs (${this.settings.nodeTtlMs} ms) and another node ended its ${calls.length} live call(s) as node-lost; they go on here`, { node: this.node, calls: calls.length });
     if (calls.length === 0) return;
     await r.hset(this.callsKey, ...calls.flatMap((c) => [heldField(c), JSON.stringify(c)]));
   }

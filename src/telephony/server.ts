@@ -292,6 +292,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     }
     this.loaded = { profile: modelProfile(m), batcher: new MicroBatcher(this.metrics.instrument(engine), this.options.batch) };
     this.media.stalls.start();
+    // Alive for the other nodes from now on: a model load that held the event loop is over.
+    this.bus?.startBeating();
     const backend = engine instanceof WorkerEngine ? `worker thread, ${engine.backend}` : 'in-process';
     this.log('info', 'CALLMOOD_MODEL_LOADED', `model ${dir} (${m.arch}, ${m.labels.length} labels) loaded in ${Math.round(performance.now() - t0)} ms (${backend})`);
   }
