@@ -131,17 +131,14 @@ test('bench replay reports the median of its timed runs, and each run', async ()
 });
 
 test('bench calls counts latency end to end, from the chunk that ends a window to its event at the client; --provider telnyx streams the same calls as Telnyx', async () => {
-  const [r, telnyx] = await Promise.all([
-    cli('bench', 'calls', '--json', '--calls', '2', '--seconds', '4'),
-    cli('bench', 'calls', '--json', '--calls', '2', '--seconds', '4', '--provider', 'telnyx'),
-  ]);
+  const r = await cli('bench', 'calls', '--json', '--calls', '2', '--seconds', '4');
+  const telnyx = await cli('bench', 'calls', '--json', '--calls', '2', '--seconds', '4', '--provider', 'telnyx');
   assert.equal(r.code, 0, r.stderr);
   assert.equal(telnyx.code, 0, telnyx.stderr);
   const t = JSON.parse(telnyx.stdout) as Record<string, number | boolean>;
   const w = JSON.parse(r.stdout) as Record<string, number | boolean>;
-  assert.ok((t.windows as number) > 0, telnyx.stdout);
-  // When both kept real time (every call ended in time), the same audio gave the same windows through either transport.
-  if (t.realtime && w.realtime) assert.equal(t.windows, w.windows, `windows through Telnyx and Twilio: ${telnyx.stdout} ${r.stdout}`);
+  // The same audio gives the same windows through either transport.
+  assert.equal(t.windows, w.windows, `windows through Telnyx and Twilio: ${telnyx.stdout} ${r.stdout}`);
   const res = JSON.parse(r.stdout) as Record<string, number | boolean>;
   assert.equal(res.calls, 2);
   assert.equal(typeof res.realtime, 'boolean'); // whether 2 calls keep real time depends on the machine's load

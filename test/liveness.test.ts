@@ -171,3 +171,27 @@ test('resync after an outage rewrites the calls hash from the calls the node hol
     await stopAll([a]);
   }
 });
+
+test('a beat gone without a tombstone (Redis lost its data) is no takeover: the node puts its calls back and says so at info level', async () => {
+  const prefix = `d${randomBytes(3).toString('hex')}`;
+  const logs: string[] = [];
+  const a = node('a', prefix, logs);
+  try {
+    await a.hold('CA5');
+    a.live.start();
+    await sleep(TTL / 2);
+    // Redis loses everything of this deployment (a restart without persistence): the set and the hash are gone.
+    await a.conn.del(livenessKeys.nodes(prefix), livenessKeys.calls(prefix, 'a'));
+    await waitFor(() => logs.some((l) => l.includes('CALLMOOD_NODE_REREGISTERED')), () => `a notices its beat was gone: ${logs.join(' | ')}`, 5000);
+    let keys: string[] = [];
+    for (let i = 0; i < 50 && keys.length === 0; i++) {
+      keys = await a.conn.hkeys(livenessKeys.calls(prefix, 'a'));
+      if (keys.length === 0) await sleep(20);
+    }
+    assert.deepEqual(keys, ['CA5/MZCA5'], 'a holds its call again');
+    assert.match(logs.find((l) => l.includes('REREGISTERED'))!, /^a info /);
+    assert.deepEqual(logs.filter((l) => l.includes('TAKEN_FOR_DEAD')), [], 'no false claim that another node ended its calls');
+  } finally {
+    await stopAll([a]);
+  }
+});

@@ -195,6 +195,7 @@ test('a broken file fails after its retries with its error shown; the others are
   assert.equal(none.code, 0, none.stderr);
   assert.match(none.stdout, /put back 0 failed job\(s\), left 1 that did not match\n {2}no failed job is named or numbered a\.wav/);
   writeCall(src, 'broken.wav', [clip]);
+  const linesBefore = w.lines.length;
   const retried = await run(['queue', 'retry', '--redis', redis.url, '--prefix', prefix, '--json', '-']);
   assert.equal(retried.code, 0, retried.stderr);
   const put = JSON.parse(retried.stdout) as { retried: { name: string; error: string }[]; left: number; refused: unknown[] };
@@ -202,7 +203,7 @@ test('a broken file fails after its retries with its error shown; the others are
   assert.deepEqual([put.left, put.refused.length], [0, 0]);
   assert.match(put.retried[0].error, /^CALLMOOD_ERR_\w+: .*broken\.wav/, 'the error it had is reported');
   await waitFor(() => w.lines.some((l) => / done broken\.wav job /.test(l)), () => `the mended file replayed: ${w.lines.slice(-5).join('\n')}`, 40_000);
-  assert.ok(w.lines.some((l) => / active broken\.wav job r[0-9a-f]{32} attempt 1\/2$/.test(l)), 'the retried job starts again at attempt 1');
+  assert.ok(w.lines.slice(linesBefore).some((l) => / active broken\.wav job r[0-9a-f]{32} attempt 1\/2$/.test(l)), `the retried job starts again at attempt 1: ${w.lines.slice(linesBefore).join('\n')}`);
   const after = await status(prefix);
   assert.deepEqual([after.counts.completed, after.counts.failed], [3, 0]);
   assert.match(readFileSync(join(out, 'broken.wav.html'), 'utf8'), /<\/html>\s*$/, 'the mended file has its whole report');

@@ -95,6 +95,10 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
   private readonly buffer: { callSid: string; text: string; held?: { field: string; value: string | null } }[] = [];
   /** The calls this node holds (call-start seen, call-end not yet), by heldField. */
   private readonly held = new Map<string, HeldCall>();
+  /** Dead nodes' calls this node took over, until their call-ends are written (they stay in its hash till then). */
+  private readonly adopted = new Map<string, HeldCall>();
+  /** The calls hash must be rewritten: events carrying its changes were dropped. */
+  private needResync = false;
   private readonly liveness: NodeLiveness;
   private upSince: number | null = null;
   private flushing = false;
@@ -122,7 +126,9 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
       enableOfflineQueue: false,
       // A command cut by a disconnect fails at once and its events go back to the buffer.
       maxRetriesPerRequest: 0,
-      retryStrategy: (times: number) => Math.min(2000, 50 * 2 ** Math.min(times, 6)),
+      // At most a quarter of nodeTtlMs between tries, so that after an outage every live node is back and beating well
+      // within the TTL the first one back waits before judging (./liveness.ts).
+      retryStrategy: (times: number) => Math.min(2000, Math.max(100, Math.floor(settings.nodeTtlMs / 4)), 50 * 2 ** Math.min(times, 6)),
       lazyConnect: false,
     };
     this.writer = new Redis(settings.url, { ...common, connectionName: `callmood-bus-w-${node}` });
@@ -134,8 +140,11 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
       {
         redis: this.writer,
         connectedSince: () => (this.st === 'connected' ? this.upSince : null),
-        held: () => this.held.values(),
-        lost: (events, from) => this.emit('lost', events, from),
+        held: () => [...this.held.values(), ...this.adopted.values()],
+        lost: (events, from, _silentMs, calls) => {
+          for (const c of calls) this.adopted.set(heldField(c), c);
+          this.emit('lost', events, from);
+        },
       },
       log,
     );
@@ -171,6 +180,11 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
     if (!this.closed) this.liveness.start();
   }
 
+  /** Beats on but takes over no dead node's calls: the server calls it when it starts draining. */
+  stopReaping(): void {
+    this.liveness.stopReaping();
+  }
+
   /** Tells the bus what this node's consumers follow (asked before every read). */
   setInterest(fn: () => BusInterest): void {
     this.interest = fn;
@@ -202,7 +216,8 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
   private bound(): void {
     const over = this.buffer.length - this.settings.bufferMaxEvents;
     if (over <= 0) return;
-    this.buffer.splice(0, over);
+    const gone = this.buffer.splice(0, over);
+    if (gone.some((b) => b.held)) this.needResync = true;
     this.counts.dropped += over;
     if (this.outageDropped === 0) {
       this.log('error', 'CALLMOOD_BUS_DROPPED', `event bus: Redis unreachable and ${this.settings.bufferMaxEvents} events buffered (redis.bufferMaxEvents); dropping the oldest from now on, counted in callmood_bus_dropped_total`);
@@ -256,7 +271,8 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
       await new Promise((r) => setTimeout(r, 10));
     }
     if (this.buffer.length > 0) this.log('warn', 'CALLMOOD_BUS_CLOSE', `event bus: ${this.buffer.length} events not written to Redis at close`);
-    await this.liveness.stop();
+    // Bounded too: a Redis that hangs without closing the connection must not hold the shutdown.
+    await Promise.race([this.liveness.stop(), new Promise((r) => setTimeout(r, Math.max(0, until - Date.now())).unref())]);
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.setState('closed');
@@ -275,7 +291,7 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
       this.log('info', 'CALLMOOD_BUS_UP', `event bus: Redis is back; writing ${this.buffer.length} buffered events${this.outageDropped > 0 ? `; ${this.outageDropped} were dropped during the outage` : ''}`, { buffered: this.buffer.length, dropped: this.outageDropped });
       this.outageDropped = 0;
       // What the outage's buffer dropped may include a call's entry in this node's calls hash.
-      this.liveness.resync();
+      this.needResync = true;
     }
     this.upSince = s === 'connected' ? Date.now() : null;
     if (s === 'connected') {
@@ -286,13 +302,21 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
   }
 
   private scheduleFlush(): void {
-    if (this.flushing || this.buffer.length === 0 || this.closed) return;
+    if (this.flushing || (this.buffer.length === 0 && !this.needResync) || this.closed) return;
     this.flushing = true;
     setImmediate(() => void this.flush());
   }
 
   private async flush(): Promise<void> {
     try {
+      if (this.needResync && !this.closed) {
+        if (this.writer.status !== 'ready') return;
+        this.needResync = false;
+        if (!(await this.liveness.resync())) {
+          this.needResync = true;
+          return this.retrySoon();
+        }
+      }
       while (this.buffer.length > 0 && !this.closed) {
         if (this.writer.status !== 'ready') return;
         const batch = this.buffer.splice(0, BATCH);
@@ -327,6 +351,8 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
           this.lastError = (err as Error).message;
         }
         this.counts.published += ok;
+        // A taken-over call's call-end is written: the call may leave the hash for good.
+        for (let k = 0; k < ok; k++) if (batch[k].held?.value === null) this.adopted.delete(batch[k].held!.field);
         if (ok < batch.length) {
           this.buffer.unshift(...batch.slice(ok));
           this.bound();

@@ -7,9 +7,10 @@
  * A node whose heartbeat is older than `nodeTtlMs` is dead. One survivor takes its calls in a single script (remove
  * the node, move its calls into the survivor's own hash) and ends each of them with a `call-end` whose reason is
  * `node-lost`, through its own fan-out: feed consumers on every node, the CRM's webhooks and the embedding process see
- * the call end rather than wait for it forever. The calls are moved, not deleted, so a survivor that dies before its
- * call-ends are written leaves them to the next one, and the call-ends go out once per survivor that took them (at
- * least once).
+ * the call end rather than wait for it forever. The calls are moved, not deleted, and leave the survivor's hash only
+ * when their call-ends are written to the bus, so a survivor that dies before that leaves them to the next one (at
+ * least once on the bus). The CRM gets the call-end from the survivor's webhook outbox, written beside the bus: a
+ * survivor that dies in the milliseconds between the two may leave the CRM without it.
  *
  * `nodeTtlMs` must exceed the longest time a node's event loop may be held (a long GC, a machine swapping): a node
  * starts beating only once its model is loaded (the server calls `startBeating` then), so a load does not count.
@@ -18,8 +19,12 @@
  * - a node reaps only after it has itself been connected to Redis and beaten on time (no gap longer than two thirds
  *   of `nodeTtlMs` between its own beats, as Redis's clock saw them) for `nodeTtlMs`, so that after a Redis outage, or
  *   a Redis that froze, every live node has had the time to beat again before anyone judges it;
- * - a live node that finds it was taken for dead (a pause longer than `nodeTtlMs`: a stopped VM, a network partition)
- *   logs it, puts its calls back, and goes on; its consumers have seen a `node-lost` call-end for calls that go on.
+ * - a live node that finds it was taken for dead (a pause longer than `nodeTtlMs`: a stopped VM, a network partition;
+ *   the reaper leaves a tombstone for it to find) logs it, puts its calls back, and goes on; its consumers have seen a
+ *   `node-lost` call-end for calls that go on. A node that finds its beat gone without a tombstone (Redis lost its
+ *   data: a restart without persistence, a failover) only puts its calls back.
+ *
+ * A draining node stops reaping (its outbox is closing) but beats until it leaves.
  *
  * Redis Cluster is not supported: the reaping script reaches keys it computes.
  */
@@ -41,12 +46,19 @@ export interface HeldCall {
 export const livenessKeys = {
   nodes: (prefix: string) => `${prefix}:nodes`,
   calls: (prefix: string, node: string) => `${prefix}:node:${node}:calls`,
+  /** Left by the reaper for a node it took for dead, for an hour: that node, if alive, learns it on its next beat. */
+  reaped: (prefix: string, node: string) => `${prefix}:node:${node}:reaped`,
 };
+
+/** How long a tombstone stays, ms. */
+const TOMBSTONE_MS = 3_600_000;
 
 const SCRIPTS = {
   /**
-   * KEYS[1] nodes; ARGV[1] node, ARGV[2] nodeTtlMs. Scores the node with Redis's clock (ms). Returns {the ms since its
-   * previous beat, or -1 when it had none (a new node, or one someone took for dead); the nodes alive now}.
+   * KEYS[1] nodes, KEYS[2] this node's tombstone; ARGV[1] node, ARGV[2] nodeTtlMs. Scores the node with Redis's clock
+   * (ms). Returns {the ms since its previous beat; or -2 when it had none and a tombstone says it was taken for dead
+   * (the tombstone is removed); or -1 when it had none otherwise (a new node, or Redis lost its data), the nodes
+   * alive now}.
    */
   livenessBeat: `local t = redis.call('time')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -54,10 +66,12 @@ local had = redis.call('zscore', KEYS[1], ARGV[1])
 redis.call('zadd', KEYS[1], ms, ARGV[1])
 local live = redis.call('zcount', KEYS[1], ms - tonumber(ARGV[2]), '+inf')
 if had then return {ms - tonumber(had), live} end
+if redis.call('del', KEYS[2]) == 1 then return {-2, live} end
 return {-1, live}`,
   /**
-   * KEYS[1] nodes; ARGV[1] this node, ARGV[2] nodeTtlMs, ARGV[3] prefix. Takes one dead node other than this one:
-   * removes it and moves its calls into this node's hash. Returns {node, silentMs, field, value, …}, or false.
+   * KEYS[1] nodes; ARGV[1] this node, ARGV[2] nodeTtlMs, ARGV[3] prefix, ARGV[4] tombstone ms. Takes one dead node
+   * other than this one: removes it, leaves it a tombstone, and moves its calls into this node's hash (in chunks: Lua's
+   * unpack has a limit). Returns {node, silentMs, field, value, …}, or false.
    */
   livenessReap: `local t = redis.call('time')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -66,12 +80,15 @@ for i = 1, #dead, 2 do
   local n = dead[i]
   if n ~= ARGV[1] then
     redis.call('zrem', KEYS[1], n)
+    redis.call('set', ARGV[3] .. ':node:' .. n .. ':reaped', '1', 'PX', ARGV[4])
     local from = ARGV[3] .. ':node:' .. n .. ':calls'
     local calls = redis.call('hgetall', from)
-    if #calls > 0 then
-      redis.call('hset', ARGV[3] .. ':node:' .. ARGV[1] .. ':calls', unpack(calls))
-      redis.call('del', from)
+    for k = 1, #calls, 1000 do
+      local chunk = {}
+      for j = k, math.min(k + 999, #calls) do chunk[#chunk + 1] = calls[j] end
+      redis.call('hset', ARGV[3] .. ':node:' .. ARGV[1] .. ':calls', unpack(chunk))
     end
+    redis.call('del', from)
     local out = {n, tostring(ms - tonumber(dead[i + 1]))}
     for j = 1, #calls do table.insert(out, calls[j]) end
     return out
@@ -88,6 +105,17 @@ type LivenessRedis = Redis & { [K in keyof typeof SCRIPTS]: (numKeys: number, ..
 /** Defines the liveness scripts on a connection (once per connection). */
 export function withLivenessScripts(redis: Redis): void {
   for (const [name, lua] of Object.entries(SCRIPTS)) redis.defineCommand(name, { lua });
+}
+
+/** A HeldCall read back from Redis, or null when the entry is not one. */
+function readHeld(text: string): HeldCall | null {
+  try {
+    const c = JSON.parse(text) as Partial<HeldCall> | null;
+    if (!c || typeof c.callSid !== 'string' || typeof c.streamSid !== 'string' || typeof c.startedAt !== 'number' || typeof c.startTimeMs !== 'number') return null;
+    return { callSid: c.callSid, streamSid: c.streamSid, startedAt: c.startedAt, startTimeMs: c.startTimeMs, customParameters: c.customParameters && typeof c.customParameters === 'object' ? c.customParameters : {} };
+  } catch {
+    return null;
+  }
 }
 
 /** The field of a call in a node's hash. */
@@ -119,10 +147,10 @@ export interface LivenessHost {
   redis: Redis;
   /** When the connection came up (ms since the epoch); null while it is down. */
   connectedSince(): number | null;
-  /** The calls this node holds now (to put back if it was taken for dead). */
+  /** The calls this node's hash must hold now: its own live calls, and taken-over ones whose call-ends are not written yet. */
   held(): Iterable<HeldCall>;
-  /** Ends the calls of a dead node through this node's fan-out. */
-  lost(events: CallEndEvent[], node: string, silentMs: number): void;
+  /** Ends the calls of a dead node (`calls`, as taken over) through this node's fan-out. */
+  lost(events: CallEndEvent[], node: string, silentMs: number, calls: HeldCall[]): void;
 }
 
 export class NodeLiveness {
@@ -134,6 +162,8 @@ export class NodeLiveness {
   readonly counts: { nodes: number | null; takenOver: number } = { nodes: null, takenOver: 0 };
   private busy = false;
   private stopped = false;
+  private reaping = true;
+  private lastErrorLogAt = 0;
   private readonly nodesKey: string;
 
   constructor(
@@ -165,6 +195,11 @@ export class NodeLiveness {
     if (this.timer) void this.tick();
   }
 
+  /** Beats on, but takes no dead node's calls any more (a draining node: its outbox is closing). */
+  stopReaping(): void {
+    this.reaping = false;
+  }
+
   /** Stops beating; leaves the set of nodes when this node holds no call (else a survivor will end them). */
   async stop(): Promise<void> {
     this.stopped = true;
@@ -184,62 +219,77 @@ export class NodeLiveness {
     this.busy = true;
     const r = this.host.redis as LivenessRedis;
     try {
-      const [gapReply, live] = (await r.livenessBeat(1, this.nodesKey, this.node, this.settings.nodeTtlMs)) as [number, number];
+      const tomb = livenessKeys.reaped(this.settings.prefix, this.node);
+      const [gapReply, live] = (await r.livenessBeat(2, this.nodesKey, tomb, this.node, this.settings.nodeTtlMs)) as [number, number];
       const gap = Number(gapReply);
       this.counts.nodes = Number(live);
-      if (gap < 0 && this.beaten) await this.takenForDead(r);
+      if (gap === -2) this.takenForDead();
+      else if (gap === -1 && this.beaten) this.log('info', 'CALLMOOD_NODE_REREGISTERED', `this node's beat was gone from Redis without a tombstone (Redis lost its data?); putting its calls back`, { node: this.node });
+      if (gap < 0 && this.beaten) await this.resync();
       this.beaten = true;
       const now = Date.now();
       if (this.steadySince === null || gap < 0 || gap > (2 * this.settings.nodeTtlMs) / 3) this.steadySince = now;
       // Judge others only once every live node has had a full nodeTtlMs of connection and steady beats to beat in.
       if (now - Math.max(since, this.steadySince) < this.settings.nodeTtlMs) return;
-      for (let i = 0; i < 16 && !this.stopped; i++) {
-        const out = (await r.livenessReap(1, this.nodesKey, this.node, this.settings.nodeTtlMs, this.settings.prefix)) as string[] | null;
+      for (let i = 0; i < 16 && !this.stopped && this.reaping; i++) {
+        const out = (await r.livenessReap(1, this.nodesKey, this.node, this.settings.nodeTtlMs, this.settings.prefix, TOMBSTONE_MS)) as string[] | null;
         if (!out) break;
-        this.ended(out);
+        await this.ended(out);
       }
-    } catch {
-      // Redis away: the bus says so in its state and logs; the next beat tries again.
+    } catch (err) {
+      // Redis away: the bus says so in its state and logs; the next beat tries again. Anything else, once a minute.
+      if (this.host.connectedSince() !== null && Date.now() - this.lastErrorLogAt > 60_000) {
+        this.lastErrorLogAt = Date.now();
+        this.log('warn', 'CALLMOOD_NODE_LIVENESS', `node liveness: ${(err as Error).message}`, { node: this.node });
+      }
     } finally {
       this.busy = false;
     }
   }
 
-  private ended(out: string[]): void {
+  private async ended(out: string[]): Promise<void> {
     const [node, silent] = out;
     const now = Date.now();
-    const events: CallEndEvent[] = [];
+    const calls: HeldCall[] = [];
+    const bad: string[] = [];
     for (let i = 2; i + 1 < out.length; i += 2) {
-      try {
-        events.push(lostCallEnd(JSON.parse(out[i + 1]) as HeldCall, node, now));
-      } catch {
-        this.log('error', 'CALLMOOD_NODE_LOST', `node ${node}: an unreadable call entry ${out[i]} was dropped`);
-      }
+      const c = readHeld(out[i + 1]);
+      if (c) calls.push(c);
+      else bad.push(out[i]);
+    }
+    if (bad.length > 0) {
+      this.log('error', 'CALLMOOD_NODE_LOST', `node ${node}: ${bad.length} unreadable call entr${bad.length === 1 ? 'y' : 'ies'} dropped (${bad.slice(0, 3).join(', ')})`);
+      await this.host.redis.hdel(this.callsKey, ...bad);
     }
     // A node that died without calls (or whose calls had all ended) leaves nothing to end and nothing to say.
-    if (events.length === 0 && out.length <= 2) return;
+    if (calls.length === 0) return;
+    const events = calls.map((c) => lostCallEnd(c, node, now));
     this.log('warn', 'CALLMOOD_NODE_LOST', `node ${node} has not beaten for ${silent} ms (redis.nodeTtlMs ${this.settings.nodeTtlMs}): ending its ${events.length} call(s) as node-lost`, { node, calls: events.length });
     this.counts.takenOver += events.length;
-    this.host.lost(events, node, Number(silent));
+    this.host.lost(events, node, Number(silent), calls);
   }
 
   /**
-   * Rewrites this node's calls hash from what it holds: after an outage, whose bounded buffer may have dropped a
-   * call-start or call-end and with them their change to the hash. Sent before the buffered events, which then apply
-   * on top in order. Failing, it waits for the next reconnection.
+   * Rewrites this node's calls hash from what it must hold (its live calls and the taken-over ones not yet ended):
+   * after an outage, or events dropped by the bounded buffer, either of which may have lost a call's change to the
+   * hash; after a beat that found this node gone. Sent before the buffered events, which then apply on top in order.
+   * Resolves false when Redis refused it (the caller tries again later).
    */
-  resync(): void {
+  async resync(): Promise<boolean> {
     const calls = [...this.host.held()];
     const m = this.host.redis.multi().del(this.callsKey);
     if (calls.length > 0) m.hset(this.callsKey, ...calls.flatMap((c) => [heldField(c), JSON.stringify(c)]));
-    m.exec().catch(() => undefined);
+    try {
+      const res = await m.exec();
+      return !!res && res.every(([err]) => !err);
+    } catch {
+      return false;
+    }
   }
 
-  /** This node was taken for dead while alive: its calls were ended elsewhere. Put them back and say so. */
-  private async takenForDead(r: Redis): Promise<void> {
-    const calls = [...this.host.held()];
-    this.log(calls.length > 0 ? 'error' : 'warn', 'CALLMOOD_NODE_TAKEN_FOR_DEAD', `this node (${this.node}) did not beat for more than redis.nodeTtlMs (${this.settings.nodeTtlMs} ms) and another node ended its ${calls.length} live call(s) as node-lost; they go on here`, { node: this.node, calls: calls.length });
-    if (calls.length === 0) return;
-    await r.hset(this.callsKey, ...calls.flatMap((c) => [heldField(c), JSON.stringify(c)]));
+  /** This node was taken for dead while alive: its calls were ended elsewhere. Say so (resync puts them back). */
+  private takenForDead(): void {
+    const calls = [...this.host.held()].length;
+    this.log(calls > 0 ? 'error' : 'warn', 'CALLMOOD_NODE_TAKEN_FOR_DEAD', `this node (${this.node}) did not beat for more than redis.nodeTtlMs (${this.settings.nodeTtlMs} ms) and another node ended its ${calls} live call(s) as node-lost; they go on here`, { node: this.node, calls });
   }
 }

@@ -14,7 +14,8 @@
  *   fails (a broken file) is retried `attempts` times in all, then kept as failed with its error message, until
  *   `callmood queue retry` ({@link retryFailed}) puts it back with its attempts anew.
  * - A killed attempt may leave its hidden temporary outputs behind; a later attempt at the same output sweeps those
- *   older than twice the lock (no live attempt keeps one that long: they are written at the end and renamed at once).
+ *   older than twice the lock plus a minute (no live attempt keeps one that long: they are written at the end and
+ *   renamed at once; the minute covers a worker's clock against a shared folder's).
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -431,7 +432,8 @@ export function startQueueWorker(redis: Redis, prefix: string, o: QueueWorkerOpt
     } finally {
       await rm(reportTmp, { force: true });
       await rm(eventsTmp, { force: true });
-      const swept = (await sweepStaleTemps(d.reportPath, 2 * o.lockDurationMs)) + (await sweepStaleTemps(d.eventsPath, 2 * o.lockDurationMs));
+      const stale = 2 * o.lockDurationMs + 60_000;
+      const swept = (await sweepStaleTemps(d.reportPath, stale)) + (await sweepStaleTemps(d.eventsPath, stale));
       if (swept > 0) o.log(`swept ${swept} temporary file(s) of ${d.name} left by killed attempts`);
     }
   };

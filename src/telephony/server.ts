@@ -292,8 +292,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     }
     this.loaded = { profile: modelProfile(m), batcher: new MicroBatcher(this.metrics.instrument(engine), this.options.batch) };
     this.media.stalls.start();
-    // Alive for the other nodes from now on: a model load that held the event loop is over.
-    this.bus?.startBeating();
+    // Alive for the other nodes from now on: a model load that held the event loop is over (not if already draining).
+    if (!this.closing) this.bus?.startBeating();
     const backend = engine instanceof WorkerEngine ? `worker thread, ${engine.backend}` : 'in-process';
     this.log('info', 'CALLMOOD_MODEL_LOADED', `model ${dir} (${m.arch}, ${m.labels.length} labels) loaded in ${Math.round(performance.now() - t0)} ms (${backend})`);
   }
@@ -411,6 +411,8 @@ export class CallmoodServer extends EventEmitter<CallmoodEventMap> {
     const live = this.media.liveCalls;
     this.log('info', 'CALLMOOD_DRAIN', `shutting down: ending ${live} live call(s)`);
     this.media.stalls.stop();
+    // Its outbox closes before its bus: a dead node's calls are left to the nodes that stay.
+    this.bus?.stopReaping();
     // Stop accepting: the own server stops listening; upgrades and webhooks on any server now get 503.
     this.ownServer?.close();
     // A model still loading must finish loading before it can be closed.
