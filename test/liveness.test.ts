@@ -119,7 +119,7 @@ test('after an outage longer than nodeTtlMs, the first node back judges nobody u
   }
 });
 
-test('a node taken for dead while alive logs it once and puts its calls back; a clean stop leaves the set only without calls', async () => {
+test('a node taken for dead while alive logs it once and puts its calls back; a clean stop leaves the set only without calls, or when told it holds nothing', async () => {
   const prefix = `t${randomBytes(3).toString('hex')}`;
   const logs: string[] = [];
   const [a, b] = ['a', 'b'].map((n) => node(n, prefix, logs));
@@ -141,6 +141,9 @@ test('a node taken for dead while alive logs it once and puts its calls back; a 
     // A stop with a call held keeps b in the set (a survivor will end the call); without calls it leaves.
     await b.live.stop();
     assert.notEqual(await a.conn.zscore(livenessKeys.nodes(prefix), 'b'), null, 'b stopped holding a call: still listed');
+    // Told that every call's end was written, a stop removes an entry a race left behind, and leaves.
+    await b.live.stop(true);
+    assert.deepEqual([await a.conn.zscore(livenessKeys.nodes(prefix), 'b'), await a.conn.exists(livenessKeys.calls(prefix, 'b'))], [null, 0]);
     await a.conn.del(livenessKeys.calls(prefix, 'a'));
     await a.live.stop();
     assert.equal(await a.conn.zscore(livenessKeys.nodes(prefix), 'a'), null, 'a stopped without calls: gone from the set');

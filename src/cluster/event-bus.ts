@@ -272,7 +272,8 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
     }
     if (this.buffer.length > 0) this.log('warn', 'CALLMOOD_BUS_CLOSE', `event bus: ${this.buffer.length} events not written to Redis at close`);
     // Bounded too: a Redis that hangs without closing the connection must not hold the shutdown.
-    await Promise.race([this.liveness.stop(), new Promise((r) => setTimeout(r, Math.max(0, until - Date.now())).unref())]);
+    const holdsNothing = this.buffer.length === 0 && !this.flushing && this.held.size === 0 && this.adopted.size === 0;
+    await Promise.race([this.liveness.stop(holdsNothing), new Promise((r) => setTimeout(r, Math.max(0, until - Date.now())).unref())]);
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.setState('closed');

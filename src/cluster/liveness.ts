@@ -200,14 +200,18 @@ export class NodeLiveness {
     this.reaping = false;
   }
 
-  /** Stops beating; leaves the set of nodes when this node holds no call (else a survivor will end them). */
-  async stop(): Promise<void> {
+  /**
+   * Stops beating; leaves the set of nodes when its hash holds no call (else a survivor will end them). `holdsNothing`:
+   * the caller knows every call's end was written, so an entry left in the hash by a race is stale; it goes too.
+   */
+  async stop(holdsNothing = false): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     if (this.host.connectedSince() === null) return;
     try {
-      await (this.host.redis as LivenessRedis).livenessLeave(2, this.nodesKey, this.callsKey, this.node);
+      if (holdsNothing) await this.host.redis.multi().del(this.callsKey).zrem(this.nodesKey, this.node).exec();
+      else await (this.host.redis as LivenessRedis).livenessLeave(2, this.nodesKey, this.callsKey, this.node);
     } catch {
       // Redis gone: the entry ages out, and a survivor ends what the hash still holds.
     }
