@@ -199,8 +199,13 @@ test('three nodes with a CRM: a node SIGKILLed mid-call while the CRM is down, n
     assert.match(String(reaped[0].msg), new RegExp(`node ${killedNode} has not beaten .* ending its 2 call\\(s\\) as node-lost`));
     // The survivors' own calls were not taken for dead.
     for (const n of nodes.slice(0, 2)) assert.equal(n.records().filter((r) => r.code === 'CALLMOOD_NODE_TAKEN_FOR_DEAD').length, 0);
-    // Health and metrics say it: two nodes alive now, and the survivor that took the calls over counted them.
-    const hs = await Promise.all(nodes.slice(0, 2).map((n) => health(n.url)));
+    // Health and metrics say it: two nodes alive, once each survivor has beaten since C's last beat is a TTL old
+    // (the other survivor's last beat may precede that), and the survivor that took the calls over counted them.
+    let hs = await Promise.all(nodes.slice(0, 2).map((n) => health(n.url)));
+    for (let i = 0; i < 100 && hs.some((h) => h.redis.nodes !== 2); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      hs = await Promise.all(nodes.slice(0, 2).map((n) => health(n.url)));
+    }
     assert.deepEqual(hs.map((h) => h.redis.nodes), [2, 2], `live nodes as the survivors see them: ${JSON.stringify(hs.map((h) => h.redis))}`);
     assert.equal(hs[0].redis.takenOver + hs[1].redis.takenOver, 2, 'the two calls were taken over once');
     const taker = nodes[hs[0].redis.takenOver === 2 ? 0 : 1];
