@@ -95,6 +95,8 @@ const median = (vs: number[]) => {
 };
 const day = (iso: string) => iso.slice(0, 10);
 const clock = (iso: string) => iso.slice(11, 16);
+/** A run's start to the second, as the tables of single runs show it. */
+const stamp = (iso: string) => `${day(iso)} ${iso.slice(11, 19)}`;
 const table = (head: string[], align: string[], rows: string[][]) =>
   [`| ${head.join(' | ')} |`, `|${align.join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 
@@ -121,7 +123,7 @@ function callsRuns(): string {
   const runs = jsonl<CallsRun>(`${DIR}/calls.jsonl`);
   if (!runs) return 'not run';
   const rows = runs.map((r) => [
-    `${day(r.started)} ${r.started.slice(11, 19)}`,
+    stamp(r.started),
     r.loadBefore === undefined ? '–' : r.loadBefore.toString(),
     String(r.calls),
     held(r) ? (e2eP99(r) === null ? 'yes (server)' : '**yes**') : 'no',
@@ -202,7 +204,7 @@ function eightVsSixteen(): string {
     out.push(table(
       ['started (UTC)', 'model', 'p50 ms', 'p99 ms', 'server CPU ms per call-second', 'of it, main thread', 'server RSS MB per call'],
       ['---', '---', '---:', '---:', '---:', '---:', '---:'],
-      calls.map((r) => [`${day(r.started)} ${r.started.slice(11, 19)}`, r.label ?? '–', int(r.p50Ms), int(r.p99Ms), two(r.cpuMsPerCallSecond), two(r.mainThreadMsPerCallSecond), two(r.rssMbPerCall)]),
+      calls.map((r) => [stamp(r.started), r.label ?? '–', int(r.p50Ms), int(r.p99Ms), two(r.cpuMsPerCallSecond), two(r.mainThreadMsPerCallSecond), two(r.rssMbPerCall)]),
     ));
   } else out.push('calls: not run');
   out.push('');
@@ -211,7 +213,7 @@ function eightVsSixteen(): string {
     out.push(table(
       ['started (UTC)', 'model', '`realtimeFactor`', 'without the model', '`inferenceShare`'],
       ['---', '---', '---:', '---:', '---:'],
-      replay.map((r) => [`${day(r.started)} ${r.started.slice(11, 19)}`, r.label ?? '–', int(r.realtimeFactor), int(r.realtimeFactorWithoutModel), pct(r.inferenceShare)]),
+      replay.map((r) => [stamp(r.started), r.label ?? '–', int(r.realtimeFactor), int(r.realtimeFactorWithoutModel), pct(r.inferenceShare)]),
     ));
   } else out.push('replay: not run');
   return out.join('\n');
@@ -259,7 +261,7 @@ function nodesRuns(): string {
   const runs = jsonl<NodesRun>(`${DIR}/nodes.jsonl`);
   if (!runs) return 'not run';
   const rows = runs.map((r) => [
-    `${day(r.started)} ${r.started.slice(11, 19)}`,
+    stamp(r.started),
     r.loadBefore === undefined ? '–' : r.loadBefore.toString(),
     String(r.calls),
     (r.nodes ?? 1) > 1 ? `${r.nodes}, Redis` : '1, no Redis',
@@ -297,7 +299,7 @@ function redisRuns(): string {
   return table(
     ['started (UTC)', 'events written', 'bytes per event', 'events/s (one client)', 'Redis CPU share', 'events per Redis CPU-second', 'a call\'s minute of events, KB', 'stream of all calls at its bound, MB'],
     ['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:'],
-    runs.map((r) => [`${day(r.started)} ${r.started.slice(11, 19)}`, String(r.events), String(r.eventBytes), int(r.busEventsPerSecond), pct(r.redisCpuShare), int(r.eventsPerRedisCpuSecond), String(r.oneCallStreamKb), String(r.allCallsStreamMb)]),
+    runs.map((r) => [stamp(r.started), String(r.events), String(r.eventBytes), int(r.busEventsPerSecond), pct(r.redisCpuShare), int(r.eventsPerRedisCpuSecond), String(r.oneCallStreamKb), String(r.allCallsStreamMb)]),
   );
 }
 
@@ -307,7 +309,7 @@ function transportRuns(): string {
   return table(
     ['started (UTC)', 'transport', 'calls', 'in real time?', 'p50 ms', 'p99 ms', 'windows scored', 'server CPU ms per call-second', 'of it, main thread'],
     ['---', '---', '---:', ':---:', '---:', '---:', '---:', '---:', '---:'],
-    runs.map((r) => [`${day(r.started)} ${r.started.slice(11, 19)}`, r.provider ?? 'twilio', String(r.calls), r.realtime ? 'yes' : 'no', int(r.p50Ms), int(r.p99Ms), String(r.windows), two(r.cpuMsPerCallSecond), two(r.mainThreadMsPerCallSecond)]),
+    runs.map((r) => [stamp(r.started), r.provider ?? 'twilio', String(r.calls), r.realtime ? 'yes' : 'no', int(r.p50Ms), int(r.p99Ms), String(r.windows), two(r.cpuMsPerCallSecond), two(r.mainThreadMsPerCallSecond)]),
   );
 }
 

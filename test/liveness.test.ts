@@ -46,6 +46,13 @@ function node(name: string, prefix: string, logs: string[]) {
   return { name, conn, state, live, hold };
 }
 
+/** Nodes of one fresh deployment (its own key prefix), logging into one list. */
+function deployment(names: string[]) {
+  const prefix = `p${randomBytes(3).toString('hex')}`;
+  const logs: string[] = [];
+  return { prefix, logs, nodes: names.map((n) => node(n, prefix, logs)) };
+}
+
 /** Stops each node's beats and closes its connection. */
 async function stopAll(nodes: Array<ReturnType<typeof node>>): Promise<void> {
   for (const n of nodes) {
@@ -55,9 +62,7 @@ async function stopAll(nodes: Array<ReturnType<typeof node>>): Promise<void> {
 }
 
 test('a node that stops beating: one survivor ends its calls as node-lost, with their identity and times, and holds them until their call-ends are written', async () => {
-  const prefix = `l${randomBytes(3).toString('hex')}`;
-  const logs: string[] = [];
-  const [a, b, c] = ['a', 'b', 'c'].map((n) => node(n, prefix, logs));
+  const { prefix, logs, nodes: [a, b, c] } = deployment(['a', 'b', 'c']);
   try {
     await c.hold('CA1');
     await c.hold('CA2');
@@ -92,9 +97,7 @@ test('a node that stops beating: one survivor ends its calls as node-lost, with 
 });
 
 test('after an outage longer than nodeTtlMs, the first node back judges nobody until the others have had nodeTtlMs to beat', async () => {
-  const prefix = `g${randomBytes(3).toString('hex')}`;
-  const logs: string[] = [];
-  const [a, b] = ['a', 'b'].map((n) => node(n, prefix, logs));
+  const { prefix, logs, nodes: [a, b] } = deployment(['a', 'b']);
   try {
     await b.hold('CA9');
     a.live.start();
@@ -120,9 +123,7 @@ test('after an outage longer than nodeTtlMs, the first node back judges nobody u
 });
 
 test('a node taken for dead while alive logs it once and puts its calls back; a clean stop leaves the set only without calls, or when told it holds nothing', async () => {
-  const prefix = `t${randomBytes(3).toString('hex')}`;
-  const logs: string[] = [];
-  const [a, b] = ['a', 'b'].map((n) => node(n, prefix, logs));
+  const { prefix, logs, nodes: [a, b] } = deployment(['a', 'b']);
   try {
     await b.hold('CA7');
     a.live.start();
@@ -153,8 +154,7 @@ test('a node taken for dead while alive logs it once and puts its calls back; a 
 });
 
 test('resync after an outage rewrites the calls hash from the calls the node holds: a stale entry goes, a missing one comes back', async () => {
-  const prefix = `r${randomBytes(3).toString('hex')}`;
-  const a = node('a', prefix, []);
+  const { prefix, nodes: [a] } = deployment(['a']);
   try {
     await a.hold('CA1');
     // The outage's buffer dropped CA0's call-end (its entry stayed) and CA2's call-start (its entry never came).
@@ -176,9 +176,7 @@ test('resync after an outage rewrites the calls hash from the calls the node hol
 });
 
 test('a beat gone without a tombstone (Redis lost its data) is no takeover: the node puts its calls back and says so at info level', async () => {
-  const prefix = `d${randomBytes(3).toString('hex')}`;
-  const logs: string[] = [];
-  const a = node('a', prefix, logs);
+  const { prefix, logs, nodes: [a] } = deployment(['a']);
   try {
     await a.hold('CA5');
     a.live.start();

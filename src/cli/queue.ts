@@ -104,29 +104,22 @@ One line per job on standard output: active, done, failed.`,
     .addOption(redisOption())
     .addOption(prefixOption())
     .addOption(jsonOption('the counts and the failed jobs'))
-    .action(async (o: { redis?: string; prefix?: string; json?: string | boolean }) => {
-      const url = redisOf(o.redis);
-      const prefix = o.prefix ?? DEFAULT_QUEUE_PREFIX;
-      const redis = await connectRedis(url, o.redis ? '--redis' : 'CALLMOOD_REDIS_URL');
-      const queue = replayQueue(redis, prefix);
-      try {
+    .action((o: QueueCommandOptions) =>
+      onQueue(o, async (queue, where) => {
         const counts = await queueCounts(queue);
         const failed = (await queue.getFailed(0, FAILED_SHOWN - 1)).map(describeFailed);
-        const jsonTo = jsonTarget(o.json);
-        if (jsonTo) {
-          await writeJson(jsonTo, { queue: redactUrl(url), prefix, counts, failed });
-          if (jsonTo === '-') return;
-        }
-        process.stdout.write(
-          `${redactUrl(url)} prefix ${prefix}: done ${counts.completed}, failed ${counts.failed}, active ${counts.active}, waiting ${counts.waiting}, retrying ${counts.delayed}${counts.paused ? `, paused ${counts.paused}` : ''}\n`,
-        );
-        for (const f of failed) process.stdout.write(`  ${f.name}  FAILED after ${f.attempts} attempt(s): ${f.error}\n`);
-        if (counts.failed > failed.length) process.stdout.write(`  … and ${counts.failed - failed.length} more failed\n`);
-      } finally {
-        await queue.close();
-        redis.disconnect();
-      }
-    });
+        return {
+          json: { counts, failed },
+          text: () => {
+            process.stdout.write(
+              `${where}: done ${counts.completed}, failed ${counts.failed}, active ${counts.active}, waiting ${counts.waiting}, retrying ${counts.delayed}${counts.paused ? `, paused ${counts.paused}` : ''}\n`,
+            );
+            for (const f of failed) process.stdout.write(`  ${f.name}  FAILED after ${f.attempts} attempt(s): ${f.error}\n`);
+            if (counts.failed > failed.length) process.stdout.write(`  … and ${counts.failed - failed.length} more failed\n`);
+          },
+        };
+      }),
+    );
 
   queueCmd
     .command('retry')
@@ -136,28 +129,53 @@ One line per job on standard output: active, done, failed.`,
     .option('--name <name...>', "only the failed jobs of these recordings (the names 'queue status' lists)")
     .option('--id <id...>', 'only the failed jobs with these ids')
     .addOption(jsonOption('what was put back'))
-    .action(async (o: { redis?: string; prefix?: string; name?: string[]; id?: string[]; json?: string | boolean }) => {
-      const url = redisOf(o.redis);
-      const prefix = o.prefix ?? DEFAULT_QUEUE_PREFIX;
-      const only = o.name || o.id ? new Set([...(o.name ?? []), ...(o.id ?? [])]) : null;
-      const redis = await connectRedis(url, o.redis ? '--redis' : 'CALLMOOD_REDIS_URL');
-      const queue = replayQueue(redis, prefix);
-      try {
+    .action((o: QueueCommandOptions & { name?: string[]; id?: string[] }) =>
+      onQueue(o, async (queue, where) => {
+        const only = o.name || o.id ? new Set([...(o.name ?? []), ...(o.id ?? [])]) : null;
         const r = await retryFailed(queue, only);
         // Exit 1 when a job could not be put back.
         if (r.refused.length > 0) process.exitCode = 1;
-        const jsonTo = jsonTarget(o.json);
-        if (jsonTo) {
-          await writeJson(jsonTo, { queue: redactUrl(url), prefix, ...r });
-          if (jsonTo === '-') return;
-        }
-        process.stdout.write(`${redactUrl(url)} prefix ${prefix}: put back ${r.retried.length} failed job(s)${r.left > 0 ? `, left ${r.left} that did not match` : ''}\n`);
-        for (const f of r.retried) process.stdout.write(`  ${f.name}  (was: ${f.error})\n`);
-        for (const f of r.refused) process.stdout.write(`  ${f.name}  NOT put back: ${f.reason}\n`);
-        if (only && r.retried.length + r.refused.length === 0) process.stdout.write(`  no failed job is named or numbered ${[...only].join(', ')}\n`);
-      } finally {
-        await queue.close();
-        redis.disconnect();
-      }
-    });
+        return {
+          json: r,
+          text: () => {
+            process.stdout.write(`${where}: put back ${r.retried.length} failed job(s)${r.left > 0 ? `, left ${r.left} that did not match` : ''}\n`);
+            for (const f of r.retried) process.stdout.write(`  ${f.name}  (was: ${f.error})\n`);
+            for (const f of r.refused) process.stdout.write(`  ${f.name}  NOT put back: ${f.reason}\n`);
+            if (only && r.retried.length + r.refused.length === 0) process.stdout.write(`  no failed job is named or numbered ${[...only].join(', ')}\n`);
+          },
+        };
+      }),
+    );
+}
+
+interface QueueCommandOptions {
+  redis?: string;
+  prefix?: string;
+  json?: string | boolean;
+}
+
+/**
+ * What `queue status` and `queue retry` share: connects to the queue the options name, runs `work`, writes its JSON
+ * (with the queue and prefix) where --json says, and its text unless the JSON went to standard output; then closes.
+ */
+async function onQueue(
+  o: QueueCommandOptions,
+  work: (queue: ReturnType<typeof replayQueue>, where: string) => Promise<{ json: object; text: () => void }>,
+): Promise<void> {
+  const url = redisOf(o.redis);
+  const prefix = o.prefix ?? DEFAULT_QUEUE_PREFIX;
+  const redis = await connectRedis(url, o.redis ? '--redis' : 'CALLMOOD_REDIS_URL');
+  const queue = replayQueue(redis, prefix);
+  try {
+    const out = await work(queue, `${redactUrl(url)} prefix ${prefix}`);
+    const jsonTo = jsonTarget(o.json);
+    if (jsonTo) {
+      await writeJson(jsonTo, { queue: redactUrl(url), prefix, ...out.json });
+      if (jsonTo === '-') return;
+    }
+    out.text();
+  } finally {
+    await queue.close();
+    redis.disconnect();
+  }
 }

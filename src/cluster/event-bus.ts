@@ -199,13 +199,16 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
   publish(e: CallmoodEvent): void {
     if (this.closed) return;
     let held: { field: string; value: string | null } | undefined;
-    if (e.type === 'call-start') {
-      const c = heldCall(e);
-      this.held.set(heldField(c), c);
-      held = { field: heldField(c), value: JSON.stringify(c) };
-    } else if (e.type === 'call-end') {
-      this.held.delete(heldField(e));
-      held = { field: heldField(e), value: null };
+    if (e.type === 'call-start' || e.type === 'call-end') {
+      const field = heldField(e);
+      if (e.type === 'call-start') {
+        const c = heldCall(e);
+        this.held.set(field, c);
+        held = { field, value: JSON.stringify(c) };
+      } else {
+        this.held.delete(field);
+        held = { field, value: null };
+      }
     }
     this.buffer.push({ callSid: e.callSid, text: JSON.stringify(e), held });
     this.bound();
@@ -345,7 +348,10 @@ export class RedisEventBus extends EventEmitter<BusEvents> {
           const results = (await p.exec()) ?? [];
           // An event is written when all its commands answered OK; from the first failure on, the batch goes back
           // to the buffer, in order (a half-written event is written again: at least once).
-          const okAt = (k: number) => results.slice(at[k], at[k + 1]).length === at[k + 1] - at[k] && results.slice(at[k], at[k + 1]).every((r) => r && !r[0]);
+          const okAt = (k: number) => {
+            const mine = results.slice(at[k], at[k + 1]);
+            return mine.length === at[k + 1] - at[k] && mine.every((r) => r && !r[0]);
+          };
           while (ok < batch.length && okAt(ok)) ok++;
           if (ok < batch.length) this.lastError = String(results.slice(at[ok], at[ok + 1]).find((r) => r?.[0])?.[0] ?? 'pipeline failed');
         } catch (err) {

@@ -155,8 +155,7 @@ export interface LivenessHost {
 
 export class NodeLiveness {
   private timer: NodeJS.Timeout | null = null;
-  private beaten = false;
-  /** Since when (this node's clock) its beats have come on time; null before the first. */
+  /** Since when (this node's clock) its beats have come on time; null before the first beat. */
   private steadySince: number | null = null;
   /** Nodes alive at the last beat (this one included), null before the first; calls of dead nodes this node ended. */
   readonly counts: { nodes: number | null; takenOver: number } = { nodes: null, takenOver: 0 };
@@ -165,6 +164,9 @@ export class NodeLiveness {
   private reaping = true;
   private lastErrorLogAt = 0;
   private readonly nodesKey: string;
+  /** This node's calls hash (the bus writes call-starts and call-ends to it), and its tombstone. */
+  readonly callsKey: string;
+  private readonly tombKey: string;
 
   constructor(
     readonly node: string,
@@ -173,11 +175,8 @@ export class NodeLiveness {
     private readonly log: Logger,
   ) {
     this.nodesKey = livenessKeys.nodes(settings.prefix);
-  }
-
-  /** This node's calls hash. */
-  get callsKey(): string {
-    return livenessKeys.calls(this.settings.prefix, this.node);
+    this.callsKey = livenessKeys.calls(settings.prefix, node);
+    this.tombKey = livenessKeys.reaped(settings.prefix, node);
   }
 
   /** Beats now and every third of nodeTtlMs, and looks for dead nodes at each beat. */
@@ -223,18 +222,18 @@ export class NodeLiveness {
     this.busy = true;
     const r = this.host.redis as LivenessRedis;
     try {
-      const tomb = livenessKeys.reaped(this.settings.prefix, this.node);
-      const [gapReply, live] = (await r.livenessBeat(2, this.nodesKey, tomb, this.node, this.settings.nodeTtlMs)) as [number, number];
+      const [gapReply, live] = (await r.livenessBeat(2, this.nodesKey, this.tombKey, this.node, this.settings.nodeTtlMs)) as [number, number];
       const gap = Number(gapReply);
       this.counts.nodes = Number(live);
+      const beatBefore = this.steadySince !== null;
       if (gap === -2) this.takenForDead();
-      else if (gap === -1 && this.beaten) this.log('info', 'CALLMOOD_NODE_REREGISTERED', `this node's beat was gone from Redis without a tombstone (Redis lost its data?); putting its calls back`, { node: this.node });
-      if (gap < 0 && this.beaten) await this.resync();
-      this.beaten = true;
+      else if (gap === -1 && beatBefore) this.log('info', 'CALLMOOD_NODE_REREGISTERED', `this node's beat was gone from Redis without a tombstone (Redis lost its data?); putting its calls back`, { node: this.node });
+      if (gap < 0 && beatBefore) await this.resync();
       const now = Date.now();
-      if (this.steadySince === null || gap < 0 || gap > (2 * this.settings.nodeTtlMs) / 3) this.steadySince = now;
+      const steadySince = !beatBefore || gap < 0 || gap > (2 * this.settings.nodeTtlMs) / 3 ? now : this.steadySince!;
+      this.steadySince = steadySince;
       // Judge others only once every live node has had a full nodeTtlMs of connection and steady beats to beat in.
-      if (now - Math.max(since, this.steadySince) < this.settings.nodeTtlMs) return;
+      if (now - Math.max(since, steadySince) < this.settings.nodeTtlMs) return;
       for (let i = 0; i < 16 && !this.stopped && this.reaping; i++) {
         const out = (await r.livenessReap(1, this.nodesKey, this.node, this.settings.nodeTtlMs, this.settings.prefix, TOMBSTONE_MS)) as string[] | null;
         if (!out) break;

@@ -311,26 +311,50 @@ function tempBeside(path: string): string {
 }
 
 /**
- * Removes the temporary files of `path` that earlier attempts left (killed workers: see tempBeside) and that were last
- * written more than `olderThanMs` ago. Returns how many; never throws (a sweep must not fail a job).
+ * Removes the temporary files that earlier attempts at an output left (killed workers: see tempBeside) and that were
+ * last written more than `staleMs` ago. A folder is listed at most once per `staleMs`: a temporary file that was not
+ * there at the last listing is younger than that listing, so it cannot be stale before the next one is due. A night's
+ * output folder holds every report, and listing it for every job would cost more than replaying some of them.
  */
-export async function sweepStaleTemps(path: string, olderThanMs: number, now = Date.now()): Promise<number> {
-  const head = `.${basename(path)}.`;
-  let swept = 0;
-  try {
-    for (const name of await readdir(dirname(path))) {
-      if (!name.startsWith(head) || !name.endsWith('.tmp')) continue;
-      const file = join(dirname(path), name);
-      const st = await stat(file).catch(() => null);
-      if (st && now - st.mtimeMs > olderThanMs) {
-        await rm(file, { force: true });
-        swept++;
+class TempSweeper {
+  /** Per folder: when it was listed, and the temporary files seen then with their modification times. */
+  private readonly listed = new Map<string, { at: number; temps: Map<string, number> }>();
+  constructor(private readonly staleMs: number) {}
+
+  /** Sweeps the stale temporary files of `paths`; how many went. Never throws (a sweep must not fail a job). */
+  async sweep(paths: readonly string[], now = Date.now()): Promise<number> {
+    let swept = 0;
+    for (const path of paths) {
+      const dir = dirname(path);
+      const head = `.${basename(path)}.`;
+      try {
+        const seen = await this.listing(dir, now);
+        for (const [name, mtimeMs] of seen.temps) {
+          if (!name.startsWith(head) || now - mtimeMs <= this.staleMs) continue;
+          await rm(join(dir, name), { force: true });
+          seen.temps.delete(name);
+          swept++;
+        }
+      } catch {
+        // The folder unreadable: the job's own writes will say so.
       }
     }
-  } catch {
-    // The folder unreadable: the job's own writes will say so.
+    return swept;
   }
-  return swept;
+
+  private async listing(dir: string, now: number): Promise<{ at: number; temps: Map<string, number> }> {
+    const cached = this.listed.get(dir);
+    if (cached && now - cached.at <= this.staleMs) return cached;
+    const temps = new Map<string, number>();
+    for (const name of await readdir(dir)) {
+      if (!name.startsWith('.') || !name.endsWith('.tmp')) continue;
+      const st = await stat(join(dir, name)).catch(() => null);
+      if (st) temps.set(name, st.mtimeMs);
+    }
+    const fresh = { at: now, temps };
+    this.listed.set(dir, fresh);
+    return fresh;
+  }
 }
 
 /** Idle replay threads, by settings; at most `max` threads in all. */
@@ -403,6 +427,7 @@ export interface ReplayQueueWorker {
 export function startQueueWorker(redis: Redis, prefix: string, o: QueueWorkerOptions): ReplayQueueWorker {
   const id = `${hostname()}:${process.pid}`;
   const pool = new ThreadPool(o.concurrency);
+  const sweeper = new TempSweeper(2 * o.lockDurationMs + 60_000);
   const process_ = async (job: Job<QueueJobData, QueueJobResult>): Promise<QueueJobResult> => {
     const parsed = jobDataSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(`${ErrorCodes.INVALID_OPTION}: job ${job.id} is not a replay job this callmood reads: ${parsed.error.issues[0]?.message}`);
@@ -432,8 +457,7 @@ export function startQueueWorker(redis: Redis, prefix: string, o: QueueWorkerOpt
     } finally {
       await rm(reportTmp, { force: true });
       await rm(eventsTmp, { force: true });
-      const stale = 2 * o.lockDurationMs + 60_000;
-      const swept = (await sweepStaleTemps(d.reportPath, stale)) + (await sweepStaleTemps(d.eventsPath, stale));
+      const swept = await sweeper.sweep([d.reportPath, d.eventsPath]);
       if (swept > 0) o.log(`swept ${swept} temporary file(s) of ${d.name} left by killed attempts`);
     }
   };
